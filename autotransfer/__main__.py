@@ -1,0 +1,5 @@
+import sys
+
+from autotransfer.cli import main
+
+sys.exit(main())

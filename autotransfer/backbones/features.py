@@ -1,0 +1,345 @@
+"""One batched forward pass per (dataset split, backbone, resolution), cached on disk.
+
+The pass yields pooled pre-logit features, the source-classifier logits (when the
+backbone has a head) and the channel statistics entering the backbone's last
+BatchNorm layer, which :mod:`autotransfer.data.similarity` compares with the
+layer's running (source) statistics.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from autotransfer.backbones.spec import BackboneSpec
+from autotransfer.cache import atomic_write, cache_key, resolve_cache_dir
+from autotransfer.data.images import load_image
+from autotransfer.data.types import ImageDataset, ImageRecord
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1  # bump when what is stored, or how it is computed, changes
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """The frozen-backbone view of one dataset split.
+
+    ``features`` (N, D) float32 pooled pre-logits; ``logits`` (N, K) float32 or None;
+    ``labels`` (N,) int64. ``target_bn`` and ``source_bn`` are (mean, var) per channel
+    at the input of the last BatchNorm layer, on the target images and as the layer's
+    running statistics (the source data), or None when the backbone has no BatchNorm.
+    """
+
+    features: np.ndarray
+    labels: np.ndarray
+    logits: np.ndarray | None = None
+    target_bn: tuple[np.ndarray, np.ndarray] | None = None
+    source_bn: tuple[np.ndarray, np.ndarray] | None = None
+    key: str = ""
+    seconds: float = 0.0  # time the extraction took when it was computed
+    from_cache: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+class _Images(Dataset):
+    def __init__(self, records: Sequence[ImageRecord], transform: Callable) -> None:
+        self.records = list(records)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int):
+        rec = self.records[i]
+        return self.transform(load_image(rec.path)), rec.label
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` as given, else CUDA when present, else CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def data_config(spec: BackboneSpec, resolution: int | None = None) -> dict:
+    """timm's data config for a backbone: its weights' normalisation, crop and resolution.
+
+    Built from the spec alone (no model needed), so a cache hit never loads weights.
+    """
+    import timm.data
+
+    res = int(resolution or spec.input_size)
+    return timm.data.resolve_data_config(
+        args={
+            "input_size": (3, res, res),
+            "mean": tuple(spec.weights.mean),
+            "std": tuple(spec.weights.std),
+            "interpolation": spec.interpolation,
+            "crop_pct": spec.crop_pct,
+            "crop_mode": "center",
+        },
+        use_test_size=True,
+    )
+
+
+def eval_transform(cfg: dict) -> Callable:
+    """The evaluation preprocessing timm builds for a data config."""
+    import timm.data
+
+    return timm.data.create_transform(**cfg, is_training=False)
+
+
+def default_num_workers() -> int:
+    """Loader workers: leave most cores to the model on CPU-only machines."""
+    cores = os.cpu_count() or 1
+    if torch.cuda.is_available():
+        return min(8, cores)
+    return max(1, min(4, cores // 2))
+
+
+def _last_batchnorm(model: torch.nn.Module) -> torch.nn.BatchNorm2d | None:
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    return bns[-1] if bns and bns[-1].running_mean is not None else None
+
+
+class _ChannelStats:
+    """Accumulates per-channel mean and variance of a layer's input over all positions."""
+
+    def __init__(self) -> None:
+        self.sum: torch.Tensor | None = None
+        self.sumsq: torch.Tensor | None = None
+        self.count = 0
+
+    def __call__(self, module, args) -> None:
+        x = args[0].detach().float()
+        dims = [0, 2, 3]
+        s, sq = x.sum(dim=dims).double().cpu(), (x * x).sum(dim=dims).double().cpu()
+        self.sum = s if self.sum is None else self.sum + s
+        self.sumsq = sq if self.sumsq is None else self.sumsq + sq
+        self.count += x.shape[0] * x.shape[2] * x.shape[3]
+
+    def result(self) -> tuple[np.ndarray, np.ndarray] | None:
+        if self.sum is None or self.count == 0:
+            return None
+        mean = self.sum / self.count
+        var = (self.sumsq / self.count - mean * mean).clamp_min(0)
+        return mean.numpy().astype(np.float32), var.numpy().astype(np.float32)
+
+
+def forward_batch(
+    model: torch.nn.Module, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Pooled pre-logit features and source-head logits (None without a head) for a batch."""
+    feats = model.forward_head(model.forward_features(x), pre_logits=True)
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    has_head = isinstance(head, torch.nn.Module) and not isinstance(head, torch.nn.Identity)
+    logits = head(feats) if has_head else None
+    return feats, logits
+
+
+def _extraction_key(dataset: ImageDataset, split: str, spec: BackboneSpec, cfg: dict) -> str:
+    from autotransfer import plugins
+
+    source = plugins.lookup("weight_sources", spec.weights.source)
+    return cache_key(
+        {
+            "format": FORMAT_VERSION,
+            "data": dataset.fingerprint(split),
+            "backbone": spec.to_dict(),
+            "weights": source.fingerprint(spec),
+            "transform": {k: cfg[k] for k in sorted(cfg)},
+        }
+    )
+
+
+def _save(path: Path, fs: FeatureSet) -> None:
+    arrays: dict[str, np.ndarray] = {"features": fs.features, "labels": fs.labels}
+    if fs.logits is not None:
+        arrays["logits"] = fs.logits
+    for prefix, stats in (("target_bn", fs.target_bn), ("source_bn", fs.source_bn)):
+        if stats is not None:
+            arrays[f"{prefix}_mean"], arrays[f"{prefix}_var"] = stats
+    meta = {"key": fs.key, "seconds": fs.seconds, "checksums": _checksums(arrays), **fs.meta}
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    atomic_write(path, write)
+
+
+def _checksums(arrays: dict[str, np.ndarray]) -> dict[str, str]:
+    import hashlib
+
+    return {
+        k: hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest()[:16]
+        for k, v in sorted(arrays.items())
+    }
+
+
+def _load(path: Path) -> FeatureSet:
+    """Read a cache file; raise CacheError when it is unreadable or fails its checksums."""
+    from autotransfer.errors import CacheError
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(arrays.pop("meta").tobytes().decode())
+        if _checksums(arrays) != meta.pop("checksums"):
+            raise ValueError("checksum mismatch")
+    except Exception as exc:
+        raise CacheError(f"Feature cache file {path} is unreadable ({exc}).") from exc
+
+    def pair(prefix: str):
+        if f"{prefix}_mean" in arrays:
+            return arrays[f"{prefix}_mean"], arrays[f"{prefix}_var"]
+        return None
+
+    return FeatureSet(
+        features=arrays["features"],
+        labels=arrays["labels"],
+        logits=arrays.get("logits"),
+        target_bn=pair("target_bn"),
+        source_bn=pair("source_bn"),
+        key=meta.pop("key"),
+        seconds=float(meta.pop("seconds")),
+        from_cache=True,
+        meta=meta,
+    )
+
+
+def extract_features(
+    dataset: ImageDataset,
+    spec: BackboneSpec,
+    *,
+    split: str = "train",
+    resolution: int | None = None,
+    batch_size: int = 64,
+    num_workers: int | None = None,
+    device: str | torch.device | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    use_cache: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> FeatureSet:
+    """Features of one split of ``dataset`` under ``spec``, from the cache when possible.
+
+    The cache key covers the split's image bytes and labels, the backbone spec, the
+    weights' fingerprint and the preprocessing, so any change recomputes. A cache
+    file that fails to load or to match its checksums is recomputed and replaced.
+
+    >>> fs = extract_features(ds, lookup_backbone("package:efficientnet_lite0"))  # doctest: +SKIP
+    >>> fs.features.shape                                                         # doctest: +SKIP
+    (1437, 1280)
+    """
+    from autotransfer.backbones.load import load_backbone
+    from autotransfer.errors import CacheError
+
+    records = dataset.split(split)
+    if not records:
+        from autotransfer.errors import DataError
+
+        raise DataError(f"The {split!r} split of {dataset.root} has no images to extract.")
+    dev = resolve_device(device)
+    cfg = data_config(spec, resolution)
+    key = _extraction_key(dataset, split, spec, cfg)
+    path = resolve_cache_dir(cache_dir) / "features" / f"{key}.npz"
+    if use_cache and path.exists():
+        try:
+            fs = _load(path)
+            log.debug("feature cache hit %s for %s", path.name, spec.id)
+            return fs
+        except CacheError as exc:
+            log.warning("%s Recomputing it.", exc)
+            path.unlink(missing_ok=True)
+
+    start = time.perf_counter()
+    model = load_backbone(spec)
+    fs = _compute(model, records, cfg, dev, batch_size, num_workers, progress)
+    fs = FeatureSet(
+        features=fs.features,
+        labels=fs.labels,
+        logits=fs.logits,
+        target_bn=fs.target_bn,
+        source_bn=fs.source_bn,
+        key=key,
+        seconds=time.perf_counter() - start,
+        meta={"backbone": spec.id, "split": split, "resolution": cfg["input_size"][-1]},
+    )
+    if use_cache:
+        _save(path, fs)
+    return fs
+
+
+def _compute(
+    model: torch.nn.Module,
+    records: Sequence[ImageRecord],
+    cfg: dict,
+    dev: torch.device,
+    batch_size: int,
+    num_workers: int | None,
+    progress: Callable[[int, int], None] | None,
+) -> FeatureSet:
+    cuda = dev.type == "cuda"
+    model = model.eval().to(dev)
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    workers = default_num_workers() if num_workers is None else num_workers
+    loader = DataLoader(
+        _Images(records, eval_transform(cfg)),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=cuda,
+        persistent_workers=False,
+        prefetch_factor=4 if workers > 0 else None,
+    )
+    stats = _ChannelStats()
+    bn = _last_batchnorm(model)
+    handle = bn.register_forward_pre_hook(stats) if bn is not None else None
+    feats, logits, labels = [], [], []
+    done = 0
+    try:
+        with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=cuda):
+            for x, y in loader:
+                x = x.to(dev, non_blocking=True)
+                if cuda:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                f, lg = forward_batch(model, x)
+                feats.append(f.float().cpu())
+                if lg is not None:
+                    logits.append(lg.float().cpu())
+                labels.append(y)
+                done += len(y)
+                if progress is not None:
+                    progress(done, len(records))
+    finally:
+        if handle is not None:
+            handle.remove()
+    source_bn = None
+    if bn is not None:
+        source_bn = (
+            bn.running_mean.detach().float().cpu().numpy(),
+            bn.running_var.detach().float().cpu().numpy(),
+        )
+    return FeatureSet(
+        features=torch.cat(feats).numpy().astype(np.float32),
+        labels=torch.cat(labels).numpy().astype(np.int64),
+        logits=torch.cat(logits).numpy().astype(np.float32) if logits else None,
+        target_bn=stats.result(),
+        source_bn=source_bn,
+    )

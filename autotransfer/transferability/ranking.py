@@ -1,0 +1,259 @@
+"""Score candidate backbones with every estimator and aggregate the scores into a ranking."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from scipy.stats import rankdata
+
+from autotransfer.transferability.base import Estimator, ScoringInput
+
+if TYPE_CHECKING:  # pragma: no cover
+    from autotransfer.backbones.features import FeatureSet
+    from autotransfer.backbones.spec import BackboneSpec
+
+
+@dataclass(frozen=True)
+class RankingRow:
+    """One backbone: every estimator's score, the aggregate, and what it cost."""
+
+    backbone: str
+    scores: dict[str, float]
+    aggregate: float
+    rank: int
+    params_m: float | None = None  # parameters, millions
+    feature_dim: int = 0
+    images: int = 0
+    extract_seconds: float = 0.0  # time of the forward pass when it was computed
+    from_cache: bool = False
+    score_seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "backbone": self.backbone,
+            "scores": {k: _json_float(v) for k, v in self.scores.items()},
+            "aggregate": _json_float(self.aggregate),
+            "rank": self.rank,
+            "params_m": self.params_m,
+            "feature_dim": self.feature_dim,
+            "images": self.images,
+            "extract_seconds": self.extract_seconds,
+            "from_cache": self.from_cache,
+            "score_seconds": self.score_seconds,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RankingRow:
+        d = dict(d)
+        d["scores"] = {k: _float(v) for k, v in d["scores"].items()}
+        d["aggregate"] = _float(d["aggregate"])
+        return cls(**d)
+
+
+def _json_float(x: float) -> float | None:
+    return None if x is None or math.isnan(x) else float(x)
+
+
+def _float(x: float | None) -> float:
+    return float("nan") if x is None else float(x)
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Backbones best first. ``shortlist`` holds the ids of the top ``top_k``.
+
+    ``aggregate_estimators`` are the estimators whose per-estimator ranks were
+    averaged into ``aggregate`` (by default every estimator that reads features; the
+    zero-cost ImageNet prior is shown beside them as the baseline to beat).
+    """
+
+    rows: tuple[RankingRow, ...]
+    estimators: tuple[str, ...]
+    aggregate_estimators: tuple[str, ...]
+    top_k: int
+    dataset: str = ""
+    split: str = "train"
+    seconds: float = 0.0
+    skipped: dict[str, str] = field(default_factory=dict)  # backbone -> why it was not ranked
+
+    @property
+    def shortlist(self) -> list[str]:
+        return [r.backbone for r in self.rows[: self.top_k]]
+
+    @property
+    def best(self) -> str:
+        return self.rows[0].backbone
+
+    def table(self, digits: int = 3) -> str:
+        """A plain-text table: rank, backbone, aggregate, every estimator, cost."""
+        head = ["#", "backbone", "aggregate", *self.estimators, "params(M)", "extract(s)", "cached"]
+        lines = []
+        for r in self.rows:
+            lines.append(
+                [
+                    str(r.rank) + ("*" if r.rank <= self.top_k else ""),
+                    r.backbone,
+                    _fmt(r.aggregate, digits),
+                    *(_fmt(r.scores.get(e, float("nan")), digits) for e in self.estimators),
+                    "" if r.params_m is None else f"{r.params_m:.1f}",
+                    f"{r.extract_seconds:.1f}",
+                    "yes" if r.from_cache else "no",
+                ]
+            )
+        widths = [max(len(h), *(len(row[i]) for row in lines)) for i, h in enumerate(head)]
+        out = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
+        out.append("  ".join("-" * w for w in widths))
+        out += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in lines]
+        out.append(
+            f"* shortlist (top {self.top_k}); aggregate = mean normalised rank over "
+            + ", ".join(self.aggregate_estimators)
+        )
+        for bid, why in self.skipped.items():
+            out.append(f"not ranked: {bid}: {why}")
+        return "\n".join(out)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows": [r.to_dict() for r in self.rows],
+            "estimators": list(self.estimators),
+            "aggregate_estimators": list(self.aggregate_estimators),
+            "top_k": self.top_k,
+            "dataset": self.dataset,
+            "split": self.split,
+            "seconds": self.seconds,
+            "skipped": dict(self.skipped),
+            "shortlist": self.shortlist,
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **{"indent": 2, **kwargs})
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Ranking:
+        return cls(
+            rows=tuple(RankingRow.from_dict(r) for r in d["rows"]),
+            estimators=tuple(d["estimators"]),
+            aggregate_estimators=tuple(d["aggregate_estimators"]),
+            top_k=int(d["top_k"]),
+            dataset=d.get("dataset", ""),
+            split=d.get("split", "train"),
+            seconds=float(d.get("seconds", 0.0)),
+            skipped=dict(d.get("skipped", {})),
+        )
+
+
+def _fmt(x: float, digits: int) -> str:
+    return "-" if x is None or math.isnan(x) else f"{x:.{digits}f}"
+
+
+def estimator_identity(est: Estimator, seed: int) -> str:
+    """What a score depends on besides the features: the class, its settings and the seed."""
+    params = {k: repr(v) for k, v in sorted(vars(est).items()) if not k.startswith("_")}
+    return f"{type(est).__module__}.{type(est).__qualname__}{params}@seed={seed}"
+
+
+class ScoreCache:
+    """Scores already computed for one feature set, in ``<cache_dir>/scores/<key>.json``."""
+
+    def __init__(self, cache_dir, key: str) -> None:
+        from autotransfer.cache import resolve_cache_dir
+
+        self.path = resolve_cache_dir(cache_dir) / "scores" / f"{key}.json"
+        try:
+            self.values: dict[str, float] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.values = {}
+
+    def get(self, ident: str) -> float | None:
+        v = self.values.get(ident)
+        return _float(v) if ident in self.values else None
+
+    def put(self, ident: str, value: float) -> None:
+        from autotransfer.cache import atomic_write
+
+        self.values[ident] = _json_float(value)
+        atomic_write(self.path, lambda p: p.write_text(json.dumps(self.values, indent=1)))
+
+
+def score_backbone(
+    estimators: Sequence[Estimator],
+    fs: FeatureSet | None,
+    spec: BackboneSpec,
+    *,
+    seed: int = 0,
+    cache_dir=None,
+    use_cache: bool = True,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Every estimator's score for one backbone (nan where it does not apply) and its time.
+
+    Scores of cached features are themselves cached (keyed by the features' key and the
+    estimator's class, settings and seed), so a second ranking costs almost nothing.
+    """
+    from autotransfer import plugins
+
+    scores: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    cache = ScoreCache(cache_dir, fs.key) if (use_cache and fs is not None and fs.key) else None
+    reg = plugins.registered("estimators")
+    if fs is not None:
+        inputs = ScoringInput(
+            features=fs.features, labels=fs.labels, logits=fs.logits, backbone=spec, seed=seed
+        )
+    else:
+        inputs = ScoringInput(
+            features=np.zeros((0, 0), np.float32), labels=np.zeros(0, np.int64), backbone=spec
+        )
+    for est in estimators:
+        if (est.needs_logits and inputs.logits is None) or (est.needs_features and fs is None):
+            scores[est.name] = float("nan")
+            continue
+        ident = estimator_identity(est, seed)
+        cached = cache.get(ident) if cache is not None else None
+        if cached is not None:
+            scores[est.name], seconds[est.name] = cached, 0.0
+            continue
+        plugin = reg[est.name].plugin if est.name in reg else "(passed in)"
+        t0 = time.perf_counter()
+        value = plugins.call_plugin(plugin, f"estimator {est.name!r}", est.score, inputs=inputs)
+        seconds[est.name] = round(time.perf_counter() - t0, 4)
+        scores[est.name] = float(value) if value is not None else float("nan")
+        if cache is not None:
+            cache.put(ident, scores[est.name])
+    return scores, seconds
+
+
+def aggregate_scores(
+    scores: Mapping[str, Mapping[str, float]], estimators: Sequence[str]
+) -> dict[str, float]:
+    """Mean normalised rank per backbone over ``estimators`` (1 = best by all, 0 = worst).
+
+    Per estimator, backbones are ranked by score (ties share their mean rank) and the
+    ranks scaled to [0, 1]; a backbone without a score for an estimator (nan) is left
+    out of that estimator's mean. Rank averaging is robust to the estimators' very
+    different scales.
+
+    >>> aggregate_scores({"a": {"x": 1.0, "y": 5.0}, "b": {"x": 0.0, "y": 9.0}}, ["x", "y"])
+    {'a': 0.5, 'b': 0.5}
+    """
+    ids = list(scores)
+    sums = dict.fromkeys(ids, 0.0)
+    counts = dict.fromkeys(ids, 0)
+    for est in estimators:
+        have = [b for b in ids if not math.isnan(scores[b].get(est, float("nan")))]
+        if len(have) == 0:
+            continue
+        if len(have) == 1:
+            sums[have[0]] += 1.0
+            counts[have[0]] += 1
+            continue
+        ranks = rankdata([scores[b][est] for b in have])  # 1 = lowest score
+        for b, r in zip(have, ranks):
+            sums[b] += (r - 1) / (len(have) - 1)
+            counts[b] += 1
+    return {b: (sums[b] / counts[b] if counts[b] else float("nan")) for b in ids}
