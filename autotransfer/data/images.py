@@ -1,0 +1,224 @@
+"""Reading one image file: fully decoded, oriented and converted to 8-bit RGB.
+
+Every path that reads pixels goes through :func:`load_image`, so the validation pass
+(:func:`probe_image`) and the training data loader agree on what a readable image is:
+
+* EXIF orientation is applied (a phone photo shot in portrait comes out upright);
+* grayscale (``L``, ``1``), palette (``P``, with or without transparency), ``CMYK``,
+  ``YCbCr``, ``LAB``, ``HSV`` become ``RGB``; images with alpha (``RGBA``, ``LA``, ``PA``,
+  a transparent palette or colour key) are composited on white;
+* 16-bit and 32-bit grayscale (``I;16``, ``I;16B``, ``I``, ``F``) are *scaled* to 8 bits,
+  never clipped: ``I;16*`` divides by 257, ``I`` does the same when its values fit in
+  16 bits, ``F`` multiplies by 255 when its values lie in [0, 1]; anything else is
+  stretched from its own min..max;
+* decompression bombs (more than ``max_pixels`` pixels, 89,478,485 by default like
+  Pillow) are refused with a :class:`~autotransfer.errors.DataError` that names the file.
+
+Pillow refuses images above twice its own ``PIL.Image.MAX_IMAGE_PIXELS`` whatever
+``max_pixels`` says; raise that global too if you really need larger images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from autotransfer.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own MAX_IMAGE_PIXELS
+_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+_STRICT_LOCK = threading.RLock()
+
+
+class UnreadableImageError(DataError):
+    """A file that cannot be used as an image; ``reason`` says why in a few words."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str, fix: str = "") -> None:
+        self.path = str(path)
+        self.reason = reason
+        msg = f"Cannot read image {self.path}: {reason}."
+        super().__init__(msg + (" " + fix if fix else ""))
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the validation pass learns about a readable image.
+
+    ``width`` and ``height`` are those of the upright image (after EXIF orientation);
+    ``mode`` is the Pillow mode stored on disk, before conversion to RGB.
+    """
+
+    width: int
+    height: int
+    mode: str
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ImageInfo:
+        return cls(**d)
+
+
+def load_image(
+    path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> Image.Image:
+    """Read an image file as an upright 8-bit RGB :class:`PIL.Image.Image`.
+
+    Raises :class:`UnreadableImageError` (a :class:`~autotransfer.errors.DataError`)
+    naming the file when it is empty, not an image, corrupt, truncated or too large.
+
+    >>> img = load_image("data/cat/001.png")            # doctest: +SKIP
+    >>> img.mode
+    'RGB'
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    rgb, _ = _decode(data, path, max_pixels)
+    return rgb
+
+
+def probe_image(
+    path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> ImageInfo:
+    """Fully decode ``path`` (truncation is an error here) and describe it.
+
+    This is the check the validation pass runs on every file; it reads the file once,
+    hashes its bytes and decodes every pixel exactly as :func:`load_image` does.
+
+    >>> info = probe_image("data/cat/001.png")          # doctest: +SKIP
+    >>> info.width, info.height, info.mode
+    (32, 32, 'P')
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    return probe_bytes(data, path, max_pixels=max_pixels)
+
+
+def probe_bytes(
+    data: bytes, path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> ImageInfo:
+    """:func:`probe_image` on bytes already read; ``path`` only names the file in errors."""
+    with strict_decoding():
+        rgb, mode = _decode(data, path, max_pixels)
+    return ImageInfo(rgb.width, rgb.height, mode, hashlib.sha256(data).hexdigest())
+
+
+@contextmanager
+def strict_decoding() -> Iterator[None]:
+    """Make sure ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` is False inside the block.
+
+    It is Pillow's default; if someone switched it on, it is switched off for the block
+    and back on afterwards (under a lock, so nested or concurrent scans agree).
+    """
+    if not ImageFile.LOAD_TRUNCATED_IMAGES:
+        yield
+        return
+    with _STRICT_LOCK:
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        try:
+            yield
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = True
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert a decoded image of any Pillow mode to 8-bit RGB (alpha on white).
+
+    >>> to_rgb(Image.new("LA", (2, 2), (0, 0))).getpixel((0, 0))
+    (255, 255, 255)
+    """
+    if img.mode == "RGB" and "transparency" not in img.info:
+        return img
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        return Image.fromarray(_scale_to_uint8(img), mode="L").convert("RGB")
+    if img.mode == "P" or "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in _ALPHA_MODES:
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def _scale_to_uint8(img: Image.Image) -> np.ndarray:
+    """Scale a 16/32-bit grayscale image to 0..255 (see the module docstring)."""
+    a = np.asarray(img)
+    if img.mode.startswith("I;16"):
+        return np.round(a.astype(np.float64) / 257.0).astype(np.uint8)
+    a = a.astype(np.float64)
+    finite = a[np.isfinite(a)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    if img.mode == "I" and lo >= 0 and hi <= 65535:
+        scaled = a / 257.0
+    elif img.mode == "F" and lo >= 0 and hi <= 1:
+        scaled = a * 255.0
+    elif hi > lo:
+        scaled = (a - lo) * (255.0 / (hi - lo))
+    else:
+        scaled = np.zeros_like(a)
+    return np.round(np.nan_to_num(scaled, nan=0.0)).clip(0, 255).astype(np.uint8)
+
+
+def _decode(
+    data: bytes, path: str | os.PathLike[str], max_pixels: int | None
+) -> tuple[Image.Image, str]:
+    """Decode every pixel of ``data``; return the RGB image and the on-disk mode."""
+    if not data:
+        raise UnreadableImageError(path, "empty file (0 bytes)", "Delete it or replace it.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+        _check_pixels(img.size, path, max_pixels)
+        img.load()
+        mode = img.mode
+        try:
+            img = ImageOps.exif_transpose(img)
+        except Exception as exc:  # a broken EXIF block should not lose a good image
+            logger.debug("ignoring unreadable EXIF orientation of %s: %s", path, exc)
+        return to_rgb(img), mode
+    except UnreadableImageError:
+        raise
+    except UnidentifiedImageError as exc:
+        raise UnreadableImageError(
+            path, "not an image Pillow can identify", "Remove it or move it out of the folder."
+        ) from exc
+    except Image.DecompressionBombError as exc:
+        raise UnreadableImageError(
+            path,
+            f"decompression bomb ({exc})",
+            "If the image is genuine, raise PIL.Image.MAX_IMAGE_PIXELS and max_pixels.",
+        ) from exc
+    except Exception as exc:  # Pillow raises many types on corrupt data
+        kind = "truncated" if "truncated" in str(exc) else "corrupt"
+        raise UnreadableImageError(
+            path, f"{kind} image data ({type(exc).__name__}: {exc})", "Re-export or remove it."
+        ) from exc
+
+
+def _check_pixels(
+    size: tuple[int, int], path: str | os.PathLike[str], max_pixels: int | None
+) -> None:
+    width, height = size
+    if max_pixels is not None and width * height > max_pixels:
+        raise UnreadableImageError(
+            path,
+            f"decompression bomb: {width}x{height} = {width * height:,} pixels is more than "
+            f"the limit of {max_pixels:,}",
+            "If the image is genuine, pass a larger max_pixels.",
+        )
