@@ -41,6 +41,19 @@ def reset_plugin_manager() -> None:
     _registry.cache_clear()
 
 
+def register_plugin(plugin: object, name: str | None = None) -> str:
+    """Register a plugin object or module in code (no entry point needed); returns its name.
+
+    >>> register_plugin(my_plugin_module)   # doctest: +SKIP
+    """
+    pm = get_plugin_manager()
+    registered_name = pm.register(plugin, name=name)
+    _registry.cache_clear()
+    if registered_name is None:
+        raise PluginError(f"Plugin {name or plugin!r} is already registered or was blocked.")
+    return registered_name
+
+
 @dataclass(frozen=True)
 class Registered:
     """One registered object and the plugin that registered it."""
@@ -96,7 +109,7 @@ def call_plugin(plugin_name: str, hook_name: str, func, /, **kwargs: Any) -> Any
         ) from exc
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _registry(kind: str) -> dict[str, Registered]:
     pm = get_plugin_manager()
     hook_name = KINDS[kind]

@@ -1,0 +1,68 @@
+import json
+
+import pytest
+
+import autotransfer
+from autotransfer.cli import main
+from autotransfer.errors import ConfigError, UnknownNameError
+
+EX = autotransfer.ExtractionSettings(resolution=48, num_workers=0)
+
+
+def test_rank_scores_every_backbone_with_every_estimator(image_folder, tiny_backbones):
+    r = autotransfer.rank(image_folder, backbones=tiny_backbones, top_k=1, extraction=EX)
+    assert {row.backbone for row in r.rows} == set(tiny_backbones)
+    assert r.shortlist == [r.rows[0].backbone] and len(r.shortlist) == 1
+    assert [row.rank for row in r.rows] == [1, 2]
+    assert r.rows[0].aggregate >= r.rows[1].aggregate
+    for name in (
+        "logme",
+        "leep",
+        "nleep",
+        "hscore",
+        "knn_loo_k1",
+        "knn_loo_k5",
+        "linear_probe_cv",
+        "imagenet_top1",
+    ):
+        assert name in r.estimators
+    assert "imagenet_top1" not in r.aggregate_estimators  # the prior is the baseline
+    for row in r.rows:
+        assert row.images == 24 and row.feature_dim > 0 and not row.from_cache
+        assert set(row.scores) == set(r.estimators)
+
+
+def test_second_rank_is_served_from_the_cache(image_folder, tiny_backbones):
+    first = autotransfer.rank(image_folder, backbones=tiny_backbones, extraction=EX)
+    second = autotransfer.rank(image_folder, backbones=tiny_backbones, extraction=EX)
+    assert all(row.from_cache for row in second.rows)
+    assert all(v == 0.0 for row in second.rows for v in row.score_seconds.values())
+    assert first.to_dict()["rows"][0]["scores"] == second.to_dict()["rows"][0]["scores"]
+
+
+def test_rank_rejects_bad_settings(image_folder, tiny_backbones):
+    with pytest.raises(ConfigError, match="top_k"):
+        autotransfer.rank(image_folder, backbones=tiny_backbones, top_k=0)
+    with pytest.raises(UnknownNameError, match="Did you mean 'logme'"):
+        autotransfer.rank(
+            image_folder, backbones=tiny_backbones, estimators=["logmee"], extraction=EX
+        )
+    with pytest.raises(ConfigError, match="resolution"):
+        autotransfer.ExtractionSettings(resolution=4)
+
+
+def test_cli_rank_and_describe(image_folder, tiny_backbones, capsys):
+    args = ["--backbones", ",".join(tiny_backbones), "--resolution", "48", "--workers", "0"]
+    assert main(["rank", str(image_folder), *args, "--top-k", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "shortlist:" in out and "logme" in out and tiny_backbones[0] in out
+    assert main(["describe", str(image_folder), *args, "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["num_classes"] == 3 and set(d["source_similarity"]) == set(tiny_backbones)
+
+
+def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):
+    (tmp_path / "only").mkdir()
+    assert main(["describe", str(tmp_path / "missing"), "--no-similarity"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err

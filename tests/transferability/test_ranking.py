@@ -1,0 +1,59 @@
+import math
+
+import numpy as np
+import pytest
+
+from autotransfer.transferability.ranking import Ranking, RankingRow, aggregate_scores
+
+
+def test_aggregate_is_mean_normalised_rank_by_hand():
+    scores = {
+        "a": {"x": 3.0, "y": -1.0, "z": float("nan")},
+        "b": {"x": 1.0, "y": -2.0, "z": 0.5},
+        "c": {"x": 2.0, "y": 7.0, "z": 0.1},
+    }
+    agg = aggregate_scores(scores, ["x", "y", "z"])
+    # x: a best (1), c middle (0.5), b worst (0); y: c 1, a 0.5, b 0; z: b 1, c 0 (a has none)
+    assert agg["a"] == pytest.approx((1 + 0.5) / 2)
+    assert agg["b"] == pytest.approx((0 + 0 + 1) / 3)
+    assert agg["c"] == pytest.approx((0.5 + 1 + 0) / 3)
+
+
+def test_aggregate_ties_share_their_rank_and_missing_is_nan():
+    agg = aggregate_scores({"a": {"x": 1.0}, "b": {"x": 1.0}, "c": {"x": float("nan")}}, ["x"])
+    assert agg["a"] == agg["b"] == pytest.approx(0.5)
+    assert math.isnan(agg["c"])
+
+
+def _ranking():
+    rows = tuple(
+        RankingRow(
+            backbone=b,
+            scores={"logme": s, "leep": float("nan")},
+            aggregate=a,
+            rank=i,
+            params_m=1.5,
+            feature_dim=8,
+            images=10,
+            extract_seconds=0.2,
+        )
+        for i, (b, s, a) in enumerate([("p:one", 0.5, 1.0), ("p:two", 0.1, 0.0)], 1)
+    )
+    return Ranking(
+        rows=rows,
+        estimators=("logme", "leep"),
+        aggregate_estimators=("logme",),
+        top_k=1,
+        dataset="/d",
+    )
+
+
+def test_ranking_round_trips_and_prints_every_estimator():
+    r = _ranking()
+    again = Ranking.from_dict(r.to_dict())
+    assert again.shortlist == ["p:one"] and again.best == "p:one"
+    assert np.isnan(again.rows[0].scores["leep"])
+    assert again.rows[1].scores["logme"] == 0.1
+    table = r.table()
+    assert "logme" in table and "leep" in table and "p:two" in table
+    assert table.splitlines()[2].startswith("1*")
