@@ -145,7 +145,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
     if img.mode == "RGB" and "transparency" not in img.info:
         return img
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        return Image.fromarray(_scale_to_uint8(img), mode="L").convert("RGB")
+        return Image.fromarray(_scale_to_uint8(img)).convert("RGB")
     if img.mode == "P" or "transparency" in img.info:
         img = img.convert("RGBA")
     if img.mode in _ALPHA_MODES:

@@ -38,6 +38,7 @@ from typing import Any
 import PIL
 from sklearn.model_selection import train_test_split
 
+from autotransfer.cache import atomic_write
 from autotransfer.data.images import (
     DEFAULT_MAX_PIXELS,
     ImageInfo,
@@ -147,7 +148,7 @@ def open_dataset(
         raise DataError(
             f"Found {len(classes)} class(es) with readable images under {src} "
             f"({', '.join(classes) or 'none'}); at least two classes are needed. "
-            f"{_EXPECTED_LAYOUT}" + (f" {len(skipped)} file(s) were skipped." if skipped else "")
+            f"{_EXPECTED_LAYOUT}" + _skipped_hint(skipped)
         )
 
     index = {name: i for i, name in enumerate(classes)}
@@ -204,6 +205,14 @@ def open_dataset(
     return ImageDataset(
         str(src), layout, classes, tuple(train), tuple(val), tuple(test), report, seed
     )
+
+
+def _skipped_hint(skipped: list[SkippedFile], limit: int = 5) -> str:
+    if not skipped:
+        return ""
+    shown = "; ".join(f"{s.path} ({s.reason})" for s in skipped[:limit])
+    more = f"; and {len(skipped) - limit} more" if len(skipped) > limit else ""
+    return f" Skipped {len(skipped)}: {shown}{more}."
 
 
 def _path_key(record: ImageRecord) -> str:
@@ -515,12 +524,8 @@ class _ScanCache:
     def save(self, keep: Iterable[str]) -> None:
         """Write the entries of ``keep`` atomically (forgetting files that are gone)."""
         entries = {p: self.entries[p] for p in keep if p in self.entries}
-        tmp = self.file.with_name(f".{self.file.name}.{os.getpid()}.tmp")
+        blob = json.dumps({"header": self.header, "entries": entries})
         try:
-            self.file.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(
-                json.dumps({"header": self.header, "entries": entries}), encoding="utf-8"
-            )
-            os.replace(tmp, self.file)
+            atomic_write(self.file, lambda tmp: tmp.write_text(blob, encoding="utf-8"))
         except OSError as exc:
             logger.warning("could not write scan cache %s (%s)", self.file, exc)

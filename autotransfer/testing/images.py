@@ -66,7 +66,7 @@ def class_image(
     stripes = np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * (2 * np.pi / 8))
     pixels = colour * (0.75 + 0.25 * stripes)[..., None]
     pixels = pixels + rng.normal(0, 12, size=pixels.shape)
-    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), mode="RGB")
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
 
 def write_image(path: str | Path, img: Image.Image, **save_kwargs: object) -> Path:
@@ -101,6 +101,7 @@ def make_image_folder(
     ['x', 'y']
     """
     root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     if layout == "class_folders":
         targets = [(root, per_class)]
