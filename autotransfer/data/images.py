@@ -88,7 +88,8 @@ def load_image(
     """
     with open(path, "rb") as f:
         data = f.read()
-    rgb, _ = _decode(data, path, max_pixels)
+    with quiet_bomb_warnings():
+        rgb, _ = _decode(data, path, max_pixels)
     return rgb
 
 
@@ -106,26 +107,52 @@ def probe_image(
     """
     with open(path, "rb") as f:
         data = f.read()
-    return probe_bytes(data, path, max_pixels=max_pixels)
+    with strict_decoding():
+        return probe_bytes(data, path, max_pixels=max_pixels)
 
 
 def probe_bytes(
     data: bytes, path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS
 ) -> ImageInfo:
-    """:func:`probe_image` on bytes already read; ``path`` only names the file in errors."""
-    with strict_decoding():
+    """:func:`probe_image` on bytes already read; ``path`` only names the file in errors.
+
+    Safe to call from many threads inside one :func:`strict_decoding` block (that is how
+    the validation pass runs); outside one, Pillow may also warn about large images.
+    """
+    with _truncation_is_an_error():
         rgb, mode = _decode(data, path, max_pixels)
     return ImageInfo(rgb.width, rgb.height, mode, hashlib.sha256(data).hexdigest())
 
 
 @contextmanager
-def strict_decoding() -> Iterator[None]:
-    """Make sure ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` is False inside the block.
+def quiet_bomb_warnings() -> Iterator[None]:
+    """Silence Pillow's ``DecompressionBombWarning``: :func:`load_image` raises its own error.
 
-    It is Pillow's default; if someone switched it on, it is switched off for the block
-    and back on afterwards (under a lock, so nested or concurrent scans agree).
+    Like every ``warnings.catch_warnings`` block it touches process-wide state: enter it
+    from one thread around concurrent work, not from each worker thread.
     """
-    if not ImageFile.LOAD_TRUNCATED_IMAGES:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
+
+
+@contextmanager
+def strict_decoding() -> Iterator[None]:
+    """Decode as the validation pass does: truncated data is an error, no bomb warnings.
+
+    ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` is False by default; if someone switched it
+    on, it is off inside the block and back on afterwards.
+
+    >>> with strict_decoding():                                 # doctest: +SKIP
+    ...     infos = list(pool.map(lambda p: probe_bytes(read(p), p), paths))
+    """
+    with quiet_bomb_warnings(), _truncation_is_an_error():
+        yield
+
+
+@contextmanager
+def _truncation_is_an_error() -> Iterator[None]:
+    if not ImageFile.LOAD_TRUNCATED_IMAGES:  # Pillow's default: nothing to change
         yield
         return
     with _STRICT_LOCK:
@@ -181,9 +208,7 @@ def _decode(
     if not data:
         raise UnreadableImageError(path, "empty file (0 bytes)", "Delete it or replace it.")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+        img = Image.open(io.BytesIO(data))
         _check_pixels(img.size, path, max_pixels)
         img.load()
         mode = img.mode

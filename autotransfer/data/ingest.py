@@ -151,45 +151,16 @@ def open_dataset(
             f"{_EXPECTED_LAYOUT}" + _skipped_hint(skipped)
         )
 
-    index = {name: i for i, name in enumerate(classes)}
-    by_split: dict[str | None, list[ImageRecord]] = {None: [], "train": [], "val": [], "test": []}
-    for path, label, split, info in usable:
-        by_split[split].append(
-            ImageRecord(path, index[label], info.sha256, info.width, info.height, info.mode)
-        )
-    counts = Counter(label for _, label, _, _ in usable)
-    singletons = tuple(name for name in classes if counts[name] == 1)
-    if singletons:
-        found_warnings.append(
-            "Classes with a single image (kept in train, cannot be validated): "
-            + ", ".join(singletons)
-            + "."
-        )
-    missing_train = [
-        c
-        for c in classes
-        if not any(r.label == index[c] for r in by_split["train"] + by_split[None])
-    ]
-    if missing_train:
-        found_warnings.append(f"Classes with no training images: {', '.join(missing_train)}.")
-
-    pool = by_split["train"] + by_split[None]
-    if by_split["val"]:
-        train, val = pool, by_split["val"]
-    else:
-        train, val = _carve(pool, val_fraction, seed)
-    train = sorted(train, key=_path_key)
-    val, dup_val = _drop_duplicates(train, sorted(val, key=_path_key), "val")
-    test, dup_test = _drop_duplicates(train, sorted(by_split["test"], key=_path_key), "test")
+    train, val, test, singletons = _assign_splits(
+        usable, classes, val_fraction, seed, found_warnings
+    )
+    val, dup_val = _drop_duplicates(train, val, "val")
+    test, dup_test = _drop_duplicates(train, test, "test")
     if not val:
+        why = "each duplicates a training image" if dup_val else "every class has a single image"
         raise DataError(
-            f"No validation images left under {src}: "
-            + (
-                "every one duplicates a training image. "
-                if dup_val
-                else "every class has a single image. "
-            )
-            + "Add images (two or more per class) or provide a val/ folder or split column."
+            f"No validation images under {src}: {why}. Add images (two or more per class) "
+            "or provide a val/ folder or a split column."
         )
     converted = Counter(r.mode for r in train + val + test if r.mode != "RGB")
     report = ValidationReport(
@@ -204,6 +175,42 @@ def open_dataset(
     logger.info("opened %s (%s): %s", src, layout, report.summary().replace("\n", "; "))
     return ImageDataset(
         str(src), layout, classes, tuple(train), tuple(val), tuple(test), report, seed
+    )
+
+
+def _assign_splits(
+    usable: list[tuple[str, str, str | None, ImageInfo]],
+    classes: tuple[str, ...],
+    val_fraction: float,
+    seed: int,
+    found_warnings: list[str],
+) -> tuple[list[ImageRecord], list[ImageRecord], list[ImageRecord], tuple[str, ...]]:
+    """Records per split (each sorted by path), carving val when none was given."""
+    index = {name: i for i, name in enumerate(classes)}
+    by_split: dict[str | None, list[ImageRecord]] = {None: [], "train": [], "val": [], "test": []}
+    for path, label, split, info in usable:
+        record = ImageRecord(path, index[label], info.sha256, info.width, info.height, info.mode)
+        by_split[split].append(record)
+    counts = Counter(label for _, label, _, _ in usable)
+    singletons = tuple(name for name in classes if counts[name] == 1)
+    if singletons:
+        found_warnings.append(
+            f"Classes with a single image (kept in train, not validated): {', '.join(singletons)}."
+        )
+    pool = by_split["train"] + by_split[None]
+    trained = {r.label for r in pool}
+    if len(trained) < len(classes):
+        missing = ", ".join(c for c in classes if index[c] not in trained)
+        found_warnings.append(f"Classes with no training images: {missing}.")
+    if by_split["val"]:
+        train, val = pool, by_split["val"]
+    else:
+        train, val = _carve(pool, val_fraction, seed)
+    return (
+        sorted(train, key=_path_key),
+        sorted(val, key=_path_key),
+        sorted(by_split["test"], key=_path_key),
+        singletons,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 
 import numpy as np
 import pytest
@@ -149,3 +150,14 @@ def test_probe_records_hash_size_and_disk_mode(tmp_path):
     assert (info.width, info.height, info.mode) == (24, 16, "RGB")
     assert info.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert type(info).from_dict(info.to_dict()) == info
+
+
+@pytest.mark.parametrize("side", [10_000, 30_000])  # above Pillow's warning, above its error
+def test_bombs_raise_our_error_and_no_pillow_warning(tmp_path, side):
+    path = ti.write_decompression_bomb(tmp_path / "bomb.png", side=side)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for read in (load_image, probe_image):
+            with pytest.raises(UnreadableImageError) as err:
+                read(path)
+            assert err.value.reason.startswith("decompression bomb")

@@ -7,8 +7,10 @@ import json
 import logging
 import os
 import shutil
+import warnings
 
 import pytest
+from PIL import Image
 
 from autotransfer.data.ingest import open_dataset
 from autotransfer.errors import DataError, DataWarning
@@ -210,3 +212,11 @@ def test_cache_entries_with_a_wrong_shape_are_misses(folder, cache_dir):
         entry["info"] = {"width": 1}
     cache_file.write_text(json.dumps(data))
     assert open_dataset(folder, cache_dir=cache_dir) == first
+
+
+def test_scan_lets_no_pillow_bomb_warning_escape(folder):
+    ti.write_decompression_bomb(folder / "a" / "bomb.png", side=10_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        ds = open_dataset(folder)
+    assert reasons(ds)["bomb.png"].startswith("decompression bomb: 10000x10000")
