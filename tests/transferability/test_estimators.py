@@ -129,3 +129,12 @@ def test_large_inputs_are_fast_enough() -> None:
         start = time.perf_counter()
         estimator.score(inputs)
         assert time.perf_counter() - start < 10.0, estimator.name
+
+
+def test_the_entry_point_registers_the_builtins() -> None:
+    from autotransfer.plugins import registered, reset_plugin_manager
+
+    reset_plugin_manager()
+    found = registered("estimators")
+    assert NAMES <= set(found)
+    assert all(found[name].plugin == "builtin_estimators" for name in NAMES)
