@@ -199,20 +199,24 @@ def count_params(arch: str, num_classes: int = 1000) -> int | None:
     return None
 
 
+def _availability(spec: BackboneSpec) -> tuple[bool, str]:
+    """(weights on this machine?, how to get them when not)."""
+    try:
+        source = weight_source(spec)
+        if source.is_available(spec):
+            return True, ""
+        return False, source.missing_hint(spec)
+    except (UnknownNameError, ConfigError) as exc:
+        return False, str(exc)
+
+
 def candidate_info(spec: BackboneSpec) -> CandidateInfo:
     """Facts about one candidate, without loading its weights.
 
     >>> candidate_info(resolve_backbones("random:test_resnet")[0]).available_offline
     True
     """
-    try:
-        source = weight_source(spec)
-        available = bool(source.is_available(spec))
-        hint = "" if available else source.missing_hint(spec)
-    except UnknownNameError as exc:
-        available, hint = False, str(exc)
-    except ConfigError as exc:
-        available, hint = False, str(exc)
+    available, hint = _availability(spec)
     return CandidateInfo(
         id=spec.id,
         arch=spec.arch,
@@ -246,7 +250,7 @@ def list_candidates(
         spec = reg.obj
         if hidden & set(spec.tags):
             continue
-        if not include_unavailable and not candidate_info(spec).available_offline:
+        if not include_unavailable and not _availability(spec)[0]:
             continue
         out.append(spec)
     return out
