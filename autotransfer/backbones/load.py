@@ -98,8 +98,10 @@ def load_backbone(spec: BackboneSpec, *, pretrained: bool = True) -> torch.nn.Mo
     """The timm model of ``spec`` in eval mode, with its source classifier head.
 
     Weights come from the spec's weight source and are loaded strictly (every key, every
-    shape). ``pretrained=False`` leaves timm's (unseeded) initialisation. The model's
-    ``pretrained_cfg`` carries the spec's mean/std/input size, so
+    shape). Weights not on this machine raise :class:`WeightsUnavailableError` with the
+    source's hint, unless the source can fetch them (``can_download = True``, like
+    ``timm`` with internet). ``pretrained=False`` leaves timm's (unseeded) initialisation.
+    The model's ``pretrained_cfg`` carries the spec's mean/std/input size, so
     ``timm.data.resolve_data_config(model=model)`` preprocesses correctly.
 
     >>> model = load_backbone(resolve_backbones("random:test_resnet")[0])
