@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import pytest
 import timm
@@ -64,3 +65,32 @@ def test_lite_batchnorm_and_activation_match_the_original():
     assert model.bn1.eps == pytest.approx(1e-3)
     assert isinstance(model.bn1.act, torch.nn.ReLU6)
     assert type(model.conv_stem).__name__ == "Conv2dSame"
+
+
+HYMENOPTERA = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "hymenoptera" / "test"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", ["package:efficientnet_lite0", "package:mobilenetv2_100"])
+def test_real_weights_recognise_ants_and_bees(backbone):
+    """ImageNet heads put 310 (ant) / 309 (bee) in the top-5 of most hymenoptera photos."""
+    from PIL import Image
+
+    from autotransfer.backbones.load import load_backbone, resolve_backbones
+
+    (spec,) = resolve_backbones([backbone])
+    if not _installed(spec):
+        pytest.skip(f"{spec.weights.location.split(':')[0]} is not installed")
+    if not HYMENOPTERA.is_dir():
+        pytest.skip(f"{HYMENOPTERA} is not there")
+    model = load_backbone(spec)
+    cfg = timm.data.resolve_data_config(model=model)
+    assert cfg["mean"] == spec.weights.mean
+    transform = timm.data.create_transform(**cfg)
+    hits = []
+    for cls, target in (("ants", 310), ("bees", 309)):
+        for path in sorted((HYMENOPTERA / cls).iterdir())[:10]:
+            x = transform(Image.open(path).convert("RGB"))[None]
+            with torch.no_grad():
+                hits.append(target in model(x).topk(5).indices[0].tolist())
+    assert sum(hits) / len(hits) >= 0.8
