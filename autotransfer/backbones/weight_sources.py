@@ -198,11 +198,13 @@ class TimmHubSource:
                 hit = try_to_load_from_cache(repo, filename, revision=revision or None)
                 if isinstance(hit, str):
                     return Path(hit)
-        for loc in (cfg.file, cfg.url):
-            if loc:
-                p = Path(loc) if cfg.file == loc else _torch_hub_checkpoint(loc)
-                if p.is_file():
-                    return p
+        if cfg.file and Path(cfg.file).is_file():
+            return Path(cfg.file)
+        # timm reads torch hub checkpoints only without a hub id or with TIMM_USE_OLD_CACHE=1
+        old_cache = int(os.environ.get("TIMM_USE_OLD_CACHE", 0)) > 0
+        if cfg.url and (old_cache or not cfg.hf_hub_id):
+            p = _torch_hub_checkpoint(cfg.url)
+            return p if p.is_file() else None
         return None
 
     def is_available(self, spec: BackboneSpec) -> bool:
