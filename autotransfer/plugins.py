@@ -115,8 +115,8 @@ def _registry(kind: str) -> dict[str, Registered]:
     hook_name = KINDS[kind]
     caller = getattr(pm.hook, hook_name)
     out: dict[str, Registered] = {}
-    # oldest registration first, so that duplicates are reported against the first owner
-    for impl in reversed(caller.get_hookimpls()):
+    # get_hookimpls() lists in registration order: a duplicate is reported against its first owner
+    for impl in caller.get_hookimpls():
         items = call_plugin(impl.plugin_name, hook_name, impl.function) or []
         for obj in items:
             name = getattr(obj, "name", None) or getattr(obj, "id", None)
