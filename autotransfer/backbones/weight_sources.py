@@ -18,9 +18,9 @@ random     the seed (``""`` means 0): a seeded random initialisation, the contro
 Files are read without running code from them: safetensors, or
 ``torch.load(..., weights_only=True)``; a checkpoint that needs pickled classes is refused.
 
->>> src = FileSource()
+>>> from autotransfer.backbones.spec import BackboneSpec, WeightsRef
 >>> spec = BackboneSpec("file:w#resnet18", "resnet18", WeightsRef("file", "w.safetensors"))
->>> src.load_state_dict(spec)  # doctest: +SKIP
+>>> FileSource().load_state_dict(spec)  # doctest: +SKIP
 """
 
 from __future__ import annotations
