@@ -50,7 +50,6 @@ def open_folder(
             cache_dir=resolve_cache_dir(cache_dir),
             progress=update,
         )
-    log.info("%s: %s", data, ds.report.summary().replace("\n", "; "))
     return ds
 
 

@@ -20,7 +20,7 @@ def progress_bar(
     ``enabled=None`` shows the bar only when stderr is a terminal.
     """
     disable = (not sys.stderr.isatty()) if enabled is None else not enabled
-    with logging_redirect_tqdm(loggers=[logging.getLogger("autotransfer")]):
+    with logging_redirect_tqdm(loggers=[logging.root]):
         bar = tqdm(total=total, desc=desc, unit=unit, disable=disable, leave=False)
         try:
 
