@@ -53,7 +53,12 @@ def _add_extraction_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="input resolution in pixels (default: each backbone's own)",
     )
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="images per forward pass (default: 8 on CPU, 128 on CUDA)",
+    )
     p.add_argument("--workers", type=int, default=None, help="data-loader workers")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA if present)")
     p.add_argument(

@@ -32,7 +32,7 @@ class ExtractionSettings:
     """How the frozen-feature pass runs. ``resolution=None`` uses each backbone's own."""
 
     resolution: int | None = None
-    batch_size: int = 64
+    batch_size: int | None = None  # None: 8 on CPU, 128 on CUDA (what runs fastest there)
     num_workers: int | None = None  # None: a default that suits the machine
     device: str | None = None  # None: CUDA when present, else CPU
     cache_dir: str | os.PathLike[str] | None = None  # None: autotransfer.cache.default_cache_dir()
@@ -44,7 +44,7 @@ class ExtractionSettings:
                 f"resolution must be between 16 and 1024 pixels, got {self.resolution!r}; "
                 "leave it unset to use each backbone's default input size."
             )
-        if int(self.batch_size) < 1:
+        if self.batch_size is not None and int(self.batch_size) < 1:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size!r}.")
         if self.num_workers is not None and int(self.num_workers) < 0:
             raise ConfigError(f"num_workers must be 0 or more, got {self.num_workers!r}.")

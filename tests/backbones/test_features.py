@@ -3,10 +3,10 @@ import logging
 import numpy as np
 import pytest
 import torch
-from autotransfer.backbones.load import load_backbone, resolve_backbones
 
 from autotransfer.api import open_folder
 from autotransfer.backbones.features import FeatureSet, data_config, extract_features
+from autotransfer.backbones.load import load_backbone, resolve_backbones
 from autotransfer.testing.images import class_image, write_image
 
 
