@@ -219,10 +219,15 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     for i in infos:
         params = "-" if i.params is None else f"{i.params / 1e6:.1f}"
         top1 = "-" if i.imagenet_top1 is None else f"{i.imagenet_top1:.1f}"
-        avail = "yes" if i.available_offline else f"no: {i.hint}"
+        avail = "yes" if i.available_offline else "no"
         print(
             f"{i.id:48s} {params:>9s} {i.input_size:>5d} {top1:>6s} {i.source_dataset:12s} {avail}"
         )
+    missing = [i for i in infos if not i.available_offline]
+    if missing:
+        print("\nto make missing weights available:")
+        for i in missing:
+            print(f"  {i.id}: {i.hint}")
     return 0
 
 

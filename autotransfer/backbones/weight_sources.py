@@ -292,7 +292,35 @@ class FileSource:
 # installed weight packages ---------------------------------------------------------------
 
 
-class PackageSource:
+class _LocatedFile:
+    """Shared behaviour of sources whose weights are one local file found by ``path``."""
+
+    name = ""
+
+    def path(self, spec: BackboneSpec) -> Path | None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def missing_hint(self, spec: BackboneSpec) -> str:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def is_available(self, spec: BackboneSpec) -> bool:
+        return self.path(spec) is not None
+
+    def load_state_dict(self, spec: BackboneSpec) -> dict[str, torch.Tensor]:
+        p = self.path(spec)
+        if p is None:
+            raise WeightsUnavailableError(
+                f"Weights of {spec.id} ({self.name}: {spec.weights.location!r}) are not on "
+                "this machine. " + self.missing_hint(spec)
+            )
+        return _read_mapped(p, spec)
+
+    def fingerprint(self, spec: BackboneSpec) -> str:
+        p = self.path(spec)
+        return _stat_fingerprint(f"{self.name}:{spec.weights.location}", p) if p else "missing"
+
+
+class PackageSource(_LocatedFile):
     """A weights file shipped inside an installed distribution, found without importing it.
 
     ``location`` is ``"<top-level module>:<path inside the package>"``;
@@ -323,24 +351,6 @@ class PackageSource:
             return None
         p = root / rel
         return p if p.is_file() else None
-
-    def is_available(self, spec: BackboneSpec) -> bool:
-        return self.path(spec) is not None
-
-    def load_state_dict(self, spec: BackboneSpec) -> dict[str, torch.Tensor]:
-        p = self.path(spec)
-        if p is None:
-            raise WeightsUnavailableError(
-                f"Weights of {spec.id} ({spec.weights.location}) are not installed. "
-                + self.missing_hint(spec)
-            )
-        return _read_mapped(p, spec)
-
-    def fingerprint(self, spec: BackboneSpec) -> str:
-        p = self.path(spec)
-        if p is None:
-            return "missing"
-        return _stat_fingerprint(f"package:{spec.weights.location}", p)
 
     def missing_hint(self, spec: BackboneSpec) -> str:
         module, _ = self._parts(spec)
@@ -390,7 +400,7 @@ def shared_weights_dir() -> Path | None:
     return None
 
 
-class SharedSource:
+class SharedSource(_LocatedFile):
     """Weight files in the shared folder (see :func:`shared_weights_dir`).
 
     ``location`` is a file name inside the folder. :mod:`autotransfer.backbones.zoo`
@@ -406,22 +416,6 @@ class SharedSource:
             return None
         p = root / spec.weights.location
         return p if p.is_file() else None
-
-    def is_available(self, spec: BackboneSpec) -> bool:
-        return self.path(spec) is not None
-
-    def load_state_dict(self, spec: BackboneSpec) -> dict[str, torch.Tensor]:
-        p = self.path(spec)
-        if p is None:
-            raise WeightsUnavailableError(
-                f"Shared weights {spec.weights.location!r} of {spec.id} not found. "
-                + self.missing_hint(spec)
-            )
-        return _read_mapped(p, spec)
-
-    def fingerprint(self, spec: BackboneSpec) -> str:
-        p = self.path(spec)
-        return _stat_fingerprint("shared", p) if p else "missing"
 
     def missing_hint(self, spec: BackboneSpec) -> str:
         root = shared_weights_dir()
