@@ -113,20 +113,17 @@ def format_descriptor(d: Any) -> str:
     )
     if d.source_similarity:
         lines.append(
-            "similarity to the pretraining source (head entropy: 0 certain..1 uniform; "
-            "BN KL: 0 = same statistics)"
+            "similarity to the pretraining source: the source head's entropy (0 certain..1 "
+            "uniform), confidence, and mutual information (how much it tells the images apart, "
+            "0..1); BN KL: last-BatchNorm statistics against the source's (0 = the same)"
         )
         w = max(len(k) for k in d.source_similarity)
-        lines.append(f"  {'backbone'.ljust(w)}  head_entropy  head_confidence  bn_kl")
+        cols = ("entropy", "confidence", "mutual_info", "bn_kl")
+        lines.append(f"  {'backbone'.ljust(w)}  " + "  ".join(c.ljust(11) for c in cols))
         for k, v in d.source_similarity.items():
-
-            def f(x):
-                return "-" if x is None else f"{x:.3f}"
-
-            lines.append(
-                f"  {k.ljust(w)}  {f(v.head_entropy).ljust(12)}  "
-                f"{f(v.head_confidence).ljust(15)}  {f(v.bn_kl)}"
-            )
+            vals = (v.head_entropy, v.head_confidence, v.head_mutual_info, v.bn_kl)
+            cells = ("-" if x is None else f"{x:.3f}" for x in vals)
+            lines.append(f"  {k.ljust(w)}  " + "  ".join(c.ljust(11) for c in cells))
     for name, extra in d.extra.items():
         lines.append(f"{name}: {json.dumps(extra, default=str)}")
     return "\n".join(lines)

@@ -3,8 +3,12 @@
 Two views, both computed from a :class:`~autotransfer.backbones.features.FeatureSet`:
 
 * the backbone's own source classifier on the target images: mean normalised
-  entropy of its softmax (0 = always certain, 1 = uniform) and mean top-1
-  confidence. Images like the source get confident, low-entropy predictions.
+  entropy of its softmax (0 = always certain, 1 = uniform), mean top-1 confidence,
+  and the mutual information between image and predicted source class (entropy of the
+  mean prediction minus the mean entropy, normalised by log K). Images like the source
+  get confident *and varied* predictions; a confident head that files every image
+  under one class (upscaled 8x8 digits all become "crossword puzzle") has high
+  confidence but mutual information near 0.
 * embedding statistics: the channels entering the backbone's last BatchNorm layer
   have running mean and variance estimated on the source data. We measure the same
   per-channel mean and variance on the target images and report the mean over
@@ -29,6 +33,7 @@ class SourceSimilarity:
     backbone: str
     head_entropy: float | None = None  # mean softmax entropy / log(K), in [0, 1]
     head_confidence: float | None = None  # mean top-1 softmax probability
+    head_mutual_info: float | None = None  # I(image; source class) / log(K), in [0, 1]
     bn_kl: float | None = None  # mean per-channel KL(target || source) at the last BatchNorm
     images: int = 0
 
@@ -46,15 +51,26 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def head_statistics(logits: np.ndarray) -> tuple[float, float]:
-    """Mean normalised entropy and mean top-1 probability of the source head's softmax.
+def _entropy(p: np.ndarray) -> np.ndarray:
+    return -(p * np.log(np.clip(p, 1e-12, None))).sum(axis=-1)
+
+
+def head_statistics(logits: np.ndarray) -> tuple[float, float, float]:
+    """Mean normalised entropy, mean top-1 probability and normalised mutual information
+    between image and predicted class, of the source head's softmax.
 
     >>> head_statistics(np.array([[0.0, 0.0], [0.0, 0.0]]))
-    (1.0, 0.5)
+    (1.0, 0.5, 0.0)
     """
     p = softmax(logits.astype(np.float64))
-    ent = -(p * np.log(np.clip(p, 1e-12, None))).sum(axis=1) / np.log(p.shape[1])
-    return round(float(ent.mean()), 6), round(float(p.max(axis=1).mean()), 6)
+    log_k = np.log(p.shape[1])
+    mean_entropy = float(_entropy(p).mean())
+    mutual_info = max(0.0, float(_entropy(p.mean(axis=0))) - mean_entropy)
+    return (
+        round(mean_entropy / log_k, 6),
+        round(float(p.max(axis=1).mean()), 6),
+        round(mutual_info / log_k, 6),
+    )
 
 
 def gaussian_kl(
@@ -74,15 +90,16 @@ def gaussian_kl(
 
 def source_similarity(backbone: str, fs: FeatureSet) -> SourceSimilarity:
     """Both similarity views for one backbone's features of the target data."""
-    entropy = confidence = bn_kl = None
+    entropy = confidence = mutual_info = bn_kl = None
     if fs.logits is not None and fs.logits.shape[1] > 1:
-        entropy, confidence = head_statistics(fs.logits)
+        entropy, confidence, mutual_info = head_statistics(fs.logits)
     if fs.target_bn is not None and fs.source_bn is not None:
         bn_kl = round(gaussian_kl(*fs.target_bn, *fs.source_bn), 6)
     return SourceSimilarity(
         backbone=backbone,
         head_entropy=entropy,
         head_confidence=confidence,
+        head_mutual_info=mutual_info,
         bn_kl=bn_kl,
         images=len(fs),
     )

@@ -23,6 +23,17 @@ def test_gaussian_kl_matches_numerical_integration():
 def test_head_statistics_by_hand():
     # one certain prediction, one uniform over 4 classes
     logits = np.array([[100.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
-    entropy, confidence = head_statistics(logits)
+    entropy, confidence, mutual_info = head_statistics(logits)
     assert entropy == pytest.approx((0.0 + 1.0) / 2, abs=1e-6)
     assert confidence == pytest.approx((1.0 + 0.25) / 2, abs=1e-6)
+    # mean prediction (5/8, 1/8, 1/8, 1/8); I = H(mean) - mean H, over log 4
+    h_mean = -(5 / 8 * np.log(5 / 8) + 3 * (1 / 8) * np.log(1 / 8))
+    assert mutual_info == pytest.approx((h_mean - np.log(4) / 2) / np.log(4), abs=1e-6)
+
+
+def test_a_confident_head_that_says_one_class_for_everything_carries_no_information():
+    logits = np.tile([20.0, 0.0, 0.0], (10, 1))
+    entropy, confidence, mutual_info = head_statistics(logits)
+    assert confidence > 0.99 and entropy < 0.01 and mutual_info == pytest.approx(0, abs=1e-6)
+    varied = np.array([np.roll([20.0, 0.0, 0.0], i % 3) for i in range(9)])
+    assert head_statistics(varied)[2] == pytest.approx(1.0, abs=1e-6)
