@@ -168,7 +168,7 @@ def test_second_open_reads_the_scan_cache(folder, cache_dir, caplog):
     st = victim.stat()
     victim.write_bytes(b"\0" * st.st_size)
     os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
-    with caplog.at_level(logging.INFO, logger="autotransfer.data.ingest"):
+    with caplog.at_level(logging.INFO, logger="autotransfer.data.scan"):
         second = open_dataset(folder, cache_dir=cache_dir)
     assert "18 from cache, 0 decoded" in caplog.text
     assert second == first
@@ -181,7 +181,7 @@ def test_second_open_reads_the_scan_cache(folder, cache_dir, caplog):
 
 def test_skip_reasons_are_cached_too(messy, cache_dir, caplog):
     first = open_dataset(messy, cache_dir=cache_dir)
-    with caplog.at_level(logging.INFO, logger="autotransfer.data.ingest"):
+    with caplog.at_level(logging.INFO, logger="autotransfer.data.scan"):
         second = open_dataset(messy, cache_dir=cache_dir)
     assert "25 from cache, 0 decoded" in caplog.text
     assert second.report == first.report
@@ -198,7 +198,7 @@ def test_corrupted_scan_cache_is_ignored_and_rebuilt(folder, cache_dir, caplog, 
     first = open_dataset(folder, cache_dir=cache_dir)
     (cache_file,) = (cache_dir / "scan").glob("*.json")
     cache_file.write_text(garbage)
-    with caplog.at_level(logging.INFO, logger="autotransfer.data.ingest"):
+    with caplog.at_level(logging.INFO, logger="autotransfer.data.scan"):
         again = open_dataset(folder, cache_dir=cache_dir)
     assert again == first and "0 from cache, 18 decoded" in caplog.text
     assert len(json.loads(cache_file.read_text())["entries"]) == 18
