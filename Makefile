@@ -11,7 +11,8 @@ DEPS_STAMP := $(VENV)/.deps-$(DEPS_HASH)
 
 .PHONY: demo test lint bench install clean
 
-$(DEPS_STAMP): pyproject.toml
+# the stamp name carries a hash of the dependency lists: changing them makes a new stamp
+$(DEPS_STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install ".[zoo,dev]"
