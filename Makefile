@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 DEPS_HASH := $(shell $(PYTHON) .ci/deps_hash.py)
 DEPS_STAMP := $(VENV)/.deps-$(DEPS_HASH)
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test bench install clean
 
 # the stamp name carries a hash of the dependency lists: changing them makes a new stamp
 $(DEPS_STAMP):
