@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from autotransfer.config import DataSettings, ExtractionSettings, RankSettings
-from autotransfer.errors import WeightsUnavailableError
+from autotransfer.errors import ConfigError, WeightsUnavailableError
 
 if TYPE_CHECKING:  # pragma: no cover
     from autotransfer.backbones.features import FeatureSet
@@ -142,7 +142,13 @@ def describe(
     ds = open_folder(data, data_settings, cache_dir=ex.cache_dir, progress=progress)
     features = {}
     if similarity:
-        specs = candidate_backbones(backbones)
+        try:
+            specs = candidate_backbones(backbones)
+        except WeightsUnavailableError as exc:
+            if backbones:  # asked for by name: say what is missing
+                raise
+            log.warning("No source similarity: %s", exc)
+            specs = []
         features = extract_all(ds, specs, ex, progress=progress)
     return describe_dataset(ds, features)
 
@@ -196,8 +202,6 @@ def rank(
     agg = settings.aggregate or tuple(e.name for e in ests if e.needs_features)
     for a in agg:
         if a not in names:
-            from autotransfer.errors import ConfigError
-
             raise ConfigError(
                 f"Aggregate estimator {a!r} is not among the estimators used ({', '.join(names)})."
             )

@@ -66,3 +66,17 @@ def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):
     assert main(["describe", str(tmp_path / "missing"), "--no-similarity"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
+
+
+def test_describe_without_any_offline_backbone_still_describes(image_folder, monkeypatch, caplog):
+    import autotransfer.api as api
+
+    def nothing_offline(names=None, **kwargs):
+        raise autotransfer.WeightsUnavailableError("No pretrained backbone is available offline.")
+
+    monkeypatch.setattr(api, "candidate_backbones", nothing_offline)
+    d = autotransfer.describe(image_folder)
+    assert d.num_classes == 3 and d.source_similarity == {}
+    assert "No source similarity" in caplog.text
+    with pytest.raises(autotransfer.WeightsUnavailableError):
+        autotransfer.describe(image_folder, backbones=["timm:resnet50.a1_in1k"])
