@@ -61,11 +61,11 @@ def candidate_backbones(
 
     if names:
         specs = resolve_backbones(list(names))
-        missing = [s for s in specs if not candidate_info(s).available_offline]
+        missing = [info for info in map(candidate_info, specs) if not info.available_offline]
         if missing:
             raise WeightsUnavailableError(
                 "Weights not available on this machine: "
-                + "; ".join(f"{s.id} ({candidate_info(s).hint})" for s in missing)
+                + "; ".join(f"{info.id} ({info.hint})" for info in missing)
             )
         return specs
     specs = [

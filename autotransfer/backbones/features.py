@@ -8,6 +8,7 @@ layer's running (source) statistics.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -287,12 +288,8 @@ def extract_features(
     start = time.perf_counter()
     model = load_backbone(spec)
     fs = _compute(model, records, cfg, dev, batch_size, num_workers, progress)
-    fs = FeatureSet(
-        features=fs.features,
-        labels=fs.labels,
-        logits=fs.logits,
-        target_bn=fs.target_bn,
-        source_bn=fs.source_bn,
+    fs = dataclasses.replace(
+        fs,
         key=key,
         seconds=time.perf_counter() - start,
         meta={"backbone": spec.id, "split": split, "resolution": cfg["input_size"][-1]},

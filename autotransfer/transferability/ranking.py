@@ -169,16 +169,23 @@ class ScoreCache:
             self.values: dict[str, float] = json.loads(self.path.read_text())
         except (OSError, ValueError):
             self.values = {}
+        self.dirty = False
 
     def get(self, ident: str) -> float | None:
         v = self.values.get(ident)
         return _float(v) if ident in self.values else None
 
     def put(self, ident: str, value: float) -> None:
+        self.values[ident] = _json_float(value)
+        self.dirty = True
+
+    def save(self) -> None:
+        """Write the file once, after a backbone's estimators have run (if any score is new)."""
         from autotransfer.cache import atomic_write
 
-        self.values[ident] = _json_float(value)
-        atomic_write(self.path, lambda p: p.write_text(json.dumps(self.values, indent=1)))
+        if self.dirty:
+            atomic_write(self.path, lambda p: p.write_text(json.dumps(self.values, indent=1)))
+            self.dirty = False
 
 
 def score_backbone(
@@ -209,22 +216,26 @@ def score_backbone(
         inputs = ScoringInput(
             features=np.zeros((0, 0), np.float32), labels=np.zeros(0, np.int64), backbone=spec
         )
-    for est in estimators:
-        if (est.needs_logits and inputs.logits is None) or (est.needs_features and fs is None):
-            scores[est.name] = float("nan")
-            continue
-        ident = estimator_identity(est, seed)
-        cached = cache.get(ident) if cache is not None else None
-        if cached is not None:
-            scores[est.name], seconds[est.name] = cached, 0.0
-            continue
-        plugin = reg[est.name].plugin if est.name in reg else "(passed in)"
-        t0 = time.perf_counter()
-        value = plugins.call_plugin(plugin, f"estimator {est.name!r}", est.score, inputs=inputs)
-        seconds[est.name] = round(time.perf_counter() - t0, 4)
-        scores[est.name] = float(value) if value is not None else float("nan")
+    try:
+        for est in estimators:
+            if (est.needs_logits and inputs.logits is None) or (est.needs_features and fs is None):
+                scores[est.name] = float("nan")
+                continue
+            ident = estimator_identity(est, seed)
+            cached = cache.get(ident) if cache is not None else None
+            if cached is not None:
+                scores[est.name], seconds[est.name] = cached, 0.0
+                continue
+            plugin = reg[est.name].plugin if est.name in reg else "(passed in)"
+            t0 = time.perf_counter()
+            value = plugins.call_plugin(plugin, f"estimator {est.name!r}", est.score, inputs=inputs)
+            seconds[est.name] = round(time.perf_counter() - t0, 4)
+            scores[est.name] = float(value) if value is not None else float("nan")
+            if cache is not None:
+                cache.put(ident, scores[est.name])
+    finally:  # scores finished before an estimator raised are kept
         if cache is not None:
-            cache.put(ident, scores[est.name])
+            cache.save()
     return scores, seconds
 
 
