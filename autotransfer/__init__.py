@@ -3,10 +3,12 @@
 >>> import autotransfer
 >>> ranking = autotransfer.rank("data/")          # doctest: +SKIP
 >>> print(ranking.table())                          # doctest: +SKIP
+>>> result = autotransfer.fit("data/", time_budget="10m")  # doctest: +SKIP
+>>> result.predict(["new.jpg"])                      # doctest: +SKIP
 """
 
-from autotransfer.api import describe, open_folder, rank
-from autotransfer.config import DataSettings, ExtractionSettings, RankSettings
+from autotransfer.api import describe, fit, load, open_folder, rank, run_worker
+from autotransfer.config import DataSettings, ExtractionSettings, FitSettings, RankSettings
 from autotransfer.errors import (
     AutoTransferError,
     ConfigError,
@@ -17,6 +19,7 @@ from autotransfer.errors import (
     WeightsUnavailableError,
 )
 from autotransfer.hookspecs import hookimpl
+from autotransfer.results import FitResult, TrialRecord
 
 __version__ = "0.1.0"
 
@@ -27,13 +30,19 @@ __all__ = [
     "DataSettings",
     "DataWarning",
     "ExtractionSettings",
+    "FitResult",
+    "FitSettings",
     "PluginError",
     "RankSettings",
+    "TrialRecord",
     "UnknownNameError",
     "WeightsUnavailableError",
     "__version__",
     "describe",
+    "fit",
     "hookimpl",
+    "load",
     "open_folder",
     "rank",
+    "run_worker",
 ]

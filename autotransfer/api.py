@@ -1,4 +1,4 @@
-"""The public entry points: open a folder, describe it, rank backbones. Orchestration only."""
+"""The public entry points: open a folder, describe it, rank backbones, fit. Orchestration only."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from autotransfer.config import DataSettings, ExtractionSettings, RankSettings
+from autotransfer.config import DataSettings, ExtractionSettings, FitSettings, RankSettings
 from autotransfer.errors import ConfigError, WeightsUnavailableError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from autotransfer.backbones.spec import BackboneSpec
     from autotransfer.data.descriptors import DatasetDescriptor
     from autotransfer.data.types import ImageDataset
+    from autotransfer.results import FitResult
     from autotransfer.transferability.ranking import Ranking
 
 log = logging.getLogger(__name__)
@@ -250,3 +251,210 @@ def rank(
 
 def _nan_low(x: float) -> float:
     return float("-inf") if x != x else x
+
+
+def fit(
+    data: str | os.PathLike[str] | ImageDataset,
+    settings: FitSettings | None = None,
+    *,
+    data_settings: DataSettings | None = None,
+    progress: bool | None = None,
+    **options: Any,
+) -> FitResult:
+    """Find the best model for a folder of labelled images within a budget.
+
+    Reads and checks the data, ranks the candidate backbones from one cached forward
+    pass each, and runs an Optuna study over the shortlist x the strategies x their
+    hyperparameters: frozen-feature trials first, then each strategy's prior (the
+    BiT-HyperRule for full fine-tuning), then Optuna's sampler, pruning poor trials.
+    Every trial is tracked in MLflow in the run folder. Running ``fit`` again on the
+    same run folder resumes the study. ``options`` are :class:`FitSettings` fields.
+
+    >>> result = autotransfer.fit("data/", time_budget="10m")   # doctest: +SKIP
+    >>> print(result.leaderboard_table())                        # doctest: +SKIP
+    >>> result.predict(["new/cat.jpg"])                          # doctest: +SKIP
+    ['cat']
+    """
+    from pathlib import Path
+
+    from autotransfer.search import runner
+    from autotransfer.search.study import load_plan, save_plan
+
+    s = _fit_settings(settings, options)
+    start = time.perf_counter()
+    ds = open_folder(data, data_settings or DataSettings(seed=s.seed), progress=progress)
+    run_dir = Path(s.run_dir or Path("autotransfer-runs") / Path(ds.root).name).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    plan = load_plan(run_dir)
+    if plan is not None and plan["data"] != ds.fingerprint():
+        raise ConfigError(
+            f"The run folder {run_dir} holds a study of other data ({plan['root']}). "
+            "Pass another run_dir to start a new study, or delete that folder."
+        )
+    descriptor, ranking = _describe_and_rank(ds, s, run_dir, plan, progress)
+    if plan is None:
+        plan = runner.make_plan(ds, s, descriptor, ranking.shortlist)
+        save_plan(run_dir, plan)
+    else:
+        log.info("Resuming the study in %s.", run_dir)
+    study, sr = runner.prepare(run_dir, ds, s, plan, descriptor=descriptor, ranking=ranking)
+    runner.enqueue_priors(study, sr)
+    runner.run_trials(study, sr, s, progress=progress)
+    return _result(study, sr, s, start)
+
+
+def run_worker(
+    run_dir: str | os.PathLike[str],
+    *,
+    time_budget: str | float | None = None,
+    n_trials: int | None = None,
+    progress: bool | None = None,
+) -> int:
+    """Join the study a ``fit`` started in ``run_dir`` and run trials until the budget (or
+    the study's trial count) is spent; returns the number of trials this worker ran. Any
+    number of workers, on this machine or others sharing the study's storage, can run at
+    once; the ``fit`` that started the study builds the result.
+    """
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    from autotransfer.search import runner
+    from autotransfer.search.study import load_plan
+
+    root = Path(run_dir).resolve()
+    plan = load_plan(root)
+    settings_file = root / "fit_settings.json"
+    if plan is None or not settings_file.exists():
+        raise ConfigError(
+            f"{root} has no study to join (no plan.json / fit_settings.json). Start one with "
+            "`autotransfer fit DATA --run-dir RUN_DIR` first."
+        )
+    s = FitSettings.from_dict(json.loads(settings_file.read_text()))
+    s = dataclasses.replace(
+        s,
+        time_budget=time_budget if (time_budget, n_trials) != (None, None) else s.time_budget,
+        n_trials=n_trials if n_trials is not None else s.n_trials,
+    )
+    ds = open_folder(plan["root"], DataSettings(seed=s.seed), progress=progress)
+    if ds.fingerprint() != plan["data"]:
+        raise ConfigError(f"The data in {plan['root']} changed since the study in {root} began.")
+    study, sr = runner.prepare(root, ds, s, plan, is_worker=True)
+    before = len(study.get_trials(deepcopy=False))
+    runner.run_trials(study, sr, s, progress=progress)
+    return sum(
+        1
+        for t in study.get_trials(deepcopy=False)[before:]
+        if (t.user_attrs.get("worker") or {}).get("pid") == os.getpid()
+    )
+
+
+def _fit_settings(settings: FitSettings | None, options: dict[str, Any]) -> FitSettings:
+    import dataclasses
+
+    known = {f.name for f in dataclasses.fields(FitSettings)}
+    for k in options:
+        if k not in known:
+            from autotransfer.errors import unknown_name
+
+            raise unknown_name("fit option", k, known)
+    for k in ("strategies", "backbones", "trackers"):
+        if isinstance(options.get(k), (list, str)):
+            v = options[k]
+            options[k] = (v,) if isinstance(v, str) else tuple(v)
+    if settings is None:
+        return FitSettings(**options)
+    return dataclasses.replace(settings, **options) if options else settings
+
+
+def _describe_and_rank(ds, s: FitSettings, run_dir, plan, progress):
+    """Descriptors and ranking of a new study, or the saved ones of a resumed study."""
+    import json
+
+    from autotransfer.backbones.features import resolve_device
+    from autotransfer.data.descriptors import DatasetDescriptor, describe_dataset
+    from autotransfer.search.runner import auto_resolution, median_side
+    from autotransfer.transferability.ranking import Ranking
+
+    d_file, r_file = run_dir / "descriptor.json", run_dir / "ranking.json"
+    if plan is not None and d_file.exists() and r_file.exists():
+        return (
+            DatasetDescriptor.from_dict(json.loads(d_file.read_text())),
+            Ranking.from_dict(json.loads(r_file.read_text())),
+        )
+    (run_dir / "fit_settings.json").write_text(json.dumps(s.to_dict(), indent=2))
+    basic = describe_dataset(ds, {})
+    res = s.resolution or auto_resolution(resolve_device(s.device).type, median_side(basic))
+    ex = ExtractionSettings(resolution=res, device=s.device, num_workers=s.num_workers)
+    ranking = rank(
+        ds, backbones=s.backbones, top_k=s.top_k, seed=s.seed, extraction=ex, progress=progress
+    )
+    specs = candidate_backbones([r.backbone for r in ranking.rows])
+    descriptor = describe_dataset(ds, extract_all(ds, specs, ex, progress=False))
+    d_file.write_text(descriptor.to_json(indent=2))
+    r_file.write_text(ranking.to_json(indent=2))
+    log.info("Ranking:\n%s", ranking.table())
+    return descriptor, ranking
+
+
+def _result(study, sr, s: FitSettings, start: float) -> FitResult:
+    from autotransfer.errors import AutoTransferError
+    from autotransfer.model import Classifier
+    from autotransfer.results import FitResult
+    from autotransfer.search.checkpoints import (
+        best_with_checkpoint,
+        checkpoint_dir,
+        prune_checkpoints,
+    )
+    from autotransfer.search.objective import notify
+    from autotransfer.search.study import leaderboard, record_of
+
+    board = leaderboard(study)
+    best = best_with_checkpoint(study, sr.run_dir)
+    if best is None:
+        notify(sr.trackers, "fit_end", sr.run, None)
+        errors = "; ".join(f"#{r.number} {r.strategy}: {r.error}" for r in board if r.error)
+        raise AutoTransferError(
+            "No trial finished, so there is no model. "
+            + (f"Errors: {errors}. " if errors else "")
+            + "Give the fit more time (time_budget) or look at the log above."
+        )
+    model = Classifier.load(checkpoint_dir(sr.run_dir, best.number))
+    test = None
+    if sr.dataset.test:
+        test = model.evaluate(sr.dataset, split="test", device=str(sr.device))
+    result = FitResult(
+        model=model,
+        best=record_of(best),
+        leaderboard=board,
+        val_metrics=dict(best.user_attrs.get("metrics", {})),
+        test_metrics=test,
+        run_dir=str(sr.run_dir),
+        descriptor=sr.run.descriptor,
+        ranking=sr.run.ranking,
+        seconds=round(time.perf_counter() - start, 2),
+    )
+    notify(sr.trackers, "fit_end", sr.run, result)
+    result.tracking = dict(sr.run.state.get("mlflow", {}))
+    result.save(sr.run_dir / "model")
+    prune_checkpoints(sr.run_dir, keep=best.number)
+    return result
+
+
+def load(directory: str | os.PathLike[str]) -> FitResult:
+    """A saved fit: a folder written by ``FitResult.save``, or a run folder (its ``model``).
+
+    Nothing is unpickled: the weights are safetensors, the rest JSON.
+
+    >>> result = autotransfer.load("autotransfer-runs/flowers")   # doctest: +SKIP
+    >>> result.predict("rose.jpg")                                # doctest: +SKIP
+    ['rose']
+    """
+    from pathlib import Path
+
+    from autotransfer.results import FitResult
+
+    path = Path(directory)
+    if not (path / "autotransfer.json").exists() and (path / "model").is_dir():
+        path = path / "model"
+    return FitResult.load(path)

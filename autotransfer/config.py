@@ -71,3 +71,99 @@ class RankSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+PRUNERS = ("median", "none")
+CLASS_WEIGHTS = ("auto", "balanced", "none")
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """What :func:`autotransfer.fit` searches and within which budget.
+
+    ``time_budget`` bounds the whole fit's wall clock (``"10m"``, ``"1h"``, seconds),
+    ``n_trials`` the number of trials in the study (counting those of earlier runs on the
+    same run folder); at least one must be set. ``resolution=None`` picks one for the
+    device: on CPU 128 px for small images (median side under 96 px) and 160 px
+    otherwise; on CUDA the BiT-HyperRule crop (128 or 384). ``trial_time_limit=None``
+    gives one trial at most 40 % of the time budget.
+    """
+
+    time_budget: str | float | None = "10m"
+    n_trials: int | None = None
+    strategies: tuple[str, ...] | None = None  # None: every registered strategy
+    backbones: tuple[str, ...] | None = None  # None: every candidate available offline
+    top_k: int = 3  # backbones kept from the ranking for the study
+    resolution: int | None = None
+    batch_size: int | None = None  # None: 32 on CPU, 128 on CUDA; halved on out-of-memory
+    augment: str = "crop_flip"  # "crop" for orientation-sensitive labels, "none"
+    class_weights: str = "auto"  # "auto": balanced when the largest class is 2x the smallest
+    trial_time_limit: str | float | None = None
+    pruner: str = "median"
+    seed: int = 0
+    device: str | None = None
+    num_workers: int | None = None
+    run_dir: str | None = None  # None: ./autotransfer-runs/<folder name>
+    storage: str | None = None  # None: SQLite file in the run folder; else an Optuna URL
+    study_name: str = "autotransfer"
+    trackers: tuple[str, ...] = ("mlflow",)
+    tracking_uri: str | None = None  # None: an MLflow store in the run folder
+    experiment: str | None = None  # None: the run folder's name
+
+    def __post_init__(self) -> None:
+        from autotransfer.search.budget import parse_duration
+        from autotransfer.strategies.images import AUGMENTATIONS
+
+        if self.time_budget is None and self.n_trials is None:
+            raise ConfigError(
+                "Set a time_budget (e.g. '10m') or n_trials, or both; with neither the "
+                "search would never end."
+            )
+        parse_duration(self.time_budget)
+        parse_duration(self.trial_time_limit)
+        if self.n_trials is not None and int(self.n_trials) < 1:
+            raise ConfigError(f"n_trials must be at least 1, got {self.n_trials!r}.")
+        if int(self.top_k) < 1:
+            raise ConfigError(f"top_k must be at least 1, got {self.top_k!r}.")
+        if self.resolution is not None and not 16 <= int(self.resolution) <= 1024:
+            raise ConfigError(f"resolution must be 16-1024 pixels, got {self.resolution!r}.")
+        if self.batch_size is not None and int(self.batch_size) < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size!r}.")
+        for name, value, allowed in (
+            ("augment", self.augment, AUGMENTATIONS),
+            ("class_weights", self.class_weights, CLASS_WEIGHTS),
+            ("pruner", self.pruner, PRUNERS),
+        ):
+            if value not in allowed:
+                raise ConfigError(
+                    f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}."
+                )
+
+    @property
+    def time_budget_seconds(self) -> float | None:
+        from autotransfer.search.budget import parse_duration
+
+        return parse_duration(self.time_budget)
+
+    @property
+    def trial_time_limit_seconds(self) -> float | None:
+        from autotransfer.search.budget import parse_duration
+
+        limit = parse_duration(self.trial_time_limit)
+        if limit is None and self.time_budget_seconds is not None:
+            return 0.4 * self.time_budget_seconds
+        return limit
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("strategies", "backbones", "trackers"):
+            d[k] = None if d[k] is None else list(d[k])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FitSettings:
+        d = dict(d)
+        for k in ("strategies", "backbones", "trackers"):
+            if d.get(k) is not None:
+                d[k] = tuple(d[k])
+        return cls(**d)

@@ -31,6 +31,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from autotransfer.backbones.spec import BackboneSpec
     from autotransfer.backbones.weights import WeightSource
     from autotransfer.data.descriptors import Descriptor
+    from autotransfer.strategies.base import Strategy
+    from autotransfer.tracking.base import Tracker
     from autotransfer.transferability.base import Estimator
 
 PROJECT = "autotransfer"
@@ -75,4 +77,25 @@ def autotransfer_register_descriptors() -> list[Descriptor]:
     A :class:`~autotransfer.data.descriptors.Descriptor` returns a dict; keys that match
     :class:`~autotransfer.data.descriptors.DatasetDescriptor` fields fill them, other
     keys land in its ``extra`` mapping under the descriptor's name.
+    """
+
+
+@hookspec
+def autotransfer_register_strategies() -> list[Strategy]:
+    """Return training strategies: ways to adapt a pretrained backbone to the data.
+
+    A :class:`~autotransfer.strategies.base.Strategy` declares its Optuna search space,
+    its prior configuration (enqueued first) and how it trains, reporting validation
+    accuracy after each epoch so that the study can prune it. ``fit`` searches over
+    every registered strategy unless told otherwise.
+    """
+
+
+@hookspec
+def autotransfer_register_trackers() -> list[Tracker]:
+    """Return trackers: objects told about each fit, trial and epoch (MLflow is built in).
+
+    A :class:`~autotransfer.tracking.base.Tracker` is used when its name is in
+    ``FitSettings.trackers``. Errors it raises are logged with its plugin's name and the
+    study goes on.
     """

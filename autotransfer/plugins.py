@@ -22,6 +22,8 @@ KINDS = {
     "weight_sources": "autotransfer_register_weight_sources",
     "estimators": "autotransfer_register_estimators",
     "descriptors": "autotransfer_register_descriptors",
+    "strategies": "autotransfer_register_strategies",
+    "trackers": "autotransfer_register_trackers",
 }
 
 

@@ -1,0 +1,16 @@
+"""Registers the built-in strategies (the code lives in :mod:`autotransfer.strategies`)."""
+
+from __future__ import annotations
+
+from autotransfer.hookspecs import hookimpl
+from autotransfer.strategies.base import Strategy
+from autotransfer.strategies.discriminative_lr import DiscriminativeLR
+from autotransfer.strategies.feature_extraction import FeatureExtraction
+from autotransfer.strategies.full_finetune import FullFinetune
+from autotransfer.strategies.partial_freeze import PartialFreeze
+
+
+@hookimpl
+def autotransfer_register_strategies() -> list[Strategy]:
+    """Feature extraction, partial freeze, full fine-tune (BiT-HyperRule), discriminative LRs."""
+    return [FeatureExtraction(), PartialFreeze(), FullFinetune(), DiscriminativeLR()]

@@ -1,0 +1,160 @@
+"""What a fit returns: trial records, the leaderboard and the fitted model."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+TRIAL_STATES = ("complete", "pruned", "failed", "running")
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial of the study as it ended.
+
+    ``state`` is one of ``complete``, ``pruned``, ``failed`` or ``running``;
+    ``val_accuracy`` is the selection score (best epoch); ``metrics`` holds the
+    validation metrics of the kept weights (accuracy, balanced_accuracy, macro_f1,
+    log_loss); ``history`` one dict per epoch; ``error`` the failure, when failed.
+    """
+
+    number: int
+    backbone: str
+    strategy: str
+    params: dict[str, Any]
+    state: str
+    val_accuracy: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    history: tuple[dict[str, float], ...] = ()
+    seconds: float | None = None
+    error: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["history"] = list(self.history)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrialRecord:
+        return cls(**{**d, "history": tuple(d.get("history", ()))})
+
+
+@dataclass
+class FitResult:
+    """The outcome of :func:`autotransfer.fit`: the best model and how it was found.
+
+    ``model`` is the trained :class:`~autotransfer.model.Classifier` of the best trial;
+    ``best`` its :class:`TrialRecord`; ``leaderboard`` every trial of the study, best
+    first (complete trials by validation accuracy, then pruned, then failed);
+    ``val_metrics`` and ``test_metrics`` the best model's scores (test: None when the
+    folder has no test split). ``tracking`` holds what the trackers recorded (MLflow
+    tracking URI, parent run id, model URI).
+
+    >>> result = autotransfer.fit("data/", time_budget="10m")    # doctest: +SKIP
+    >>> result.predict(["new/cat.jpg"])                           # doctest: +SKIP
+    ['cat']
+    """
+
+    model: Any  # autotransfer.model.Classifier
+    best: TrialRecord
+    leaderboard: tuple[TrialRecord, ...]
+    val_metrics: dict[str, float] = field(default_factory=dict)
+    test_metrics: dict[str, float] | None = None
+    run_dir: str | None = None
+    descriptor: Any = None  # DatasetDescriptor
+    ranking: Any = None  # Ranking
+    tracking: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.model.classes)
+
+    def predict(self, inputs: Any, **kwargs: Any) -> list[str]:
+        """Class names for paths, PIL images or image tensors (see ``Classifier.predict``)."""
+        return self.model.predict(inputs, **kwargs)
+
+    def predict_proba(self, inputs: Any, **kwargs: Any) -> Any:
+        """Class probabilities, shape (N, num_classes), columns in ``classes`` order."""
+        return self.model.predict_proba(inputs, **kwargs)
+
+    def evaluate(self, data: Any, **kwargs: Any) -> dict[str, float]:
+        """Accuracy, balanced accuracy, macro-F1 and log-loss on a labelled folder."""
+        return self.model.evaluate(data, **kwargs)
+
+    def export_torchscript(self, path: Any) -> Any:
+        return self.model.export_torchscript(path)
+
+    def export_onnx(self, path: Any) -> Any:
+        return self.model.export_onnx(path)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything but the model itself, JSON-ready."""
+        return {
+            "best": self.best.to_dict(),
+            "leaderboard": [r.to_dict() for r in self.leaderboard],
+            "val_metrics": dict(self.val_metrics),
+            "test_metrics": None if self.test_metrics is None else dict(self.test_metrics),
+            "run_dir": self.run_dir,
+            "descriptor": None if self.descriptor is None else self.descriptor.to_dict(),
+            "tracking": dict(self.tracking),
+            "seconds": self.seconds,
+        }
+
+    def leaderboard_table(self, limit: int | None = 20) -> str:
+        """The leaderboard as a plain-text table, best first."""
+        head = f"{'#':>4}  {'state':<8}  {'val acc':>7}  {'time':>7}  {'strategy':<22}  backbone"
+        lines = [head, "-" * len(head)]
+        for r in self.leaderboard[: limit or None]:
+            acc = "" if r.val_accuracy is None else f"{r.val_accuracy:.4f}"
+            secs = "" if r.seconds is None else f"{r.seconds:.0f}s"
+            lines.append(
+                f"{r.number:>4}  {r.state:<8}  {acc:>7}  {secs:>7}  {r.strategy:<22}  {r.backbone}"
+            )
+        return "\n".join(lines)
+
+    def save(self, directory: Any) -> Any:
+        """Write the model and this result's records to ``directory``; ``autotransfer.load``
+        reads it back. Returns the directory as a Path."""
+        import json
+        from pathlib import Path
+
+        path = Path(self.model.save(directory, metadata={"fit": self.to_dict()}))
+        (path / "fit_result.json").write_text(json.dumps(self.to_dict(), indent=2, default=str))
+        return path
+
+    @classmethod
+    def load(cls, directory: Any) -> FitResult:
+        """Read a result written by :meth:`save` (the model loads without executing code)."""
+        import json
+        from pathlib import Path
+
+        from autotransfer.model import Classifier
+
+        path = Path(directory)
+        model = Classifier.load(path)
+        meta_file = path / "fit_result.json"
+        d = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+        best = TrialRecord.from_dict(d["best"]) if d.get("best") else _record_of(model)
+        return cls(
+            model=model,
+            best=best,
+            leaderboard=tuple(TrialRecord.from_dict(r) for r in d.get("leaderboard", ())),
+            val_metrics=d.get("val_metrics") or {},
+            test_metrics=d.get("test_metrics"),
+            run_dir=d.get("run_dir"),
+            tracking=d.get("tracking") or {},
+            seconds=float(d.get("seconds") or 0.0),
+        )
+
+
+def _record_of(model: Any) -> TrialRecord:
+    meta = getattr(model, "metadata", {}) or {}
+    return TrialRecord(
+        number=-1,
+        backbone=str(meta.get("backbone", model.arch)),
+        strategy=str(meta.get("strategy", "")),
+        params=dict(meta.get("params", {})),
+        state="complete",
+    )

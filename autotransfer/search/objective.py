@@ -1,0 +1,221 @@
+"""One trial: pick a backbone, a strategy and its hyperparameters; train; score; record.
+
+The trial reports validation accuracy after every epoch (Optuna may prune it), is
+scored on the validation split through the same preprocessing the final model uses,
+and records its metrics, per-epoch history and details as Optuna user attributes, so a
+resumed or parallel study sees everything that finished. Trackers hear of every step.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+
+from autotransfer import plugins
+from autotransfer.backbones.spec import BackboneSpec
+from autotransfer.data.types import ImageDataset
+from autotransfer.search.budget import Budget
+from autotransfer.search.checkpoints import checkpoint_dir, is_best_so_far
+from autotransfer.search.study import record_of, worker_id
+from autotransfer.strategies.base import SearchContext, Strategy, TrainContext
+from autotransfer.strategies.images import ImageCache
+from autotransfer.tracking.base import RunContext, Tracker, TrialInfo
+
+log = logging.getLogger(__name__)
+
+
+
+class Prefixed:
+    """An Optuna trial whose parameter names carry a prefix (``full_finetune.lr``), so that
+    strategies can name their parameters freely without clashing."""
+
+    def __init__(self, trial: optuna.Trial, prefix: str) -> None:
+        self._trial, self._prefix = trial, prefix
+
+    def suggest_float(self, name: str, *args: Any, **kwargs: Any) -> float:
+        return self._trial.suggest_float(f"{self._prefix}.{name}", *args, **kwargs)
+
+    def suggest_int(self, name: str, *args: Any, **kwargs: Any) -> int:
+        return self._trial.suggest_int(f"{self._prefix}.{name}", *args, **kwargs)
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        return self._trial.suggest_categorical(f"{self._prefix}.{name}", choices)
+
+
+def notify(trackers: Sequence[Tracker], method: str, *args: Any) -> None:
+    """Call ``method`` on every tracker; a tracker that raises is logged, never fatal."""
+    for tr in trackers:
+        try:
+            getattr(tr, method)(*args)
+        except Exception:
+            owner = plugins.registered("trackers").get(tr.name)
+            log.error(
+                "Tracker %r (plugin %r) failed in %s; the study goes on.\n%s",
+                tr.name,
+                owner.plugin if owner else "?",
+                method,
+                traceback.format_exc(),
+            )
+
+
+@dataclass
+class SearchRun:
+    """Everything the trials of one process share."""
+
+    dataset: ImageDataset
+    specs: dict[str, BackboneSpec]  # the shortlist, by id
+    strategies: dict[str, Strategy]
+    search: SearchContext
+    run: RunContext
+    trackers: Sequence[Tracker]
+    budget: Budget
+    trial_limit: float | None
+    device: torch.device
+    seed: int
+    resolution: int
+    batch_size: int
+    num_workers: int
+    augment: str
+    class_weights: np.ndarray | None
+    images: ImageCache
+    feature_settings: Any  # ExtractionSettings for the frozen features
+    _features: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    def features(self, backbone: str, split: str) -> Any:
+        from autotransfer.api import extract_all
+
+        key = (backbone, split)
+        if key not in self._features:
+            self._features[key] = extract_all(
+                self.dataset, [self.specs[backbone]], self.feature_settings, split=split,
+                progress=False,
+            )[backbone]
+        return self._features[key]
+
+    @property
+    def run_dir(self) -> Path:
+        return self.run.run_dir
+
+
+def objective(sr: SearchRun, trial: optuna.Trial) -> float:
+    """Train one configuration and return its validation accuracy (the study maximises it)."""
+    from autotransfer.model import Classifier, Preprocessing
+
+    backbone = trial.suggest_categorical("backbone", list(sr.specs))
+    name = trial.suggest_categorical("strategy", list(sr.strategies))
+    strategy = sr.strategies[name]
+    params = strategy.suggest(Prefixed(trial, name), search=sr.search)
+    trial.set_user_attr("worker", worker_id())
+    info = TrialInfo(number=trial.number, backbone=backbone, strategy=name, params=dict(params))
+    notify(sr.trackers, "trial_start", sr.run, info)
+    log.info("trial %d: %s on %s %s", trial.number, name, backbone, params)
+    history: list[dict[str, float]] = []
+
+    def report(epoch: int, metrics: Mapping[str, float]) -> None:
+        m = {k: float(v) for k, v in metrics.items()}
+        history.append(m)
+        trial.set_user_attr("history", history)
+        notify(sr.trackers, "epoch_end", sr.run, info, epoch, m)
+        trial.report(m["val_accuracy"], epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+
+    deadline = sr.budget.deadline
+    if sr.trial_limit is not None:
+        own = time.monotonic() + sr.trial_limit
+        deadline = own if deadline is None else min(deadline, own)
+    ctx = TrainContext(
+        dataset=sr.dataset,
+        spec=sr.specs[backbone],
+        params=dict(params),
+        device=sr.device,
+        seed=sr.seed + trial.number,
+        resolution=sr.resolution,
+        batch_size=sr.batch_size,
+        num_workers=sr.num_workers,
+        augment=sr.augment,
+        class_weights=sr.class_weights,
+        deadline=deadline,
+        report=report,
+        features=lambda split: sr.features(backbone, split),
+        images=sr.images,
+        search=sr.search,
+        log=log,
+    )
+    start = time.monotonic()
+    try:
+        outcome = strategy.train(ctx)
+        model = Classifier(
+            outcome.model,
+            classes=sr.dataset.classes,
+            preprocessing=Preprocessing(**outcome.preprocessing),
+            arch=sr.specs[backbone].arch,
+            metadata={
+                "backbone": backbone,
+                "backbone_spec": sr.specs[backbone].to_dict(),
+                "strategy": name,
+                "params": dict(params),
+                "trial": trial.number,
+            },
+        )
+        metrics = model.evaluate(sr.dataset, split="val", device=str(sr.device))
+    except optuna.TrialPruned:
+        _finish(sr, trial, info, "pruned", start, history)
+        raise
+    except Exception as exc:
+        err = f"{type(exc).__name__}: {exc}"
+        trial.set_user_attr("error", err[:2000])
+        log.warning("trial %d (%s on %s) failed: %s", trial.number, name, backbone, err)
+        _finish(sr, trial, info, "failed", start, history)
+        raise
+    value = float(metrics["accuracy"])
+    trial.set_user_attr("metrics", {k: float(v) for k, v in metrics.items()})
+    trial.set_user_attr(
+        "info", {**_jsonable(outcome.info), "train_val_accuracy": outcome.val_accuracy}
+    )
+    if is_best_so_far(trial.study, value):
+        model.save(checkpoint_dir(sr.run_dir, trial.number))
+    _finish(sr, trial, info, "complete", start, history, value)
+    return value
+
+
+def _finish(
+    sr: SearchRun,
+    trial: optuna.Trial,
+    info: TrialInfo,
+    state: str,
+    start: float,
+    history: list[dict[str, float]],
+    value: float | None = None,
+) -> None:
+    import dataclasses
+
+    seconds = round(time.monotonic() - start, 2)
+    trial.set_user_attr("seconds", seconds)
+    frozen = trial.study._storage.get_trial(trial._trial_id)
+    record = dataclasses.replace(
+        record_of(frozen), state=state, val_accuracy=value, seconds=seconds,
+        history=tuple(history),
+    )
+    notify(sr.trackers, "trial_end", sr.run, record)
+
+
+def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, (bool, int, float, str)) or v is None:
+            out[k] = v
+        elif isinstance(v, np.generic):
+            out[k] = v.item()
+        else:
+            out[k] = str(v)
+    return out

@@ -1,0 +1,84 @@
+"""Priors of the study: which strategies to try first, and the trials enqueued before
+Optuna's sampler takes over.
+
+The rule of thumb from the transfer-learning literature (Yosinski et al. 2014; the
+"size and similarity" quadrant): small data close to the source wants a frozen
+backbone, large or dissimilar data wants fine-tuning. The study enqueues the cheapest
+trials first (a linear head on each shortlisted backbone's cached features, seconds
+each), then each strategy's prior configuration on the best-ranked backbone in the
+order the rule gives, the BiT-HyperRule full fine-tune among them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from autotransfer.strategies.base import SearchContext, Strategy
+
+SMALL = 2_000  # training images per dataset under which data count as "small"
+SIMILAR = 0.5  # similarity (0..1) above which data count as close to the source
+
+
+def strategy_order(strategies: Sequence[Strategy], search: SearchContext) -> list[Strategy]:
+    """Strategies in the order the size x similarity rule prefers them.
+
+    Small and similar: cheapest (most frozen) first. Otherwise: most adaptive first.
+    Unknown similarity counts as dissimilar for large data and as similar for small.
+
+    >>> from autotransfer.builtin.strategies import autotransfer_register_strategies as reg
+    >>> s = SearchContext(300, 5, 200.0, 0.9, "cpu", 32)
+    >>> [x.name for x in strategy_order(reg(), s)][:2]
+    ['feature_extraction', 'partial_freeze']
+    """
+    small = search.num_train < SMALL
+    similar = search.similarity is None and small or (search.similarity or 0.0) >= SIMILAR
+    freeze_first = small and similar
+    return sorted(
+        strategies, key=lambda s: s.relative_cost if freeze_first else -s.relative_cost
+    )
+
+
+def prior_trials(
+    shortlist: Sequence[str], strategies: Sequence[Strategy], search: SearchContext
+) -> list[dict[str, Any]]:
+    """The enqueued trials as Optuna parameter dicts (strategy parameters prefixed).
+
+    Every strategy cheaper than 0.1 (frozen features) runs on every shortlisted backbone
+    first; then each other strategy's defaults on the top backbone, in rule order.
+    """
+    ordered = strategy_order(strategies, search)
+    cheap = [s for s in ordered if s.relative_cost < 0.1]
+    out = []
+    for s in cheap:
+        for b in shortlist:
+            out.append(_params(b, s, search))
+    for s in ordered:
+        if s not in cheap:
+            out.append(_params(shortlist[0], s, search))
+    return out
+
+
+def _params(backbone: str, strategy: Strategy, search: SearchContext) -> dict[str, Any]:
+    defaults = strategy.defaults(search=search)
+    return {
+        "backbone": backbone,
+        "strategy": strategy.name,
+        **{f"{strategy.name}.{k}": v for k, v in defaults.items()},
+    }
+
+
+def similarity_score(descriptor: Any, backbone: str) -> float | None:
+    """A 0..1 closeness to the source for one backbone from the descriptors, or None.
+
+    Mapped from the batch-norm KL (0 identical, about 1 for digits on ImageNet
+    backbones): ``exp(-2 * bn_kl)``.
+    """
+    import math
+
+    sims = getattr(descriptor, "source_similarity", None) or {}
+    s = sims.get(backbone)
+    kl = s.get("bn_kl") if isinstance(s, dict) else getattr(s, "bn_kl", None)
+    if kl is None or kl != kl:
+        return None
+    return float(math.exp(-2.0 * float(kl)))

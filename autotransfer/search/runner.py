@@ -1,0 +1,227 @@
+"""Running the study of a run folder: set up the trials' shared state, run them within the
+budget with a progress bar, and report what finished. ``fit`` and ``autotransfer worker``
+both go through here."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+
+from autotransfer import plugins
+from autotransfer.config import ExtractionSettings, FitSettings
+from autotransfer.data.types import ImageDataset
+from autotransfer.search.budget import Budget
+from autotransfer.search.objective import SearchRun, notify, objective
+from autotransfer.search.plan import similarity_score
+from autotransfer.search.study import fail_dead_trials, open_study
+from autotransfer.strategies.base import SearchContext
+from autotransfer.strategies.images import ImageCache
+from autotransfer.tracking.base import RunContext
+
+log = logging.getLogger(__name__)
+
+MIN_TRIAL_SECONDS = 5.0  # no trial starts with less than this left in the budget
+FINISHED = (
+    optuna.trial.TrialState.COMPLETE,
+    optuna.trial.TrialState.PRUNED,
+    optuna.trial.TrialState.FAIL,
+)
+
+
+def auto_resolution(device: str, median_side: float) -> int:
+    """The training resolution when none is set: what a CPU budget affords, else BiT's.
+
+    >>> auto_resolution("cpu", 64.0), auto_resolution("cpu", 500.0), auto_resolution("cuda", 500.0)
+    (128, 160, 384)
+    """
+    from autotransfer.data.statistics import bit_hyperrule
+
+    if device == "cuda":
+        return int(bit_hyperrule(1, median_side)["crop"])
+    return 128 if median_side < 96 else 160
+
+
+def median_side(descriptor: Any) -> float:
+    size = getattr(descriptor, "image_size", None) or {}
+    w, h = size.get("width_median"), size.get("height_median")
+    return float(min(w, h)) if w and h else 224.0
+
+
+def class_weights(dataset: ImageDataset, mode: str, imbalance_ratio: float) -> np.ndarray | None:
+    """Inverse-frequency weights (scikit-learn's "balanced") when asked, or for "auto" when
+    the largest class has at least twice the images of the smallest."""
+    if mode == "none" or (mode == "auto" and imbalance_ratio < 2.0):
+        return None
+    from sklearn.utils.class_weight import compute_class_weight
+
+    y = np.array([r.label for r in dataset.train])
+    k = len(dataset.classes)
+    present = np.unique(y)
+    w = np.ones(k, dtype=np.float32)
+    w[present] = compute_class_weight("balanced", classes=present, y=y)
+    return w
+
+
+def prepare(
+    run_dir: Path,
+    dataset: ImageDataset,
+    settings: FitSettings,
+    plan: dict[str, Any],
+    *,
+    descriptor: Any = None,
+    ranking: Any = None,
+    is_worker: bool = False,
+) -> tuple[optuna.Study, SearchRun]:
+    """Open the study (marking trials of dead processes failed) and the trials' state."""
+    from autotransfer.backbones.features import resolve_device
+    from autotransfer.backbones.load import resolve_backbones
+
+    device = resolve_device(settings.device)
+    study = open_study(
+        run_dir,
+        storage=settings.storage,
+        study_name=settings.study_name,
+        seed=settings.seed,
+        pruner=settings.pruner,
+        create=not is_worker,
+    )
+    stale = fail_dead_trials(study)
+    specs = {s.id: s for s in resolve_backbones(plan["shortlist"])}
+    strategies = {n: plugins.lookup("strategies", n) for n in plan["strategies"]}
+    batch = int(settings.batch_size or (128 if device.type == "cuda" else 32))
+    side = plan["median_side"]
+    search = SearchContext(
+        num_train=len(dataset.train),
+        num_classes=len(dataset.classes),
+        median_side=side,
+        similarity=plan.get("similarity"),
+        device=device.type,
+        batch_size=batch,
+        descriptor=descriptor,
+    )
+    run = RunContext(
+        run_dir=Path(run_dir),
+        study_name=settings.study_name,
+        settings=settings.to_dict(),
+        dataset=dataset,
+        descriptor=descriptor,
+        ranking=ranking,
+        is_worker=is_worker,
+        stale_trials=tuple(stale),
+    )
+    trackers = [plugins.lookup("trackers", n) for n in settings.trackers]
+    sr = SearchRun(
+        dataset=dataset,
+        specs=specs,
+        strategies=strategies,
+        search=search,
+        run=run,
+        trackers=trackers,
+        budget=Budget.start(settings.time_budget_seconds),
+        trial_limit=settings.trial_time_limit_seconds,
+        device=device,
+        seed=settings.seed,
+        resolution=int(plan["resolution"]),
+        batch_size=batch,
+        num_workers=settings.num_workers or 0,
+        augment=settings.augment,
+        class_weights=None
+        if plan.get("class_weights") is None
+        else np.asarray(plan["class_weights"], dtype=np.float32),
+        images=ImageCache(dataset),
+        feature_settings=ExtractionSettings(
+            resolution=int(plan["resolution"]), device=settings.device,
+            num_workers=settings.num_workers,
+        ),
+    )
+    return study, sr
+
+
+def make_plan(
+    dataset: ImageDataset, settings: FitSettings, descriptor: Any, shortlist: list[str]
+) -> dict[str, Any]:
+    """What stays fixed for the life of a study: data, shortlist, strategies, resolution."""
+    from autotransfer.backbones.features import resolve_device
+
+    device = resolve_device(settings.device).type
+    side = median_side(descriptor)
+    res = settings.resolution or auto_resolution(device, side)
+    weights = class_weights(
+        dataset, settings.class_weights, float(getattr(descriptor, "imbalance_ratio", 1.0))
+    )
+    return {
+        "data": dataset.fingerprint(),
+        "root": dataset.root,
+        "shortlist": list(shortlist),
+        "strategies": list(settings.strategies or plugins.registered("strategies")),
+        "resolution": int(res),
+        "median_side": side,
+        "similarity": similarity_score(descriptor, shortlist[0]) if shortlist else None,
+        "class_weights": None if weights is None else [float(w) for w in weights],
+    }
+
+
+def enqueue_priors(study: optuna.Study, sr: SearchRun) -> None:
+    from autotransfer.search.plan import prior_trials
+
+    for params in prior_trials(list(sr.specs), list(sr.strategies.values()), sr.search):
+        study.enqueue_trial(params, skip_if_exists=True)
+
+
+def run_trials(
+    study: optuna.Study, sr: SearchRun, settings: FitSettings, *, progress: bool | None = None
+) -> None:
+    """Run trials until the budget or the trial count is spent (or Ctrl-C: the trial in
+    progress is recorded as failed and the best result so far stands)."""
+    from autotransfer.progress import progress_bar
+
+    notify(sr.trackers, "fit_start", sr.run)
+    callbacks = []
+    if settings.n_trials is not None:
+        callbacks.append(optuna.study.MaxTrialsCallback(settings.n_trials, states=FINISHED))
+        done = len(study.get_trials(deepcopy=False, states=FINISHED))
+        if done >= settings.n_trials:
+            log.info("The study already has %d finished trials; none to run.", done)
+            return
+    total = settings.n_trials
+    with progress_bar("trials", total=total, enabled=progress, unit="trial") as update:
+
+        def show(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            n = len(study.get_trials(deepcopy=False, states=FINISHED))
+            update(n, total or n)
+            best = _best_value(study)
+            left = sr.budget.left()
+            log.info(
+                "trial %d %s; best %s%s",
+                trial.number,
+                trial.state.name.lower(),
+                "-" if best is None else f"{best:.4f}",
+                "" if left is None else f"; {math.ceil(left)} s left",
+            )
+
+        callbacks.append(show)
+        left = sr.budget.left()
+        if left is not None and left < MIN_TRIAL_SECONDS and _best_value(study) is not None:
+            log.info("The time budget is spent; no trial started.")
+            return
+        try:
+            study.optimize(
+                lambda t: objective(sr, t),
+                n_trials=None,
+                timeout=None if left is None else max(left - MIN_TRIAL_SECONDS, 1.0),
+                catch=(Exception,),
+                callbacks=callbacks,
+                gc_after_trial=True,
+            )
+        except KeyboardInterrupt:
+            log.warning("Interrupted: keeping the trials that finished.")
+
+
+def _best_value(study: optuna.Study) -> float | None:
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    return max((t.value for t in done if t.value is not None), default=None)

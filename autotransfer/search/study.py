@@ -1,0 +1,170 @@
+"""The Optuna study of a run folder: storage, resume, stale trials, records.
+
+The default storage is a SQLite file in the run folder (``study.db``); any Optuna
+storage URL works (PostgreSQL or MySQL for workers on several machines). Trials carry
+the host and process that ran them, so a trial left ``RUNNING`` by a killed process on
+this host is marked failed the next time the study is opened; Optuna's heartbeat does
+the same for other hosts after its grace period.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from autotransfer.results import TrialRecord
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 30
+GRACE_SECONDS = 120
+_STATES = {
+    optuna.trial.TrialState.COMPLETE: "complete",
+    optuna.trial.TrialState.PRUNED: "pruned",
+    optuna.trial.TrialState.FAIL: "failed",
+    optuna.trial.TrialState.RUNNING: "running",
+    optuna.trial.TrialState.WAITING: "waiting",
+}
+
+
+def storage_url(run_dir: Path, storage: str | None) -> str:
+    return storage or f"sqlite:///{(Path(run_dir) / 'study.db').resolve()}"
+
+
+def open_study(
+    run_dir: Path,
+    *,
+    storage: str | None,
+    study_name: str,
+    seed: int,
+    pruner: str,
+    create: bool = True,
+) -> optuna.Study:
+    """Create or load the study; ``create=False`` (workers) requires that it exists."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = storage_url(run_dir, storage)
+    rdb = optuna.storages.RDBStorage(
+        url,
+        heartbeat_interval=HEARTBEAT_SECONDS,
+        grace_period=GRACE_SECONDS,
+        engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
+    )
+    sampler = optuna.samplers.TPESampler(
+        seed=seed,
+        multivariate=True,
+        group=True,
+        n_startup_trials=4,
+        warn_independent_sampling=False,
+    )
+    pruners = {
+        "median": optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2),
+        "none": optuna.pruners.NopPruner(),
+    }
+    if create:
+        return optuna.create_study(
+            storage=rdb,
+            study_name=study_name,
+            direction="maximize",
+            sampler=sampler,
+            pruner=pruners[pruner],
+            load_if_exists=True,
+        )
+    return optuna.load_study(
+        storage=rdb, study_name=study_name, sampler=sampler, pruner=pruners[pruner]
+    )
+
+
+def worker_id() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_dead_trials(study: optuna.Study) -> list[int]:
+    """Mark failed the trials left running by a dead process of this host; their numbers."""
+    host = socket.gethostname()
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        who = t.user_attrs.get("worker") or {}
+        if who.get("host") == host and who.get("pid") != os.getpid() and not _alive(
+            int(who.get("pid", -1))
+        ):
+            study._storage.set_trial_user_attr(t._trial_id, "error", "the process running it died")
+            study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+            out.append(t.number)
+    running = {t.number for t in study.get_trials(deepcopy=False,
+                                                  states=(optuna.trial.TrialState.RUNNING,))}
+    optuna.storages.fail_stale_trials(study)  # other hosts, by heartbeat
+    still = {t.number for t in study.get_trials(deepcopy=False,
+                                                states=(optuna.trial.TrialState.RUNNING,))}
+    out.extend(sorted(running - still))
+    if out:
+        log.warning("Trials %s were left running by a stopped process; marked failed.", out)
+    return out
+
+
+def record_of(t: optuna.trial.FrozenTrial) -> TrialRecord:
+    """A finished (or running) Optuna trial as a :class:`TrialRecord`."""
+    strategy = str(t.params.get("strategy", ""))
+    prefix = f"{strategy}."
+    params = {k[len(prefix):]: v for k, v in t.params.items() if k.startswith(prefix)}
+    seconds = None
+    if t.datetime_start and t.datetime_complete:
+        seconds = round((t.datetime_complete - t.datetime_start).total_seconds(), 2)
+    state = _STATES.get(t.state, str(t.state).lower())
+    value = t.value if t.state == optuna.trial.TrialState.COMPLETE else None
+    return TrialRecord(
+        number=t.number,
+        backbone=str(t.params.get("backbone", "")),
+        strategy=strategy,
+        params=params,
+        state=state,
+        val_accuracy=value,
+        metrics=dict(t.user_attrs.get("metrics", {})),
+        history=tuple(t.user_attrs.get("history", ())),
+        seconds=seconds,
+        error=str(t.user_attrs.get("error", "")),
+        info=dict(t.user_attrs.get("info", {})),
+    )
+
+
+def selection_key(t: optuna.trial.FrozenTrial) -> tuple:
+    """How trials are ordered, best first: complete before running, pruned and failed;
+    then higher validation accuracy; ties go to the lower validation log-loss, then to
+    the earlier trial."""
+    order = {"complete": 0, "running": 1, "pruned": 2, "failed": 3}
+    state = _STATES.get(t.state, "")
+    acc = t.value if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None else -1
+    loss = (t.user_attrs.get("metrics") or {}).get("log_loss", float("inf"))
+    return (order.get(state, 4), -acc, loss, t.number)
+
+
+def leaderboard(study: optuna.Study) -> tuple[TrialRecord, ...]:
+    """Every trial, best first (see :func:`selection_key`)."""
+    return tuple(record_of(t) for t in sorted(study.get_trials(deepcopy=False), key=selection_key))
+
+
+def save_plan(run_dir: Path, plan: dict[str, Any]) -> None:
+    path = Path(run_dir) / "plan.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(plan, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def load_plan(run_dir: Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / "plan.json"
+    return json.loads(path.read_text()) if path.exists() else None

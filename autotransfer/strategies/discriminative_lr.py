@@ -1,0 +1,50 @@
+"""Every weight trained, with layer-wise decaying learning rates: the head gets ``lr``,
+each stage below it ``decay`` times the one above (ULMFiT, fastai). ``decay`` is in the
+search space."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autotransfer.strategies import loop
+from autotransfer.strategies.base import SearchContext, TrainContext, TrainOutcome
+from autotransfer.strategies.models import bn_modules, new_classifier, preprocessing
+from autotransfer.strategies.schedules import default_epochs
+from autotransfer.strategies.stages import stage_groups
+
+
+class DiscriminativeLR:
+    name = "discriminative_lr"
+    description = "all weights trained, learning rate decaying stage by stage from the head"
+    relative_cost = 0.9
+
+    def suggest(self, space: Any, *, search: SearchContext) -> dict[str, Any]:
+        return {
+            "lr": space.suggest_float("lr", 3e-3, 0.1, log=True),
+            "decay": space.suggest_float("decay", 0.2, 0.9),
+            "epochs": space.suggest_int("epochs", 3, 40, log=True),
+            "weight_decay": space.suggest_float("weight_decay", 1e-6, 1e-3, log=True),
+        }
+
+    def defaults(self, *, search: SearchContext) -> dict[str, Any]:
+        return {"lr": 0.02, "decay": 0.5, "epochs": default_epochs(search), "weight_decay": 1e-5}
+
+    def train(self, ctx: TrainContext) -> TrainOutcome:
+        p = ctx.params
+
+        def build() -> loop.Trainable:
+            model = new_classifier(ctx)
+            by_name = dict(model.named_parameters())
+            groups = stage_groups(model)
+            param_groups = []
+            for depth, names in enumerate(reversed(groups)):  # head first
+                lr = float(p["lr"]) * float(p["decay"]) ** depth
+                param_groups.append({"params": [by_name[n] for n in names], "lr": lr})
+            frozen = bn_modules(model) if ctx.search.batch_size < 32 else []
+            return loop.Trainable(model, param_groups[::-1], frozen)
+
+        schedule = loop.Schedule(
+            epochs=int(p["epochs"]), weight_decay=float(p["weight_decay"]), decay="cosine",
+            patience=5,
+        )
+        return loop.train(ctx, build, schedule, preprocessing(ctx))

@@ -1,0 +1,57 @@
+"""Building the model a strategy trains: the pretrained backbone with a new classifier."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from autotransfer.strategies.base import TrainContext
+
+
+def new_classifier(ctx: TrainContext) -> torch.nn.Module:
+    """The backbone of ``ctx.spec`` with its weights and a fresh head for the data's classes.
+
+    Seeded by ``ctx.seed`` so that the head's initialisation is reproducible.
+    """
+    from autotransfer.backbones.load import load_backbone
+
+    torch.manual_seed(ctx.seed)
+    model = load_backbone(ctx.spec)
+    model.reset_classifier(len(ctx.dataset.classes))
+    return model
+
+
+def preprocessing(ctx: TrainContext, resolution: int | None = None) -> dict[str, Any]:
+    """How the trained model is fed: the weights' mean/std at the fit's resolution."""
+    spec = ctx.spec
+    return {
+        "resolution": int(resolution or ctx.resolution),
+        "mean": tuple(spec.weights.mean),
+        "std": tuple(spec.weights.std),
+        "crop_pct": spec.crop_pct,
+        "interpolation": spec.interpolation,
+    }
+
+
+def set_linear_head(model: torch.nn.Module, weight: np.ndarray, bias: np.ndarray) -> None:
+    """Copy a (classes, features) linear classifier into the model's head."""
+    head = model.get_classifier()
+    if not isinstance(head, torch.nn.Linear):
+        raise TypeError(
+            f"{type(model).__name__}'s classifier is {type(head).__name__}, not a Linear layer; "
+            "the feature-extraction strategy needs a linear head on pooled features."
+        )
+    with torch.no_grad():
+        head.weight.copy_(torch.as_tensor(weight, dtype=head.weight.dtype))
+        head.bias.copy_(torch.as_tensor(bias, dtype=head.bias.dtype))
+
+
+def bn_modules(modules: list[torch.nn.Module] | torch.nn.Module) -> list[torch.nn.Module]:
+    """The BatchNorm layers among (or inside) ``modules``."""
+    mods = [modules] if isinstance(modules, torch.nn.Module) else modules
+    out = []
+    for m in mods:
+        out.extend(x for x in m.modules() if isinstance(x, torch.nn.modules.batchnorm._BatchNorm))
+    return out
