@@ -1,17 +1,13 @@
-"""The ``autotransfer`` command line. The only module that prints."""
+"""Commands that look at data and backbones: describe, rank, plugins, zoo, demo."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-from autotransfer.errors import AutoTransferError
 
 log = logging.getLogger("autotransfer")
 
@@ -229,6 +225,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from autotransfer.cli.main import main
     from autotransfer.data.demo import write_digits_folder
 
     folder = write_digits_folder(Path(args.dest))
@@ -241,18 +238,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("$ autotransfer describe", folder, *common)
     rc = main(["describe", str(folder), *common])
     print("\n$ autotransfer rank", folder, *common)
-    return rc or main(["rank", str(folder), *common])
+    if rc:
+        return rc
+    rc = main(["rank", str(folder), *common])
+    if rc or args.no_fit:
+        return rc
+    fit = [str(folder), "--time-budget", args.time_budget, "--run-dir", args.run_dir]
+    fit += ["--resolution", str(args.resolution)]
+    if args.backbones:
+        fit += ["--backbones", ",".join(args.backbones)]
+    print("\n$ autotransfer fit", *fit)
+    return main(["fit", *fit])
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="autotransfer",
-        description="Rank pretrained backbones for a folder of labelled images, then transfer.",
-    )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only results and errors")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register describe, rank, plugins, zoo and demo."""
     p = sub.add_parser("describe", help="dataset descriptors and similarity to each source")
     _add_data_args(p)
     _add_extraction_args(p)
@@ -291,37 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_zoo)
 
-    p = sub.add_parser("demo", help="describe and rank scikit-learn's digits (real, bundled data)")
+    p = sub.add_parser("demo", help="describe, rank and fit scikit-learn's digits (real data)")
     p.add_argument("--dest", default="demo_data/digits", help="where to write the digits folder")
     p.add_argument("--resolution", type=int, default=128)
     p.add_argument("--backbones", type=_csv, default=None)
     p.add_argument("--cache-dir", default=None)
+    p.add_argument("--time-budget", default="3m", help="budget of the demo's fit")
+    p.add_argument("--run-dir", default="demo_data/run", help="the demo fit's run folder")
+    p.add_argument("--no-fit", action="store_true", help="stop after describe and rank")
     p.set_defaults(func=cmd_demo)
-    return parser
-
-
-def _configure_logging(verbose: int, quiet: bool) -> None:
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
-    logging.basicConfig(
-        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    logging.getLogger("autotransfer").setLevel(level)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    _configure_logging(args.verbose, args.quiet)
-    args.progress = False if args.quiet else None
-    try:
-        return int(args.func(args) or 0)
-    except AutoTransferError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

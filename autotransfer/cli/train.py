@@ -1,0 +1,226 @@
+"""Commands that train and use models: fit, worker, predict, evaluate, strategies, ui."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from autotransfer.cli.explore import _add_data_args, _csv
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def _fit_settings(args: argparse.Namespace):
+    from autotransfer.config import FitSettings
+
+    budget = args.time_budget
+    if args.n_trials is not None and args.time_budget is None:
+        budget = None
+    elif budget is None:
+        budget = "10m"
+    return FitSettings(
+        time_budget=budget,
+        n_trials=args.n_trials,
+        strategies=tuple(args.strategies) if args.strategies else None,
+        backbones=tuple(args.backbones) if args.backbones else None,
+        top_k=args.top_k,
+        resolution=args.resolution,
+        batch_size=args.batch_size,
+        augment=args.augment,
+        class_weights=args.class_weights,
+        trial_time_limit=args.trial_time_limit,
+        pruner=args.pruner,
+        seed=args.seed,
+        device=args.device,
+        num_workers=args.workers,
+        run_dir=args.run_dir,
+        storage=args.storage,
+        study_name=args.study_name,
+        trackers=() if args.no_tracking else tuple(args.trackers),
+        tracking_uri=args.tracking_uri,
+        experiment=args.experiment,
+    )
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    import autotransfer
+    from autotransfer.config import DataSettings
+
+    result = autotransfer.fit(
+        args.data,
+        _fit_settings(args),
+        data_settings=DataSettings(val_fraction=args.val_fraction, seed=args.seed,
+                                   strict=args.strict),
+        progress=args.progress,
+    )
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, default=str))
+        return 0
+    b = result.best
+    print(f"pick: {b.strategy} on {b.backbone} (trial {b.number}) {json.dumps(b.params)}")
+    print("validation: " + _metrics(result.val_metrics))
+    if result.test_metrics is not None:
+        print("test:       " + _metrics(result.test_metrics))
+    print()
+    print(result.leaderboard_table())
+    print(f"\nmodel saved in {result.run_dir}/model  ({result.seconds:.0f}s)")
+    print(f"browse the trials: autotransfer ui {result.run_dir}")
+    return 0
+
+
+def _metrics(m: dict) -> str:
+    keys = ("accuracy", "balanced_accuracy", "macro_f1", "log_loss")
+    return ", ".join(f"{k} {m[k]:.4f}" for k in keys if k in m)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import autotransfer
+
+    n = autotransfer.run_worker(
+        args.run_dir, time_budget=args.time_budget, n_trials=args.n_trials, progress=args.progress
+    )
+    print(f"worker ran {n} trials")
+    return 0
+
+
+def _image_paths(items: list[str]) -> list[str]:
+    out: list[str] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            out.extend(
+                str(f) for f in sorted(p.rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES
+            )
+        else:
+            out.append(item)
+    return out
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import autotransfer
+
+    result = autotransfer.load(args.model)
+    paths = _image_paths(args.images)
+    proba = result.predict_proba(paths, batch_size=args.batch_size, device=args.device)
+    classes = result.classes
+    rows = []
+    for path, p in zip(paths, proba):
+        i = int(p.argmax())
+        row = {"path": path, "label": classes[i], "confidence": round(float(p[i]), 4)}
+        if args.proba:
+            row["proba"] = {c: round(float(x), 4) for c, x in zip(classes, p)}
+        rows.append(row)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['path']}\t{r['label']}\t{r['confidence']:.4f}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import autotransfer
+
+    result = autotransfer.load(args.model)
+    metrics = result.evaluate(args.data, split=args.split, device=args.device)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        print(f"{args.split} ({int(metrics.get('num_images', 0))} images): " + _metrics(metrics))
+    return 0
+
+
+def cmd_strategies(args: argparse.Namespace) -> int:
+    from autotransfer import plugins
+
+    rows = [
+        {
+            "name": r.name,
+            "description": getattr(r.obj, "description", ""),
+            "relative_cost": getattr(r.obj, "relative_cost", None),
+            "plugin": r.plugin,
+            "distribution": r.distribution,
+        }
+        for r in plugins.registered("strategies").values()
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in sorted(rows, key=lambda r: r["relative_cost"] or 0):
+        print(f"{r['name']:22s} cost {r['relative_cost']:<5} {r['description']}")
+        print(f"{'':22s} from {r['plugin']} ({r['distribution']})")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from autotransfer.tracking.ui import serve_ui
+
+    print(f"MLflow UI on http://{args.host}:{args.port} (Ctrl-C to stop)")
+    return int(serve_ui(args.run_dir, host=args.host, port=args.port) or 0)
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register fit, worker, predict, evaluate, strategies and ui."""
+    p = sub.add_parser("fit", help="search backbones x strategies within a budget; keep the best")
+    _add_data_args(p)
+    p.add_argument("--time-budget", default=None, help="wall clock, e.g. 10m, 1h (default 10m)")
+    p.add_argument("--n-trials", type=int, default=None, help="trials in the study, at most")
+    p.add_argument("--strategies", type=_csv, default=None, help="default: all registered")
+    p.add_argument("--backbones", type=_csv, default=None, help="default: all offline")
+    p.add_argument("--top-k", type=int, default=3, help="backbones kept from the ranking")
+    p.add_argument("--resolution", type=int, default=None, help="default: by device and data")
+    p.add_argument("--batch-size", type=int, default=None, help="default: 32 CPU, 128 CUDA")
+    p.add_argument(
+        "--augment",
+        default="crop_flip",
+        choices=("crop_flip", "crop", "none"),
+        help="use 'crop' when a mirror image has another label (text, orientation)",
+    )
+    p.add_argument("--class-weights", default="auto", choices=("auto", "balanced", "none"))
+    p.add_argument("--trial-time-limit", default=None, help="default: 40%% of the budget")
+    p.add_argument("--pruner", default="median", choices=("median", "none"))
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA if present)")
+    p.add_argument("--workers", type=int, default=None, help="data-loader workers")
+    p.add_argument("--run-dir", default=None, help="default: ./autotransfer-runs/<folder name>")
+    p.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite file)")
+    p.add_argument("--study-name", default="autotransfer")
+    p.add_argument("--trackers", type=_csv, default=["mlflow"])
+    p.add_argument("--no-tracking", action="store_true", help="no MLflow")
+    p.add_argument("--tracking-uri", default=None, help="default: a store in the run folder")
+    p.add_argument("--experiment", default=None, help="MLflow experiment name")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("worker", help="join the study of a run folder and run trials")
+    p.add_argument("run_dir")
+    p.add_argument("--time-budget", default=None, help="this worker's wall clock")
+    p.add_argument("--n-trials", type=int, default=None, help="trials in the study, at most")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("predict", help="classify images with a saved model or run folder")
+    p.add_argument("model", help="a folder written by fit (RUN_DIR or RUN_DIR/model)")
+    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument("--proba", action="store_true", help="print every class's probability")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="score a saved model on a labelled folder")
+    p.add_argument("model", help="a folder written by fit (RUN_DIR or RUN_DIR/model)")
+    p.add_argument("data", help="a labelled folder or CSV manifest")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--device", default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("strategies", help="list the training strategies fit searches over")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_strategies)
+
+    p = sub.add_parser("ui", help="open the MLflow UI on a run folder's trials")
+    p.add_argument("run_dir")
+    p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
+    p.add_argument("--port", type=int, default=5000)
+    p.set_defaults(func=cmd_ui)
