@@ -154,7 +154,7 @@ def test_grayscale_inputs_become_rgb(clf, paths):
     expected = clf.predict_proba(gray.convert("RGB"))
     np.testing.assert_allclose(clf.predict_proba(gray), expected, atol=1e-6)
     np.testing.assert_allclose(clf.predict_proba(np.asarray(gray)), expected, atol=1e-6)
-    chw = torch.from_numpy(np.asarray(gray))[None]
+    chw = torch.from_numpy(np.array(gray))[None]
     np.testing.assert_allclose(clf.predict_proba(chw), expected, atol=1e-6)
 
 
