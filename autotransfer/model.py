@@ -153,7 +153,7 @@ class Classifier:
         module: torch.nn.Module,
         *,
         classes: Sequence[str],
-        preprocessing: Preprocessing,
+        preprocessing: Preprocessing | dict[str, Any],
         arch: str,
         model_kwargs: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
@@ -191,8 +191,6 @@ class Classifier:
             f"resolution={self.preprocessing.resolution})"
         )
 
-    # ----- inference ---------------------------------------------------------------------
-
     def predict(
         self, inputs: Any, *, batch_size: int | None = None, device: str | None = None
     ) -> list[str]:
@@ -215,7 +213,8 @@ class Classifier:
         applied, any mode made RGB); PIL images are converted to RGB as they are (apply
         ``PIL.ImageOps.exif_transpose`` yourself if they come straight from a camera file);
         arrays are HWC (or HW) uint8, or float in [0, 1]; tensors are CHW or NCHW, uint8 or
-        float in [0, 1] (not already normalised). Device ``None``: CUDA when present.
+        float in [0, 1] (not already normalised). Device ``None``: CUDA when present (bf16
+        autocast there); the module stays on the device it last ran on.
 
         >>> clf.predict_proba(torch.rand(4, 3, 64, 64)).sum(axis=1)   # doctest: +SKIP
         array([1., 1., 1., 1.], dtype=float32)
@@ -269,6 +268,8 @@ class Classifier:
         from autotransfer.api import open_folder
         from autotransfer.metrics import classification_metrics
 
+        if split not in ("train", "val", "test", "all"):
+            raise ConfigError(f"Unknown split {split!r}; use 'train', 'val', 'test' or 'all'.")
         ds = open_folder(data)
         records = ds.records if split == "all" else ds.split(split)
         if not records:
@@ -296,8 +297,6 @@ class Classifier:
         if self._transform is None:
             self._transform = self.preprocessing.transform()
         return self._transform
-
-    # ----- save and load -----------------------------------------------------------------
 
     def save(
         self, directory: str | os.PathLike[str], *, metadata: dict[str, Any] | None = None
@@ -379,8 +378,6 @@ class Classifier:
                 f"Check that {CONFIG_FILE} and {WEIGHTS_FILE} belong together and that the "
                 f"installed timm knows the architecture."
             ) from exc
-
-    # ----- export ------------------------------------------------------------------------
 
     def export_torchscript(self, path: str | os.PathLike[str]) -> Path:
         """A traced TorchScript file: float NCHW RGB in [0, 1] at ``resolution`` in, logits out.
@@ -498,9 +495,6 @@ class _Normalised(torch.nn.Module):
         return self.module((images - self.mean) / self.std)
 
 
-# ----- inputs ------------------------------------------------------------------------------
-
-
 def _flatten(inputs: Any) -> list[Any]:
     """One entry per image: lists are unpacked, NCHW tensors and NHWC arrays split."""
     items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
@@ -560,9 +554,6 @@ def _array_to_pil(a: np.ndarray, kind: str) -> Image.Image:
     a = np.ascontiguousarray(a)
     mode = {1: "L", 3: "RGB", 4: "RGBA"}[a.shape[2]]
     return to_rgb(Image.fromarray(a[:, :, 0] if mode == "L" else a, mode=mode))
-
-
-# ----- files -------------------------------------------------------------------------------
 
 
 def _versions() -> dict[str, str]:

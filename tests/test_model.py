@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
+import sys
 import warnings
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from autotransfer.backbones.features import data_config, eval_transform
 from autotransfer.backbones.spec import BackboneSpec, WeightsRef
 from autotransfer.data.images import load_image
 from autotransfer.errors import AutoTransferError, ConfigError, DataError
-from autotransfer.model import Classifier, ModelFileError, Preprocessing
+from autotransfer.model import Classifier, MissingDependencyError, ModelFileError, Preprocessing
 from autotransfer.testing.images import make_image_folder, write_text_as_image
 
 CLASSES = ("cat", "dog", "owl")
@@ -288,6 +290,8 @@ def test_evaluate_a_folder(clf, folder):
     assert clf.evaluate(folder, split="val")["num_images"] == 3
     with pytest.raises(DataError, match=r"'test' split .* no images \(train: 9, val: 3, test: 0\)"):
         clf.evaluate(folder)
+    with pytest.raises(ConfigError, match="'train', 'val', 'test' or 'all'"):
+        clf.evaluate(folder, split="holdout")
 
 
 def test_evaluate_maps_classes_by_name(folder, monkeypatch):
@@ -357,6 +361,13 @@ def test_onnx_export_reproduces_the_model_with_a_dynamic_batch(clf, paths, tmp_p
         np.testing.assert_allclose(got, _reference_logits(clf, x), rtol=1e-4, atol=1e-4)
     sidecar = json.loads(Path(f"{path}.json").read_text())
     assert sidecar["format"] == "onnx" and sidecar["classes"] == list(CLASSES)
+
+
+def test_onnx_export_without_onnxscript_says_what_to_install(clf, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # import onnxscript now fails
+    with pytest.raises(MissingDependencyError, match=re.escape("autotransfer[onnx]")):
+        clf.export_onnx(tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
