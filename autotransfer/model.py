@@ -619,8 +619,9 @@ def _read_config(path: Path) -> dict[str, Any]:
     pickles = _pickles(path)
     if pickles and not (path / CONFIG_FILE).is_file():
         names = ", ".join(p.name for p in pickles)
+        where = path.parent if path.is_file() else path
         raise ModelFileError(
-            f"Refusing to load the pickled checkpoint {names} in {path}: unpickling a file can "
+            f"Refusing to load the pickled checkpoint {names} in {where}: unpickling a file can "
             "execute arbitrary code. Convert it once, if you trust it: "
             "state = torch.load(file, weights_only=True); build the timm model, "
             "model.load_state_dict(state), then Classifier(model, classes=..., "
