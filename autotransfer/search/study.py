@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import socket
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -49,35 +50,39 @@ def open_study(
     """Create or load the study; ``create=False`` (workers) requires that it exists."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = storage_url(run_dir, storage)
-    rdb = optuna.storages.RDBStorage(
-        url,
-        heartbeat_interval=HEARTBEAT_SECONDS,
-        grace_period=GRACE_SECONDS,
-        engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
-    )
-    sampler = optuna.samplers.TPESampler(
-        seed=seed,
-        multivariate=True,
-        group=True,
-        n_startup_trials=4,
-        warn_independent_sampling=False,
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        rdb = optuna.storages.RDBStorage(
+            url,
+            heartbeat_interval=HEARTBEAT_SECONDS,
+            grace_period=GRACE_SECONDS,
+            engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
+        )
     pruners = {
         "median": optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2),
         "none": optuna.pruners.NopPruner(),
     }
-    if create:
-        return optuna.create_study(
-            storage=rdb,
-            study_name=study_name,
-            direction="maximize",
-            sampler=sampler,
-            pruner=pruners[pruner],
-            load_if_exists=True,
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if create:
+            study = optuna.create_study(
+                storage=rdb,
+                study_name=study_name,
+                direction="maximize",
+                pruner=pruners[pruner],
+                load_if_exists=True,
+            )
+        else:
+            study = optuna.load_study(storage=rdb, study_name=study_name, pruner=pruners[pruner])
+        # a resumed study or a second worker must not replay the first one's random draws
+        n = len(study.get_trials(deepcopy=False))
+        study.sampler = optuna.samplers.TPESampler(
+            seed=seed + n + (0 if create else os.getpid()),
+            multivariate=True,
+            group=True,
+            n_startup_trials=4,
         )
-    return optuna.load_study(
-        storage=rdb, study_name=study_name, sampler=sampler, pruner=pruners[pruner]
-    )
+    return study
 
 
 def worker_id() -> dict[str, Any]:
@@ -108,7 +113,9 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
             out.append(t.number)
     running = {t.number for t in study.get_trials(deepcopy=False,
                                                   states=(optuna.trial.TrialState.RUNNING,))}
-    optuna.storages.fail_stale_trials(study)  # other hosts, by heartbeat
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # other hosts, by heartbeat
     still = {t.number for t in study.get_trials(deepcopy=False,
                                                 states=(optuna.trial.TrialState.RUNNING,))}
     out.extend(sorted(running - still))

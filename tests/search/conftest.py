@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+import pytest
+
+from autotransfer.testing.images import make_image_folder
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """Three classes, ten images each: 24 train, 6 val after the split."""
+    return make_image_folder(tmp_path / "data", classes=("cat", "dog", "owl"), per_class=10)
+
+
+TINY = dict(
+    backbones=("random:test_resnet", "random:test_efficientnet"),
+    resolution=32,
+    time_budget=None,
+    progress=False,
+)

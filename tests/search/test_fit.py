@@ -1,0 +1,113 @@
+"""fit end to end on real images with tiny real timm models: the study, the result, resume."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+
+import autotransfer
+from autotransfer.search.study import open_study
+
+from .conftest import TINY
+
+
+def _study(run_dir):
+    return open_study(run_dir, storage=None, study_name="autotransfer", seed=0, pruner="median")
+
+
+def test_fit_returns_the_best_trial_and_a_model_that_predicts(folder, tmp_path):
+    run = tmp_path / "run"
+    result = autotransfer.fit(
+        folder, run_dir=str(run), n_trials=4, trackers=(),
+        strategies=("feature_extraction", "partial_freeze"), trial_time_limit="20s", **TINY,
+    )
+    assert len(result.leaderboard) == 4
+    assert result.best == result.leaderboard[0]
+    assert result.best.state == "complete"
+    assert result.best.val_accuracy == max(
+        r.val_accuracy for r in result.leaderboard if r.state == "complete"
+    )
+    # the cheapest trials run first: one frozen-feature trial per shortlisted backbone
+    first = sorted(result.leaderboard, key=lambda r: r.number)[:2]
+    assert {r.strategy for r in first} == {"feature_extraction"}
+    assert {r.backbone for r in first} == set(TINY["backbones"])
+    assert set(result.val_metrics) >= {"accuracy", "balanced_accuracy", "macro_f1", "log_loss"}
+    assert result.test_metrics is None  # the folder has no test split
+    images = sorted(str(p) for p in folder.rglob("*.png"))[:5]
+    labels = result.predict(images)
+    assert len(labels) == 5 and set(labels) <= {"cat", "dog", "owl"}
+    # saved in the run folder; loads back without training and predicts the same
+    again = autotransfer.load(run)
+    assert again.predict(images) == labels
+    assert again.best.number == result.best.number
+    assert (run / "plan.json").exists() and (run / "ranking.json").exists()
+    assert json.loads((run / "plan.json").read_text())["shortlist"] == list(TINY["backbones"])
+    # only the best trial's checkpoint is kept
+    kept = [p.name for p in (run / "checkpoints").iterdir()]
+    assert kept == [f"trial-{result.best.number:04d}"]
+
+
+def test_fit_again_resumes_without_rerunning_finished_trials(folder, tmp_path):
+    run = tmp_path / "run"
+    opts = dict(run_dir=str(run), trackers=(), strategies=("feature_extraction",), **TINY)
+    autotransfer.fit(folder, n_trials=3, **opts)
+    before = {t.number: t.params for t in _study(run).get_trials()}
+    result = autotransfer.fit(folder, n_trials=5, **opts)
+    trials = _study(run).get_trials()
+    assert len(trials) == 5
+    assert {t.number: t.params for t in trials[:3]} == before
+    # the enqueued priors were not enqueued (and run) a second time
+    priors = [t for t in trials if t.params.get("feature_extraction.C") == 1.0]
+    assert len(priors) == 2
+    assert len(result.leaderboard) == 5
+
+
+def test_fit_on_other_data_in_the_same_run_folder_is_refused(folder, tmp_path):
+    from autotransfer.testing.images import make_image_folder
+
+    run = tmp_path / "run"
+    opts = dict(run_dir=str(run), trackers=(), strategies=("feature_extraction",), **TINY)
+    autotransfer.fit(folder, n_trials=1, **opts)
+    other = make_image_folder(tmp_path / "other", classes=("x", "y"), per_class=6)
+    with pytest.raises(autotransfer.ConfigError, match="holds a study of other data"):
+        autotransfer.fit(other, n_trials=1, **opts)
+
+
+def test_time_budget_bounds_the_fit(folder, tmp_path):
+    import time
+
+    opts = {**TINY, "time_budget": "25s"}
+    start = time.monotonic()
+    result = autotransfer.fit(folder, run_dir=str(tmp_path / "run"), trackers=(),
+                              strategies=("feature_extraction", "full_finetune"), **opts)
+    elapsed = time.monotonic() - start
+    assert result.best.state == "complete"
+    # ranking, the trials and the final evaluation; a trial in flight stops at the deadline
+    assert elapsed < 25 + 20, elapsed
+    ft = [r for r in result.leaderboard if r.strategy == "full_finetune" and r.state == "complete"]
+    assert all(r.info.get("cut_by_deadline") for r in ft)
+
+
+def test_unknown_option_gets_close_matches(folder):
+    with pytest.raises(autotransfer.UnknownNameError, match="time_budget"):
+        autotransfer.fit(folder, time_budgit="1m")
+
+
+def test_settings_need_a_budget_or_a_trial_count():
+    with pytest.raises(autotransfer.ConfigError, match="time_budget"):
+        autotransfer.FitSettings(time_budget=None, n_trials=None)
+
+
+def test_study_records_are_complete(folder, tmp_path):
+    run = tmp_path / "run"
+    autotransfer.fit(folder, run_dir=str(run), n_trials=3, trackers=(),
+                     strategies=("feature_extraction", "discriminative_lr"),
+                     trial_time_limit="15s", **TINY)
+    for t in _study(run).get_trials():
+        assert t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        assert t.user_attrs["worker"]["pid"] > 0
+        assert t.user_attrs["history"] and "val_accuracy" in t.user_attrs["history"][0]
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            assert t.user_attrs["metrics"]["accuracy"] == t.value
