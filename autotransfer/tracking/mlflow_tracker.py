@@ -92,6 +92,7 @@ class MLflowTracker:
 
         recorded_uri = tracking_uri_of(run.run_dir)
         uri = str(run.settings.get("tracking_uri") or recorded_uri)
+        Path(run.run_dir).mkdir(parents=True, exist_ok=True)  # SQLite makes no folders
         client = _client(uri)
         experiment_name = str(run.settings.get("experiment") or _run_name(run))
         experiment_id = _experiment(client, experiment_name, run.run_dir, uri)
