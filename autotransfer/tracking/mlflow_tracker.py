@@ -123,11 +123,11 @@ class MLflowTracker:
             logger.info("MLflow: run %s in experiment %r (%s)", parent_id, experiment_name, uri)
         else:
             logger.info("MLflow: continuing run %s (%s)", parent_id, uri)
-        state["reopened"] = _reopen(client, parent_id)
+        state["_reopened"] = _reopen(client, parent_id)
         if not run.is_worker:
             _log_fit_facts(client, parent_id, run)
         for number in run.stale_trials:
-            _close_stale_trial(client, experiment_id, parent_id, number)
+            _close_stale_trial(client, state, number)
 
     def fit_end(self, run: RunContext, result: FitResult | None) -> None:
         """Log the best trial, leaderboard and model on the parent run, then end it."""
@@ -145,9 +145,11 @@ class MLflowTracker:
                 status = "FAILED"
         finally:
             # A worker leaves the parent to the fit that owns it, unless it had reopened it.
-            if not run.is_worker or state.get("reopened"):
+            if not run.is_worker or state.get("_reopened"):
                 client.set_terminated(parent_id, status=status)
             write_record(run.run_dir, _record_of(state, run.run_dir))
+            for key in [k for k in state if k.startswith("_")]:  # bookkeeping, not results
+                del state[key]
 
     # -- trials ----------------------------------------------------------------------
 
@@ -169,7 +171,7 @@ class MLflowTracker:
         run_id = _trial_run(run, record.number, record.backbone, record.strategy, record.params)
         state = run.state[NAME]
         client = _client(state["tracking_uri"])
-        trial = state.setdefault("trial_steps", {}).setdefault(str(record.number), {})
+        trial = state.setdefault("_steps", {}).setdefault(str(record.number), {})
         if "step" not in trial:  # no epoch_end seen (another process, or none reported)
             for step, epoch_metrics in enumerate(record.history):
                 _log_metrics(run, record.number, run_id, epoch_metrics, step=step)
@@ -188,7 +190,7 @@ class MLflowTracker:
                 f"**{record.state}**\n\n```\n{record.error}\n```", MAX_TAG_VALUE
             )
         _log_batch(client, run_id, tags=tags)
-        client.log_dict(run_id, record.to_dict(), "trial.json")
+        client.log_text(run_id, _json(record.to_dict()), "trial.json")
         client.set_terminated(run_id, status=_STATUS_OF_STATE.get(record.state, "KILLED"))
 
 
@@ -240,7 +242,9 @@ def _claim_parent(client: MlflowClient, run: RunContext, state: dict[str, Any]) 
     mine = state["parent_run_id"]
     if write_record(run.run_dir, _record_of(state, run.run_dir), exclusive=True):
         return mine
-    theirs = _reusable_parent(client, read_record(run.run_dir), state["experiment_id"])
+    same_store = tracking_uri_of(run.run_dir) == state["tracking_uri"]
+    record = read_record(run.run_dir) if same_store else {}
+    theirs = _reusable_parent(client, record, state["experiment_id"])
     if theirs is None:
         write_record(run.run_dir, _record_of(state, run.run_dir))
         return mine
@@ -260,7 +264,10 @@ def _log_fit_facts(client: MlflowClient, parent_id: str, run: RunContext) -> Non
     from mlflow.utils import mlflow_tags
 
     existing = client.get_run(parent_id).data.params
-    params = {**_flatten(run.settings), **_data_params(run.dataset)}
+    params = {
+        _key(k): _truncate(v, MAX_PARAM_VALUE)
+        for k, v in {**_flatten(run.settings), **_data_params(run.dataset)}.items()
+    }
     changed = sorted(k for k, v in params.items() if k in existing and existing[k] != v)
     if changed:
         logger.info(
@@ -282,7 +289,7 @@ def _log_fit_facts(client: MlflowClient, parent_id: str, run: RunContext) -> Non
         params={k: v for k, v in params.items() if k not in existing},
         tags=tags,
     )
-    client.log_dict(parent_id, dict(run.settings), "settings.json")
+    client.log_text(parent_id, _json(run.settings), "settings.json")
     if run.descriptor is not None:
         client.log_text(parent_id, run.descriptor.to_json(), "data/descriptor.json")
     if run.ranking is not None:
@@ -342,21 +349,26 @@ def _note(run: RunContext) -> str:
     return _truncate("\n".join(lines), MAX_TAG_VALUE)
 
 
-def _close_stale_trial(
-    client: MlflowClient, experiment_id: str, parent_id: str, number: int
-) -> None:
+def _close_stale_trial(client: MlflowClient, state: Mapping[str, Any], number: int) -> None:
     """End as KILLED the child run a killed process left RUNNING for trial ``number``."""
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=(
-            f"tags.mlflow.parentRunId = '{parent_id}' and tags.`{TAG_TRIAL}` = '{int(number)}' "
-            "and attributes.status = 'RUNNING'"
-        ),
+    for run_id in _trial_runs(client, state, number, status="RUNNING"):
+        client.set_tag(run_id, TAG_STATE, "killed")
+        client.set_terminated(run_id, status="KILLED")
+        logger.info("MLflow: trial %d (run %s) marked killed", number, run_id)
+
+
+def _trial_runs(
+    client: MlflowClient, state: Mapping[str, Any], number: int, status: str | None = None
+) -> list[str]:
+    """Ids of the child runs of trial ``number`` (any process's), newest first."""
+    query = (
+        f"tags.mlflow.parentRunId = '{state['parent_run_id']}' "
+        f"and tags.`{TAG_TRIAL}` = '{int(number)}'"
     )
-    for stale in runs:
-        client.set_tag(stale.info.run_id, TAG_STATE, "killed")
-        client.set_terminated(stale.info.run_id, status="KILLED")
-        logger.info("MLflow: trial %d (run %s) marked killed", number, stale.info.run_id)
+    if status:
+        query += f" and attributes.status = '{status}'"
+    runs = client.search_runs([state["experiment_id"]], filter_string=query)
+    return [r.info.run_id for r in runs]
 
 
 # -- the result ------------------------------------------------------------------------
@@ -369,7 +381,9 @@ def _log_result(
 
     parent_id = state["parent_run_id"]
     best = result.best
-    best_run = state["trial_runs"].get(str(best.number))
+    best_run = state["trial_runs"].get(str(best.number)) or next(
+        iter(_trial_runs(client, state, best.number)), None
+    )
     tags = {
         "autotransfer.best_trial": str(best.number),
         "autotransfer.best_backbone": best.backbone,
@@ -388,7 +402,7 @@ def _log_result(
     client.log_text(parent_id, _leaderboard_csv(result), "leaderboard/leaderboard.csv")
     client.log_text(
         parent_id,
-        json.dumps([r.to_dict() for r in result.leaderboard], indent=2, default=str),
+        _json([r.to_dict() for r in result.leaderboard]),
         "leaderboard/leaderboard.json",
     )
     metrics = {f"best_val_{k.removeprefix('val_')}": v for k, v in result.val_metrics.items()}
@@ -412,8 +426,8 @@ def _leaderboard_csv(result: FitResult) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow([*fields, "params", "error"])
     for r in result.leaderboard:
-        row = [getattr(r, f) for f in fields]
-        writer.writerow(["" if v is None else v for v in row] + [json.dumps(r.params), r.error])
+        row = ["" if getattr(r, f) is None else getattr(r, f) for f in fields]
+        writer.writerow([*row, json.dumps(r.params, default=str), r.error])
     return buf.getvalue()
 
 
@@ -476,7 +490,10 @@ def _log_model_files(
         client.finalize_logged_model(model_id, "READY")
         client.log_outputs(parent_id, [LoggedModelOutput(model_id, step=0)])
     except BaseException:
-        client.finalize_logged_model(model_id, "FAILED")
+        try:
+            client.finalize_logged_model(model_id, "FAILED")
+        except Exception:  # keep the first error
+            logger.debug("MLflow: could not mark model %s failed", model_id, exc_info=True)
         raise
     state["model_id"] = model_id
     state["model_uri"] = f"models:/{model_id}"
@@ -537,7 +554,7 @@ def _log_metrics(
     """Log numbers at ``step``, each call strictly later than the previous one for the
     trial (MLflow shows the value with the highest step, then the latest time)."""
     state = _state(run)
-    trial = state.setdefault("trial_steps", {}).setdefault(str(number), {})
+    trial = state.setdefault("_steps", {}).setdefault(str(number), {})
     now = max(int(time.time() * 1000), trial.get("time", 0) + 1)
     trial["time"] = now
     trial["step"] = max(step, trial.get("step", step))
@@ -548,8 +565,8 @@ def _state(run: RunContext) -> dict[str, Any]:
     state = run.state.get(NAME)
     if not state:
         raise RuntimeError(
-            "MLflowTracker got a trial event before fit_start: call fit_start(run) first "
-            "(the orchestrator does this when 'mlflow' is in FitSettings.trackers)."
+            "MLflowTracker has no MLflow run for this fit: fit_start(run) was not called, or "
+            "it failed (see the error logged then). Call fit_start(run) before trial events."
         )
     return state
 
@@ -650,6 +667,10 @@ def _is_number(v: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, default=str)
 
 
 def _truncate(text: str, limit: int) -> str:

@@ -63,6 +63,7 @@ def _make_run(run_dir: Path, ds: ImageDataset, **kwargs: Any) -> RunContext:
         "experiment": None,
         "search": {"max_trials": 3, "strategies": ["full_finetune", "linear_probe"]},
         "notes": "x" * 7000,  # longer than MLflow's param value limit
+        "cache_dir": run_dir / "cache",  # not JSON: settings.json must cope
     }
     return RunContext(
         **{

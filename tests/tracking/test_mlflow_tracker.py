@@ -135,6 +135,7 @@ def test_store_in_the_run_folder_and_state_for_the_result(tracked):
     for key in ("tracking_uri", "experiment_id", "parent_run_id", "model_uri"):
         assert state[key], key
     json.dumps(state)  # FitResult.tracking must stay JSON-ready
+    assert not [k for k in state if k.startswith("_")]  # no bookkeeping left in the result
     record = json.loads((run_dir / "tracking" / "mlflow.json").read_text())
     assert record["parent_run_id"] == state["parent_run_id"]
     assert record["model_uri"] == state["model_uri"]
@@ -354,7 +355,7 @@ def test_tracking_uri_and_experiment_from_settings(tmp_path, dataset, make_run):
 
 def test_trial_event_before_fit_start_says_what_to_do(tmp_path, dataset, make_run):
     run = make_run(tmp_path / "run", dataset)
-    with pytest.raises(RuntimeError, match="fit_start"):
+    with pytest.raises(RuntimeError, match=r"fit_start\(run\) was not called"):
         MLflowTracker().trial_start(run, TrialInfo(0, BACKBONE, "full_finetune", {}))
 
 
