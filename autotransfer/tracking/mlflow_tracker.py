@@ -88,8 +88,6 @@ class MLflowTracker:
 
     def fit_start(self, run: RunContext) -> None:
         """Open (or reopen) the parent run; log settings, data, ranking; close stale trials."""
-        from mlflow.utils import mlflow_tags
-
         recorded_uri = tracking_uri_of(run.run_dir)
         uri = str(run.settings.get("tracking_uri") or recorded_uri)
         Path(run.run_dir).mkdir(parents=True, exist_ok=True)  # SQLite makes no folders
@@ -105,26 +103,16 @@ class MLflowTracker:
             "parent_run_id": parent_id,
             "trial_runs": {},
         }
-        if parent_id is None:
-            parent = client.create_run(
-                experiment_id,
-                run_name=_run_name(run),
-                tags={
-                    mlflow_tags.MLFLOW_USER: _user(),
-                    mlflow_tags.MLFLOW_SOURCE_NAME: "autotransfer",
-                    mlflow_tags.MLFLOW_SOURCE_TYPE: "LOCAL",
-                    "autotransfer.run_dir": str(Path(run.run_dir).resolve()),
-                    "autotransfer.study": run.study_name,
-                    "autotransfer.version": _version("autotransfer"),
-                },
-            )
-            state["parent_run_id"] = parent.info.run_id
-            state["parent_run_id"] = parent_id = _claim_parent(client, run, state)
+        created = parent_id is None
+        if created:
+            parent_id, created = _new_parent(client, run, state)
             logger.info("MLflow: run %s in experiment %r (%s)", parent_id, experiment_name, uri)
         else:
             logger.info("MLflow: continuing run %s (%s)", parent_id, uri)
-        state["_reopened"] = _reopen(client, parent_id)
-        if not run.is_worker:
+        reopened = _reopen(client, parent_id)
+        # A worker joins the fit's parent run; it owns (and ends) it only if it opened it.
+        state["_owns_parent"] = not run.is_worker or created or reopened
+        if not run.is_worker or created:
             _log_fit_facts(client, parent_id, run)
         for number in run.stale_trials:
             _close_stale_trial(client, state, number)
@@ -144,8 +132,7 @@ class MLflowTracker:
             elif not run.is_worker:
                 status = "FAILED"
         finally:
-            # A worker leaves the parent to the fit that owns it, unless it had reopened it.
-            if not run.is_worker or state.get("_reopened"):
+            if state.get("_owns_parent", True):
                 client.set_terminated(parent_id, status=status)
             write_record(run.run_dir, _record_of(state, run.run_dir))
             for key in [k for k in state if k.startswith("_")]:  # bookkeeping, not results
@@ -236,20 +223,35 @@ def _reusable_parent(
     return parent_id
 
 
-def _claim_parent(client: MlflowClient, run: RunContext, state: dict[str, Any]) -> str:
-    """Record our new parent run, unless another process recorded its own first (then use
-    that one and delete ours)."""
-    mine = state["parent_run_id"]
+def _new_parent(client: MlflowClient, run: RunContext, state: dict[str, Any]) -> tuple[str, bool]:
+    """Create the parent run and record it, unless another process recorded its own
+    first: then delete ours and use theirs. Returns the parent id and whether it is ours."""
+    from mlflow.utils import mlflow_tags
+
+    parent = client.create_run(
+        state["experiment_id"],
+        run_name=_run_name(run),
+        tags={
+            mlflow_tags.MLFLOW_USER: _user(),
+            mlflow_tags.MLFLOW_SOURCE_NAME: "autotransfer",
+            mlflow_tags.MLFLOW_SOURCE_TYPE: "LOCAL",
+            "autotransfer.run_dir": str(Path(run.run_dir).resolve()),
+            "autotransfer.study": run.study_name,
+            "autotransfer.version": _version("autotransfer"),
+        },
+    )
+    mine = state["parent_run_id"] = parent.info.run_id
     if write_record(run.run_dir, _record_of(state, run.run_dir), exclusive=True):
-        return mine
+        return mine, True
     same_store = tracking_uri_of(run.run_dir) == state["tracking_uri"]
     record = read_record(run.run_dir) if same_store else {}
     theirs = _reusable_parent(client, record, state["experiment_id"])
-    if theirs is None:
+    if theirs is None:  # the record is stale (another store, a deleted run): replace it
         write_record(run.run_dir, _record_of(state, run.run_dir))
-        return mine
+        return mine, True
     client.delete_run(mine)
-    return theirs
+    state["parent_run_id"] = theirs
+    return theirs, False
 
 
 def _reopen(client: MlflowClient, run_id: str) -> bool:

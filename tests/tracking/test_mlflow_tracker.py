@@ -340,6 +340,17 @@ def test_worker_logs_under_the_fits_parent(tmp_path, dataset, make_run):
     assert client.get_run(parent_id).info.status == "RUNNING"
 
 
+def test_worker_alone_opens_and_ends_the_parent(tmp_path, dataset, make_run):
+    worker = make_run(tmp_path / "run", dataset, is_worker=True)
+    tracker = MLflowTracker()
+    tracker.fit_start(worker)
+    tracker.fit_end(worker, None)
+    client = MlflowClient(worker.state["mlflow"]["tracking_uri"])
+    parent = client.get_run(worker.state["mlflow"]["parent_run_id"])
+    assert parent.info.status == "FINISHED"  # a worker without result is not a failure
+    assert parent.data.params["data.num_classes"] == "3"
+
+
 def test_tracking_uri_and_experiment_from_settings(tmp_path, dataset, make_run):
     store = tmp_path / "elsewhere.db"
     run = make_run(tmp_path / "run", dataset)
