@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,9 +50,30 @@ def ranking() -> Ranking:
 
 
 @pytest.fixture(scope="session")
-def make_run() -> Callable[..., RunContext]:
-    """``make_run(run_dir, dataset, **fields)``: a RunContext as the orchestrator builds it."""
-    return _make_run
+def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow SQLite store: creating one runs MLflow's migrations (seconds)."""
+    from mlflow import MlflowClient
+
+    from autotransfer.tracking.ui import default_tracking_uri
+
+    folder = tmp_path_factory.mktemp("store-template")
+    MlflowClient(default_tracking_uri(folder)).search_experiments()
+    return folder / "mlflow.db"
+
+
+@pytest.fixture(scope="session")
+def make_run(store_template: Path) -> Callable[..., RunContext]:
+    """``make_run(run_dir, dataset, fresh_store=False, **fields)``: a RunContext as the
+    orchestrator builds it. Unless ``fresh_store``, a new run folder starts with a copy
+    of an empty store (the tracker's own creation of one is covered once)."""
+
+    def make(run_dir: Path, ds: ImageDataset, fresh_store: bool = False, **kwargs: Any):
+        if not fresh_store and not (run_dir / "mlflow.db").exists():
+            run_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(store_template, run_dir / "mlflow.db")
+        return _make_run(run_dir, ds, **kwargs)
+
+    return make
 
 
 def _make_run(run_dir: Path, ds: ImageDataset, **kwargs: Any) -> RunContext:

@@ -50,7 +50,7 @@ def _classifier(classes: tuple[str, ...]) -> Classifier:
 def tracked(tmp_path_factory, dataset, make_run):
     """One fit driven through the tracker: a complete trial (3 epochs), a pruned one
     (1 epoch), a failed one, then the result with a real classifier."""
-    run = make_run(tmp_path_factory.mktemp("tracked") / "flowers-run", dataset)
+    run = make_run(tmp_path_factory.mktemp("tracked") / "flowers-run", dataset, fresh_store=True)
     tracker = MLflowTracker()
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -353,7 +353,7 @@ def test_worker_alone_opens_and_ends_the_parent(tmp_path, dataset, make_run):
 
 def test_tracking_uri_and_experiment_from_settings(tmp_path, dataset, make_run):
     store = tmp_path / "elsewhere.db"
-    run = make_run(tmp_path / "run", dataset)
+    run = make_run(tmp_path / "run", dataset, fresh_store=True)
     run.settings.update(tracking_uri=f"sqlite:///{store}", experiment="my experiment")
     tracker = MLflowTracker()
     tracker.fit_start(run)
