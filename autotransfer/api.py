@@ -278,9 +278,11 @@ def fit(
     from pathlib import Path
 
     from autotransfer.search import runner
+    from autotransfer.search.budget import Budget
     from autotransfer.search.study import load_plan, save_plan
 
     s = _fit_settings(settings, options)
+    budget = Budget.start(s.time_budget_seconds)  # ranking counts against the budget
     start = time.perf_counter()
     ds = open_folder(data, data_settings or DataSettings(seed=s.seed), progress=progress)
     run_dir = Path(s.run_dir or Path("autotransfer-runs") / Path(ds.root).name).resolve()
@@ -297,7 +299,9 @@ def fit(
         save_plan(run_dir, plan)
     else:
         log.info("Resuming the study in %s.", run_dir)
-    study, sr = runner.prepare(run_dir, ds, s, plan, descriptor=descriptor, ranking=ranking)
+    study, sr = runner.prepare(
+        run_dir, ds, s, plan, descriptor=descriptor, ranking=ranking, budget=budget
+    )
     runner.enqueue_priors(study, sr)
     runner.run_trials(study, sr, s, progress=progress)
     return _result(study, sr, s, start)

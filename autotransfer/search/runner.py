@@ -76,8 +76,12 @@ def prepare(
     descriptor: Any = None,
     ranking: Any = None,
     is_worker: bool = False,
+    budget: Budget | None = None,
 ) -> tuple[optuna.Study, SearchRun]:
-    """Open the study (marking trials of dead processes failed) and the trials' state."""
+    """Open the study (marking trials of dead processes failed) and the trials' state.
+
+    ``budget`` runs from the start of the fit (ranking included); default: from now.
+    """
     from autotransfer.backbones.features import resolve_device
     from autotransfer.backbones.load import resolve_backbones
 
@@ -122,7 +126,7 @@ def prepare(
         search=search,
         run=run,
         trackers=trackers,
-        budget=Budget.start(settings.time_budget_seconds),
+        budget=budget or Budget.start(settings.time_budget_seconds),
         trial_limit=settings.trial_time_limit_seconds,
         device=device,
         seed=settings.seed,

@@ -161,8 +161,11 @@ def selection_key(t: optuna.trial.FrozenTrial) -> tuple:
 
 
 def leaderboard(study: optuna.Study) -> tuple[TrialRecord, ...]:
-    """Every trial, best first (see :func:`selection_key`)."""
-    return tuple(record_of(t) for t in sorted(study.get_trials(deepcopy=False), key=selection_key))
+    """Every trial that ran or runs, best first (see :func:`selection_key`); enqueued trials
+    that never started are left out."""
+    trials = [t for t in study.get_trials(deepcopy=False)
+              if t.state != optuna.trial.TrialState.WAITING]
+    return tuple(record_of(t) for t in sorted(trials, key=selection_key))
 
 
 def save_plan(run_dir: Path, plan: dict[str, Any]) -> None:
