@@ -250,7 +250,7 @@ class Classifier:
         self,
         data: str | os.PathLike[str] | ImageDataset,
         *,
-        split: str = "test",
+        split: str | None = None,
         batch_size: int | None = None,
         device: str | None = None,
     ) -> dict[str, float]:
@@ -258,8 +258,9 @@ class Classifier:
 
         ``data`` is a folder or CSV manifest (read with :func:`autotransfer.open_folder`)
         or an :class:`~autotransfer.data.types.ImageDataset`; ``split`` is ``train``,
-        ``val``, ``test`` or ``all`` (every image: use it for a folder of held-out images,
-        which has no test split). The data's classes are matched to ours by name.
+        ``val``, ``test`` or ``all`` (every image); ``None`` scores the test split when the
+        data has one and every image otherwise (a folder of held-out images). The data's
+        classes are matched to ours by name.
 
         >>> clf.evaluate("holdout/", split="all")                 # doctest: +SKIP
         {'accuracy': 0.93, 'balanced_accuracy': 0.92, 'macro_f1': 0.92, 'log_loss': 0.21,
@@ -268,9 +269,11 @@ class Classifier:
         from autotransfer.api import open_folder
         from autotransfer.metrics import classification_metrics
 
-        if split not in ("train", "val", "test", "all"):
+        if split not in (None, "train", "val", "test", "all"):
             raise ConfigError(f"Unknown split {split!r}; use 'train', 'val', 'test' or 'all'.")
         ds = open_folder(data)
+        if split is None:
+            split = "test" if ds.test else "all"
         records = ds.records if split == "all" else ds.split(split)
         if not records:
             counts = ", ".join(f"{s}: {len(ds.split(s))}" for s in ("train", "val", "test"))

@@ -289,7 +289,9 @@ def test_evaluate_a_folder(clf, folder):
     assert 0.0 <= m["accuracy"] <= 1.0 and m["log_loss"] > 0
     assert clf.evaluate(folder, split="val")["num_images"] == 3
     with pytest.raises(DataError, match=r"'test' split .* no images \(train: 9, val: 3, test: 0\)"):
-        clf.evaluate(folder)
+        clf.evaluate(folder, split="test")
+    # by default: the test split when there is one, else every image
+    assert clf.evaluate(folder)["num_images"] == 12
     with pytest.raises(ConfigError, match="'train', 'val', 'test' or 'all'"):
         clf.evaluate(folder, split="holdout")
 

@@ -127,7 +127,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
-        print(f"{args.split} ({int(metrics.get('num_images', 0))} images): " + _metrics(metrics))
+        split = args.split or "default split"
+        print(f"{split} ({int(metrics.get('num_images', 0))} images): " + _metrics(metrics))
     return 0
 
 
@@ -210,7 +211,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="score a saved model on a labelled folder")
     p.add_argument("model", help="a folder written by fit (RUN_DIR or RUN_DIR/model)")
     p.add_argument("data", help="a labelled folder or CSV manifest")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument(
+        "--split",
+        default=None,
+        choices=("train", "val", "test", "all"),
+        help="default: the test split if the data has one, else every image",
+    )
     p.add_argument("--device", default=None)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
