@@ -40,6 +40,7 @@ from autotransfer.tracking.ui import (
     default_artifact_uri,
     default_tracking_uri,
     read_record,
+    store_lock,
     tracking_uri_of,
     write_record,
 )
@@ -88,32 +89,33 @@ class MLflowTracker:
 
     def fit_start(self, run: RunContext) -> None:
         """Open (or reopen) the parent run; log settings, data, ranking; close stale trials."""
-        recorded_uri = tracking_uri_of(run.run_dir)
-        uri = str(run.settings.get("tracking_uri") or recorded_uri)
         Path(run.run_dir).mkdir(parents=True, exist_ok=True)  # SQLite makes no folders
-        client = _client(uri)
-        experiment_name = str(run.settings.get("experiment") or _run_name(run))
-        experiment_id = _experiment(client, experiment_name, run.run_dir, uri)
-        record = read_record(run.run_dir) if uri == recorded_uri else {}
-        parent_id = _reusable_parent(client, record, experiment_id)
-        state = run.state[NAME] = {
-            "tracking_uri": uri,
-            "experiment_id": experiment_id,
-            "experiment_name": experiment_name,
-            "parent_run_id": parent_id,
-            "trial_runs": {},
-        }
-        created = parent_id is None
-        if created:
-            parent_id, created = _new_parent(client, run, state)
-            logger.info("MLflow: run %s in experiment %r (%s)", parent_id, experiment_name, uri)
-        else:
-            logger.info("MLflow: continuing run %s (%s)", parent_id, uri)
-        reopened = _reopen(client, parent_id)
-        # A worker joins the fit's parent run; it owns (and ends) it only if it opened it.
-        state["_owns_parent"] = not run.is_worker or created or reopened
-        if not run.is_worker or created:
-            _log_fit_facts(client, parent_id, run)
+        with store_lock(run.run_dir):
+            recorded_uri = tracking_uri_of(run.run_dir)
+            uri = str(run.settings.get("tracking_uri") or recorded_uri)
+            client = _client(uri)
+            experiment_name = str(run.settings.get("experiment") or _run_name(run))
+            experiment_id = _experiment(client, experiment_name, run.run_dir, uri)
+            record = read_record(run.run_dir) if uri == recorded_uri else {}
+            parent_id = _reusable_parent(client, record, experiment_id)
+            state = run.state[NAME] = {
+                "tracking_uri": uri,
+                "experiment_id": experiment_id,
+                "experiment_name": experiment_name,
+                "parent_run_id": parent_id,
+                "trial_runs": {},
+            }
+            created = parent_id is None
+            if created:
+                parent_id, created = _new_parent(client, run, state)
+                logger.info("MLflow: run %s in experiment %r (%s)", parent_id, experiment_name, uri)
+            else:
+                logger.info("MLflow: continuing run %s (%s)", parent_id, uri)
+            reopened = _reopen(client, parent_id)
+            # A worker joins the fit's parent run; it owns (and ends) it only if it opened it.
+            state["_owns_parent"] = not run.is_worker or created or reopened
+            if not run.is_worker or created:
+                _log_fit_facts(client, parent_id, run)
         for number in run.stale_trials:
             _close_stale_trial(client, state, number)
 

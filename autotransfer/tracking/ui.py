@@ -18,6 +18,8 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ logger = logging.getLogger(__name__)
 DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 RECORD_FILE = Path("tracking") / "mlflow.json"
+LOCK_FILE = Path("tracking") / "mlflow.lock"
 
 
 class NoTrackingStoreError(AutoTransferError, FileNotFoundError):
@@ -96,6 +99,42 @@ def write_record(
         if os.path.exists(tmp):
             os.unlink(tmp)
     return True
+
+
+@contextmanager
+def store_lock(run_dir: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold the run folder's tracking lock: processes starting together (a fit and its
+    workers) take turns creating the store (MLflow's migrations race) and the parent run.
+    The operating system drops the lock when its process dies.
+
+    >>> with store_lock(tmp_path):      # doctest: +SKIP
+    ...     ...
+    """
+    path = Path(run_dir) / LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as f:
+        if sys.platform == "win32":  # pragma: no cover
+            import msvcrt
+
+            while True:
+                try:
+                    msvcrt.locking(f.fileno(), msvcrt.LK_LOCK, 1)  # retries for 10 s
+                    break
+                except OSError:
+                    continue
+            try:
+                yield
+            finally:
+                f.seek(0)
+                msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def tracking_uri_of(run_dir: str | os.PathLike[str], tracking_uri: str | None = None) -> str:

@@ -7,6 +7,9 @@ import contextlib
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,6 +19,7 @@ import pandas as pd
 import pytest
 import timm
 from mlflow import MlflowClient
+from mlflow.entities import ViewType
 
 from autotransfer import plugins
 from autotransfer.model import Classifier, Preprocessing
@@ -380,3 +384,43 @@ def test_flatten_and_keys():
     assert _key("weird:key*with?chars") == "weird_key_with_chars"
     assert _key("../x") == "_.._x"
     assert len(_key("k" * 300)) == 250
+
+
+_START = """
+import sys
+from pathlib import Path
+from autotransfer.api import open_folder
+from autotransfer.tracking.base import RunContext
+from autotransfer.tracking.mlflow_tracker import MLflowTracker
+
+data, cache, run_dir, worker = sys.argv[1:]
+ds = open_folder(data, cache_dir=cache, progress=False)
+run = RunContext(Path(run_dir), "study", {"seed": 0}, ds, is_worker=worker == "1")
+MLflowTracker().fit_start(run)
+print(run.state["mlflow"]["parent_run_id"])
+"""
+
+
+def test_processes_starting_together_share_one_store_and_parent(tmp_path, dataset):
+    """A fit and a worker starting at once on a new folder: MLflow's store migrations and
+    the parent run are created once (the run folder's lock)."""
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _START, dataset.root, str(tmp_path / "c"), str(run_dir), w],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for w in ("0", "1")
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
+    parents = {out.strip() for out, _ in outs}
+    assert len(parents) == 1
+    client = MlflowClient(tracking_uri_of(run_dir))
+    experiment = client.get_experiment_by_name("run")
+    runs = client.search_runs([experiment.experiment_id], run_view_type=ViewType.ALL)
+    assert [r.info.run_id for r in runs] == list(parents)
