@@ -65,7 +65,13 @@ class AutotransferClassifier(mlflow.pyfunc.PythonModel):
     for image files, with the classifier saved in the artifact ``model``."""
 
     def load_context(self, context: Any) -> None:
-        from autotransfer.model import Classifier
+        try:
+            from autotransfer.model import Classifier
+        except ImportError as exc:
+            raise ImportError(
+                "This MLflow model needs the autotransfer package: install the version named "
+                "in the model's requirements.txt (pip install autotransfer), then load it again."
+            ) from exc
 
         self.classifier = Classifier.load(context.artifacts["model"])
 
