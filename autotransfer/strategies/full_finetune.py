@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from autotransfer.strategies import loop
 from autotransfer.strategies.base import SearchContext, TrainContext, TrainOutcome
 from autotransfer.strategies.models import bn_modules, new_classifier, preprocessing
@@ -51,11 +49,7 @@ class FullFinetune:
         p = {**self.defaults(search=ctx.search), **ctx.params}
 
         def build() -> loop.Trainable:
-            model = new_classifier(ctx)
-            with torch.no_grad():  # BiT: the new head starts at zero
-                head = model.get_classifier()
-                for param in head.parameters():
-                    param.zero_()
+            model = new_classifier(ctx)  # BiT: the new head starts at zero
             frozen = bn_modules(model) if p["freeze_bn"] else []
             return loop.Trainable(model, [{"params": list(model.parameters()), "lr": p["lr"]}],
                                   frozen)

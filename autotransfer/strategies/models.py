@@ -11,15 +11,20 @@ from autotransfer.strategies.base import TrainContext
 
 
 def new_classifier(ctx: TrainContext) -> torch.nn.Module:
-    """The backbone of ``ctx.spec`` with its weights and a fresh head for the data's classes.
+    """The backbone of ``ctx.spec`` with its weights and a new head for the data's classes.
 
-    Seeded by ``ctx.seed`` so that the head's initialisation is reproducible.
+    The head starts at zero, as in BiT: the first updates then move the head, not the
+    pretrained features, which a random head's large gradients would disturb.
     """
     from autotransfer.backbones.load import load_backbone
 
     torch.manual_seed(ctx.seed)
     model = load_backbone(ctx.spec)
     model.reset_classifier(len(ctx.dataset.classes))
+    head = model.get_classifier()
+    with torch.no_grad():
+        for param in head.parameters():
+            param.zero_()
     return model
 
 
