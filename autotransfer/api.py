@@ -345,7 +345,12 @@ def run_worker(
         raise ConfigError(f"The data in {plan['root']} changed since the study in {root} began.")
     study, sr = runner.prepare(root, ds, s, plan, is_worker=True)
     before = len(study.get_trials(deepcopy=False))
-    runner.run_trials(study, sr, s, progress=progress)
+    try:
+        runner.run_trials(study, sr, s, progress=progress)
+    finally:  # a worker leaves the result to the fit, but closes what it opened
+        from autotransfer.search.objective import notify
+
+        notify(sr.trackers, "fit_end", sr.run, None)
     return sum(
         1
         for t in study.get_trials(deepcopy=False)[before:]
