@@ -54,7 +54,7 @@ def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty MLflow SQLite store: creating one runs MLflow's migrations (seconds)."""
     from mlflow import MlflowClient
 
-    from autotransfer.tracking.ui import default_tracking_uri
+    from autotransfer.tracking.store import default_tracking_uri
 
     folder = tmp_path_factory.mktemp("store-template")
     MlflowClient(default_tracking_uri(folder)).search_experiments()

@@ -25,8 +25,10 @@ from autotransfer import plugins
 from autotransfer.model import Classifier, Preprocessing
 from autotransfer.results import FitResult, TrialRecord
 from autotransfer.tracking.base import RunContext, Tracker, TrialInfo
-from autotransfer.tracking.mlflow_tracker import MLflowTracker, _flatten, _key
-from autotransfer.tracking.ui import default_tracking_uri, tracking_uri_of
+from autotransfer.tracking.mlflow_client import flatten as _flatten
+from autotransfer.tracking.mlflow_client import valid_key as _key
+from autotransfer.tracking.mlflow_tracker import MLflowTracker
+from autotransfer.tracking.store import default_tracking_uri, tracking_uri_of
 
 CLASSES = ("cat", "dog", "owl")  # the classes of the ``dataset`` fixture
 BACKBONE = "random:test_resnet"

@@ -15,14 +15,8 @@ import pytest
 
 from autotransfer.errors import AutoTransferError, ConfigError
 from autotransfer.tracking.mlflow_tracker import MLflowTracker
-from autotransfer.tracking.ui import (
-    NoTrackingStoreError,
-    serve_ui,
-    tracking_uri_of,
-    ui_command,
-    ui_environment,
-    write_record,
-)
+from autotransfer.tracking.store import tracking_uri_of, write_record
+from autotransfer.tracking.ui import NoTrackingStoreError, serve_ui, ui_command, ui_environment
 
 
 @pytest.fixture(scope="module")
