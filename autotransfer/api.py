@@ -284,18 +284,22 @@ def fit(
     s = _fit_settings(settings, options)
     budget = Budget.start(s.time_budget_seconds)  # ranking counts against the budget
     start = time.perf_counter()
-    ds = open_folder(data, data_settings or DataSettings(seed=s.seed), progress=progress)
+    ds_settings = data_settings or DataSettings(seed=s.seed)
+    ds = open_folder(data, ds_settings, progress=progress)
     run_dir = Path(s.run_dir or Path("autotransfer-runs") / Path(ds.root).name).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     plan = load_plan(run_dir)
-    if plan is not None and plan["data"] != ds.fingerprint():
+    if plan is not None and plan["data"] != _split_fingerprints(ds):
         raise ConfigError(
-            f"The run folder {run_dir} holds a study of other data ({plan['root']}). "
-            "Pass another run_dir to start a new study, or delete that folder."
+            f"The run folder {run_dir} holds a study of other data, or of another split of "
+            f"it ({plan['root']}). Pass another run_dir to start a new study, or delete that "
+            "folder."
         )
     descriptor, ranking = _describe_and_rank(ds, s, run_dir, plan, progress)
     if plan is None:
         plan = runner.make_plan(ds, s, descriptor, ranking.shortlist)
+        plan["data"] = _split_fingerprints(ds)
+        plan["data_settings"] = ds_settings.to_dict()
         save_plan(run_dir, plan)
     else:
         log.info("Resuming the study in %s.", run_dir)
@@ -340,8 +344,8 @@ def run_worker(
         time_budget=time_budget if (time_budget, n_trials) != (None, None) else s.time_budget,
         n_trials=n_trials if n_trials is not None else s.n_trials,
     )
-    ds = open_folder(plan["root"], DataSettings(seed=s.seed), progress=progress)
-    if ds.fingerprint() != plan["data"]:
+    ds = open_folder(plan["root"], DataSettings(**plan["data_settings"]), progress=progress)
+    if _split_fingerprints(ds) != plan["data"]:
         raise ConfigError(f"The data in {plan['root']} changed since the study in {root} began.")
     study, sr = runner.prepare(root, ds, s, plan, is_worker=True)
     before = len(study.get_trials(deepcopy=False))
@@ -356,6 +360,11 @@ def run_worker(
         for t in study.get_trials(deepcopy=False)[before:]
         if (t.user_attrs.get("worker") or {}).get("pid") == os.getpid()
     )
+
+
+def _split_fingerprints(ds: ImageDataset) -> dict[str, str]:
+    """Content hashes of each split: the same images split differently is other data."""
+    return {split: ds.fingerprint(split) for split in ("train", "val", "test")}
 
 
 def _fit_settings(settings: FitSettings | None, options: dict[str, Any]) -> FitSettings:

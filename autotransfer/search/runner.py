@@ -159,7 +159,6 @@ def make_plan(
         dataset, settings.class_weights, float(getattr(descriptor, "imbalance_ratio", 1.0))
     )
     return {
-        "data": dataset.fingerprint(),
         "root": dataset.root,
         "shortlist": list(shortlist),
         "strategies": list(settings.strategies or plugins.registered("strategies")),
