@@ -1,8 +1,9 @@
 """Trained models of the study's best trials, kept in the run folder.
 
-A trial's model is saved (atomically, by :meth:`Classifier.save`) when it is at least as
-good as every trial completed before it, so the best trial's model is always on disk,
-whichever worker ran it; a killed process leaves at most a temporary folder behind.
+A trial's model is saved (atomically, by :meth:`Classifier.save`) when it may still win
+(its accuracy is within the selection tolerance of the best so far), so the winner's
+model is always on disk, whichever worker ran it; a killed process leaves at most a
+temporary folder behind.
 """
 
 from __future__ import annotations
@@ -20,17 +21,14 @@ def checkpoint_dir(run_dir: Path, number: int) -> Path:
     return Path(run_dir) / "checkpoints" / f"trial-{number:04d}"
 
 
-def is_best_so_far(study: optuna.Study, value: float) -> bool:
-    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    return all(value >= (t.value if t.value is not None else -1.0) for t in done)
-
-
 def best_with_checkpoint(study: optuna.Study, run_dir: Path) -> optuna.trial.FrozenTrial | None:
-    """The best complete trial whose model is on disk (order: ``selection_key``)."""
-    from autotransfer.search.study import selection_key
+    """The winning complete trial (:mod:`autotransfer.search.selection`) among those whose
+    model is on disk."""
+    from autotransfer.search.selection import ranked
 
-    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    for t in sorted(done, key=selection_key):
+    for t in ranked(study.get_trials(deepcopy=False)):
+        if t.state != optuna.trial.TrialState.COMPLETE:
+            break
         if (checkpoint_dir(run_dir, t.number) / "autotransfer.json").exists():
             return t
     return None

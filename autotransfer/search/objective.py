@@ -24,7 +24,8 @@ from autotransfer import plugins
 from autotransfer.backbones.spec import BackboneSpec
 from autotransfer.data.types import ImageDataset
 from autotransfer.search.budget import Budget
-from autotransfer.search.checkpoints import checkpoint_dir, is_best_so_far
+from autotransfer.search.checkpoints import checkpoint_dir
+from autotransfer.search.selection import worth_keeping
 from autotransfer.search.study import record_of, worker_id
 from autotransfer.strategies.base import SearchContext, Strategy, TrainContext
 from autotransfer.strategies.images import ImageCache
@@ -182,7 +183,7 @@ def objective(sr: SearchRun, trial: optuna.Trial) -> float:
     trial.set_user_attr(
         "info", {**_jsonable(outcome.info), "train_val_accuracy": outcome.val_accuracy}
     )
-    if is_best_so_far(trial.study, value):
+    if worth_keeping(trial.study, value, int(metrics.get("num_images", 0))):
         model.save(checkpoint_dir(sr.run_dir, trial.number))
     _finish(sr, trial, info, "complete", start, history, value)
     return value

@@ -149,23 +149,14 @@ def record_of(t: optuna.trial.FrozenTrial) -> TrialRecord:
     )
 
 
-def selection_key(t: optuna.trial.FrozenTrial) -> tuple:
-    """How trials are ordered, best first: complete before running, pruned and failed;
-    then higher validation accuracy; ties go to the lower validation log-loss, then to
-    the earlier trial."""
-    order = {"complete": 0, "running": 1, "pruned": 2, "failed": 3}
-    state = _STATES.get(t.state, "")
-    acc = t.value if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None else -1
-    loss = (t.user_attrs.get("metrics") or {}).get("log_loss", float("inf"))
-    return (order.get(state, 4), -acc, loss, t.number)
-
-
 def leaderboard(study: optuna.Study) -> tuple[TrialRecord, ...]:
-    """Every trial that ran or runs, best first (see :func:`selection_key`); enqueued trials
-    that never started are left out."""
+    """Every trial that ran or runs, best first (see :mod:`autotransfer.search.selection`);
+    enqueued trials that never started are left out."""
+    from autotransfer.search.selection import ranked
+
     trials = [t for t in study.get_trials(deepcopy=False)
               if t.state != optuna.trial.TrialState.WAITING]
-    return tuple(record_of(t) for t in sorted(trials, key=selection_key))
+    return tuple(record_of(t) for t in ranked(trials))
 
 
 def save_plan(run_dir: Path, plan: dict[str, Any]) -> None:

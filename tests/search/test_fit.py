@@ -26,9 +26,9 @@ def test_fit_returns_the_best_trial_and_a_model_that_predicts(folder, tmp_path):
     assert len(result.leaderboard) == 4
     assert result.best == result.leaderboard[0]
     assert result.best.state == "complete"
-    assert result.best.val_accuracy == max(
-        r.val_accuracy for r in result.leaderboard if r.state == "complete"
-    )
+    best_acc = max(r.val_accuracy for r in result.leaderboard if r.state == "complete")
+    # within one standard error of the best accuracy (6 validation images here)
+    assert result.best.val_accuracy >= best_acc - (best_acc * (1 - best_acc) / 6) ** 0.5
     # the cheapest trials run first: one frozen-feature trial per shortlisted backbone
     first = sorted(result.leaderboard, key=lambda r: r.number)[:2]
     assert {r.strategy for r in first} == {"feature_extraction"}
