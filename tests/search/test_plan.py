@@ -1,0 +1,56 @@
+"""Priors: the size x similarity rule orders strategies; cheap trials and the HyperRule first."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from autotransfer import plugins
+from autotransfer.data.statistics import bit_hyperrule
+from autotransfer.search.plan import prior_trials, similarity_score, strategy_order
+from autotransfer.strategies.base import SearchContext
+
+BUILTIN = ["feature_extraction", "partial_freeze", "full_finetune", "discriminative_lr"]
+
+
+def _strategies():
+    return [plugins.lookup("strategies", n) for n in BUILTIN]
+
+
+def _search(n, sim):
+    return SearchContext(num_train=n, num_classes=5, median_side=300.0, similarity=sim,
+                         device="cpu", batch_size=32)
+
+
+def test_small_similar_data_freezes_first_large_or_far_data_fine_tunes_first():
+    names = lambda s: [x.name for x in strategy_order(_strategies(), s)]  # noqa: E731
+    assert names(_search(300, 0.9))[:2] == ["feature_extraction", "partial_freeze"]
+    assert names(_search(300, 0.1))[0] == "full_finetune"  # small but far from the source
+    assert names(_search(50_000, 0.9))[0] == "full_finetune"  # large
+    assert names(_search(300, None))[0] == "feature_extraction"  # unknown: small counts similar
+
+
+def test_priors_run_frozen_features_on_every_backbone_then_each_strategy_once():
+    shortlist = ["timm:a", "timm:b", "timm:c"]
+    trials = prior_trials(shortlist, _strategies(), _search(300, 0.2))
+    assert [t["strategy"] for t in trials[:3]] == ["feature_extraction"] * 3
+    assert [t["backbone"] for t in trials[:3]] == shortlist
+    rest = trials[3:]
+    assert [t["backbone"] for t in rest] == ["timm:a"] * 3
+    assert rest[0]["strategy"] == "full_finetune"  # far from the source: fine-tune first
+    ft = rest[0]
+    assert ft["full_finetune.lr"] == 0.003 and ft["full_finetune.decay"] == "step"
+    assert ft["full_finetune.mixup_alpha"] == bit_hyperrule(300, 300.0)["mixup_alpha"] == 0.0
+
+
+def test_similarity_from_the_batchnorm_kl():
+    @dataclasses.dataclass
+    class Sim:
+        bn_kl: float | None
+
+    class Desc:
+        source_similarity = {"a": Sim(0.07), "b": Sim(0.8), "c": Sim(None)}
+
+    assert similarity_score(Desc(), "a") > 0.85
+    assert similarity_score(Desc(), "b") < 0.25
+    assert similarity_score(Desc(), "c") is None
+    assert similarity_score(Desc(), "missing") is None
