@@ -19,6 +19,7 @@ from autotransfer.errors import (
     WeightsUnavailableError,
 )
 from autotransfer.hookspecs import hookimpl
+from autotransfer.plugins import register_plugin
 from autotransfer.results import FitResult, TrialRecord
 
 __version__ = "0.1.0"
@@ -44,5 +45,6 @@ __all__ = [
     "load",
     "open_folder",
     "rank",
+    "register_plugin",
     "run_worker",
 ]
