@@ -4,8 +4,12 @@ both go through here."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -176,11 +180,35 @@ def enqueue_priors(study: optuna.Study, sr: SearchRun) -> None:
         study.enqueue_trial(params, skip_if_exists=True)
 
 
+@contextlib.contextmanager
+def _stop_after_trial_on_ctrl_c(study: optuna.Study) -> Iterator[None]:
+    """The first Ctrl-C lets the running trial finish and then ends the study; the second
+    stops at once (that trial is recorded as failed). Only in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    asked = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if asked:
+            raise KeyboardInterrupt
+        asked.append(True)
+        log.warning("Ctrl-C: stopping after the current trial (Ctrl-C again to stop now).")
+        study.stop()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_trials(
     study: optuna.Study, sr: SearchRun, settings: FitSettings, *, progress: bool | None = None
 ) -> None:
-    """Run trials until the budget or the trial count is spent (or Ctrl-C: the trial in
-    progress is recorded as failed and the best result so far stands)."""
+    """Run trials until the budget or the trial count is spent. Ctrl-C once: the running
+    trial finishes, then the study stops; twice: it stops at once, the trial in progress
+    recorded as failed. Either way the best result so far stands."""
     from autotransfer.progress import progress_bar
 
     notify(sr.trackers, "fit_start", sr.run)
@@ -213,14 +241,15 @@ def run_trials(
             log.info("The time budget is spent; no trial started.")
             return
         try:
-            study.optimize(
-                lambda t: objective(sr, t),
-                n_trials=None,
-                timeout=None if left is None else max(left - MIN_TRIAL_SECONDS, 1.0),
-                catch=(Exception,),
-                callbacks=callbacks,
-                gc_after_trial=True,
-            )
+            with _stop_after_trial_on_ctrl_c(study):
+                study.optimize(
+                    lambda t: objective(sr, t),
+                    n_trials=None,
+                    timeout=None if left is None else max(left - MIN_TRIAL_SECONDS, 1.0),
+                    catch=(Exception,),
+                    callbacks=callbacks,
+                    gc_after_trial=True,
+                )
         except KeyboardInterrupt:
             log.warning("Interrupted: keeping the trials that finished.")
 

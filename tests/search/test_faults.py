@@ -209,3 +209,44 @@ def test_two_workers_share_one_study(folder, tmp_path):
     result = autotransfer.fit(folder, run_dir=str(run), n_trials=len(finished), trackers=(),
                               strategies=("feature_extraction",), **TINY)
     assert len(result.leaderboard) == len(finished)
+
+
+CTRL_C_SCRIPT = textwrap.dedent(
+    """
+    import sys, autotransfer
+    r = autotransfer.fit(sys.argv[1], run_dir=sys.argv[2], n_trials=200, trackers=(),
+                         strategies=("partial_freeze",), pruner="none",
+                         backbones=("random:test_resnet",), top_k=1,
+                         resolution=32, time_budget=None, progress=False)
+    print("BEST", r.best.number, len(r.leaderboard), flush=True)
+    """
+)
+
+
+def test_ctrl_c_stops_after_the_current_trial_and_returns_the_best(folder, tmp_path):
+    run = tmp_path / "run"
+    script = tmp_path / "fit.py"
+    script.write_text(CTRL_C_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), str(folder), str(run)],
+                            env=os.environ, stdout=subprocess.PIPE, text=True)
+
+    def second_trial_under_way():
+        try:
+            trials = _study(run).get_trials()
+        except Exception:
+            return False
+        return len(trials) >= 2 and trials[-1].state == optuna.trial.TrialState.RUNNING
+
+    try:
+        assert _wait_for(second_trial_under_way, 240)
+        interrupted = _study(run).get_trials()[-1].number
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out
+    trials = _study(run).get_trials()
+    # the trial in progress finished normally, and no other started
+    assert trials[interrupted].state == COMPLETE
+    assert len(trials) == interrupted + 1
+    assert "BEST" in out
