@@ -97,6 +97,7 @@ def main(argv=None) -> int:
     )
     p.add_argument("--out", default=str(HERE / "results" / "fit_vs_baselines_cpu"))
     p.add_argument("--work", default=None, help="run folders (default: a temporary folder)")
+    p.add_argument("--render", action="store_true", help="only rewrite the Markdown from the JSON")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     names = (
@@ -110,6 +111,9 @@ def main(argv=None) -> int:
     previous = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(
         ".json").exists() else {"datasets": {}}
     records = previous.get("datasets", {})
+    if args.render:
+        _write(out, records, previous.get("budget", args.budget), previous.get("machine"))
+        return 0
     for name in names:
         records[name] = bench_dataset(name, args.budget, work, tuple(args.strategies.split(",")))
         print(json.dumps(records[name]["row"]), flush=True)
@@ -117,9 +121,23 @@ def main(argv=None) -> int:
     return 0
 
 
-def _write(out: Path, records: dict, budget: str) -> None:
-    rows = [records[k]["row"] for k in sorted(records)]
-    info = machine_info()
+def _verdict(record: dict) -> dict:
+    """The test-set size, one binomial standard error at the best baseline's accuracy, and
+    win / tie / loss (a difference within one standard error is a tie)."""
+    row = dict(record["row"])
+    n = int(record["fit"]["test_metrics"]["num_images"])
+    base = max(row["linear probe test acc"], row["fixed fine-tune test acc"])
+    se = (base * (1 - base) / n) ** 0.5
+    diff = row["fit - best baseline"]
+    row["test images"] = n
+    row["1 SE"] = round(se, 4)
+    row["verdict"] = "tie" if abs(diff) <= se else ("win" if diff > 0 else "loss")
+    return row
+
+
+def _write(out: Path, records: dict, budget: str, info: dict | None = None) -> None:
+    rows = [_verdict(records[k]) for k in sorted(records)]
+    info = info or machine_info()
     md = [
         f"# fit against a linear probe and a fixed fine-tune ({budget} budget, CPU)",
         "",
@@ -127,7 +145,9 @@ def _write(out: Path, records: dict, budget: str) -> None:
         "ImageNet backbones. Baselines on the first backbone of fit's ranking: a linear probe "
         "(C = 1) on frozen features, and a full fine-tune with the default BiT-HyperRule "
         "hyperparameters given the whole budget for its single run. Same resolution, split "
-        "and seed for all three. `fit trials c/p/f`: complete / pruned / failed.",
+        "and seed for all three. `fit trials c/p/f`: complete / pruned / failed. `1 SE`: one "
+        "binomial standard error of the best baseline's test accuracy; a difference within it "
+        "is called a tie.",
         "",
         markdown_table(rows, list(rows[0])),
         "",
