@@ -15,7 +15,17 @@ def machine_info() -> dict:
     import autotransfer
 
     cuda = torch.cuda.is_available()
+    try:  # the code that was measured
+        import subprocess
+
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
     return {
+        "commit": commit,
         "date": dt.date.today().isoformat(),
         "machine": os.environ.get("AUTOTRANSFER_MACHINE", platform.node()),
         "cpu": platform.processor() or platform.machine(),

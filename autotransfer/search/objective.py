@@ -120,6 +120,7 @@ def objective(sr: SearchRun, trial: optuna.Trial) -> float:
     notify(sr.trackers, "trial_start", sr.run, info)
     log.info("trial %d: %s on %s %s", trial.number, name, backbone, params)
     history: list[dict[str, float]] = []
+    prior = bool(trial.user_attrs.get("prior"))
 
     def report(epoch: int, metrics: Mapping[str, float]) -> None:
         m = {k: float(v) for k, v in metrics.items()}
@@ -127,7 +128,9 @@ def objective(sr: SearchRun, trial: optuna.Trial) -> float:
         trial.set_user_attr("history", history)
         notify(sr.trackers, "epoch_end", sr.run, info, epoch, m)
         trial.report(m["val_accuracy"], epoch)
-        if trial.should_prune():
+        # the priors run to the end of their schedule (or time limit): a slow-starting
+        # recipe such as the BiT-HyperRule must not be judged by its first epochs
+        if not prior and trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {epoch}")
 
     deadline = sr.budget.deadline

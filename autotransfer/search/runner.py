@@ -177,7 +177,7 @@ def enqueue_priors(study: optuna.Study, sr: SearchRun) -> None:
     from autotransfer.search.plan import prior_trials
 
     for params in prior_trials(list(sr.specs), list(sr.strategies.values()), sr.search):
-        study.enqueue_trial(params, skip_if_exists=True)
+        study.enqueue_trial(params, user_attrs={"prior": True}, skip_if_exists=True)
 
 
 @contextlib.contextmanager

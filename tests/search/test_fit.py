@@ -115,3 +115,5 @@ def test_study_records_are_complete(folder, tmp_path):
         assert t.user_attrs["history"] and "val_accuracy" in t.user_attrs["history"][0]
         if t.state == optuna.trial.TrialState.COMPLETE:
             assert t.user_attrs["metrics"]["accuracy"] == t.value
+        if t.user_attrs.get("prior"):  # enqueued priors run to the end, never pruned
+            assert t.state == optuna.trial.TrialState.COMPLETE
