@@ -35,9 +35,8 @@ from autotransfer.strategies.models import (
     preprocessing,
     set_linear_head,
 )
+from autotransfer.strategies.probe import fit_linear_head
 from autotransfer.strategies.schedules import default_epochs
-
-MISSING_CLASS_BIAS = -1e4  # a class absent from the training split is never predicted
 
 
 @dataclass(frozen=True)
@@ -91,29 +90,17 @@ def fit_linear_probe(
     >>> probe.weight.shape, probe.accuracy(x, y)
     ((3, 4), 1.0)
     """
-    from sklearn.linear_model import LogisticRegression
-
     x = np.asarray(features, dtype=np.float64)
     mu = x.mean(0)
     sd = float(np.sqrt(np.mean((x - mu) ** 2))) or 1.0
-    weights = None
-    if class_weights is not None:  # only the classes present: sklearn rejects the others
-        weights = {int(c): float(class_weights[int(c)]) for c in np.unique(labels)}
-    clf = LogisticRegression(C=float(C), max_iter=2000, class_weight=weights)
-    clf.fit((x - mu) / sd, labels)
-    coef, icpt = clf.coef_, clf.intercept_
-    if coef.shape[0] == 1:  # two classes seen: sklearn keeps one row, for the second class
-        coef = np.vstack([-coef[0] / 2, coef[0] / 2])
-        icpt = np.array([-icpt[0] / 2, icpt[0] / 2])
-    w = np.zeros((num_classes, x.shape[1]))
-    b = np.full(num_classes, MISSING_CLASS_BIAS)
-    for row, c in enumerate(clf.classes_):
-        w[int(c)], b[int(c)] = coef[row], icpt[row]
+    w, b, iterations = fit_linear_head(
+        (x - mu) / sd, labels, num_classes, C=C, class_weights=class_weights
+    )
     # w·(x - mu)/sd + b  ==  (w/sd)·x + (b - (w/sd)·mu)
     return LinearProbe(
         weight=(w / sd).astype(np.float32),
         bias=(b - (w / sd) @ mu).astype(np.float32),
-        iterations=int(np.max(clf.n_iter_)),
+        iterations=iterations,
     )
 
 
