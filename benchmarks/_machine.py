@@ -22,8 +22,8 @@ def machine_info() -> dict:
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
             cwd=os.path.dirname(os.path.abspath(__file__)),
         ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
+    except (OSError, subprocess.CalledProcessError):  # a copy without .git (a GPU machine)
+        commit = os.environ.get("AUTOTRANSFER_COMMIT", "unknown")
     return {
         "commit": commit,
         "date": dt.date.today().isoformat(),

@@ -42,6 +42,7 @@ def make_train_context(
     augment: str = "crop_flip",
     seed: int = 0,
     reports: list | None = None,
+    device: str = "cpu",
 ) -> TrainContext:
     """A :class:`TrainContext` for ``dataset`` on ``backbone``; ``reports`` collects every
     ``(epoch, metrics)`` the strategy reports; ``seconds`` sets a deadline."""
@@ -56,12 +57,12 @@ def make_train_context(
     def report(epoch: int, metrics: Mapping[str, float]) -> None:
         sink.append((epoch, dict(metrics)))
 
-    ex = ExtractionSettings(resolution=resolution, device="cpu", num_workers=0)
+    ex = ExtractionSettings(resolution=resolution, device=device, num_workers=0)
     return TrainContext(
         dataset=dataset,
         spec=spec,
         params=dict(params),
-        device=torch.device("cpu"),
+        device=torch.device(device),
         seed=seed,
         resolution=resolution,
         batch_size=batch_size,
@@ -74,7 +75,7 @@ def make_train_context(
             spec.id
         ],
         images=ImageCache(dataset),
-        search=search_context(dataset),
+        search=search_context(dataset, torch.device(device).type, batch_size),
         log=logging.getLogger("autotransfer.testing"),
     )
 
