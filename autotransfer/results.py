@@ -89,6 +89,25 @@ class FitResult:
     def export_onnx(self, path: Any) -> Any:
         return self.model.export_onnx(path)
 
+    def report(self, path: Any = None, **kwargs: Any) -> Any:
+        """Write the HTML report of this fit to ``path`` (default ``<run_dir>/report.html``),
+        log it to the fit's MLflow run, and return its path; ``autotransfer report RUN_DIR``
+        does the same. ``kwargs``: ``log_to_mlflow``, ``device``, ``max_misclassified``.
+
+        >>> result.report()                              # doctest: +SKIP
+        PosixPath('autotransfer-runs/data/report.html')
+        """
+        from autotransfer.report import write_report
+
+        if not self.run_dir:
+            from autotransfer.errors import ConfigError
+
+            raise ConfigError(
+                "This result has no run folder, and the report reads the study, ranking and "
+                "data of one. Run `autotransfer report RUN_DIR` on the folder the fit wrote."
+            )
+        return write_report(self.run_dir, path, **kwargs)
+
     def to_dict(self) -> dict[str, Any]:
         """Everything but the model itself, JSON-ready."""
         return {

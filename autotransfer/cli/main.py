@@ -14,7 +14,7 @@ from autotransfer.errors import AutoTransferError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from autotransfer.cli import explore, train
+    from autotransfer.cli import explore, report, train
 
     parser = argparse.ArgumentParser(
         prog="autotransfer",
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     explore.add_commands(sub)
     train.add_commands(sub)
+    report.add_commands(sub)
     return parser
 
 
