@@ -115,7 +115,9 @@ def main(argv=None) -> int:
         _write(out, records, previous.get("budget", args.budget), previous.get("machine"))
         return 0
     for name in names:
+        commit = machine_info()["commit"]  # the code measured: HEAD when the dataset starts
         records[name] = bench_dataset(name, args.budget, work, tuple(args.strategies.split(",")))
+        records[name]["commit"] = commit
         print(json.dumps(records[name]["row"]), flush=True)
         _write(out, records, args.budget)
     return 0
@@ -132,6 +134,7 @@ def _verdict(record: dict) -> dict:
     row["test images"] = n
     row["1 SE"] = round(se, 4)
     row["verdict"] = "tie" if abs(diff) <= se else ("win" if diff > 0 else "loss")
+    row["commit"] = record.get("commit", "")
     return row
 
 
@@ -147,11 +150,12 @@ def _write(out: Path, records: dict, budget: str, info: dict | None = None) -> N
         "hyperparameters given the whole budget for its single run. Same resolution, split "
         "and seed for all three. `fit trials c/p/f`: complete / pruned / failed. `1 SE`: one "
         "binomial standard error of the best baseline's test accuracy; a difference within it "
-        "is called a tie.",
+        "is called a tie. `commit`: the code each row measured.",
         "",
         markdown_table(rows, list(rows[0])),
         "",
-        "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()),
+        "Machine (its commit: see the column): "
+        + ", ".join(f"{k} {v}" for k, v in info.items() if k != "commit"),
         "",
         "Reproduce: `python benchmarks/fit_vs_baselines.py --budget " + budget + "`",
     ]
