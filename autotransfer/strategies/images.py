@@ -81,7 +81,10 @@ def augment_batch(
 ) -> torch.Tensor:
     """Random resized crops (0.6-1 of the area, aspect 3/4-4/3: about BiT's random crop of
     128 from 160) and, for ``crop_flip``, horizontal flips of a uint8 batch; ``none`` is the
-    evaluation centre crop. Short fine-tuning schedules do better with mild crops."""
+    evaluation centre crop. Short fine-tuning schedules do better with mild crops.
+
+    Runs where ``x`` is (the training device); the random draws come from ``generator``
+    on the CPU, so a seed gives the same crops on any device."""
     if mode == "none":
         return center_crop(x, resolution)
     n, _, h, w = x.shape
@@ -102,7 +105,7 @@ def augment_batch(
         )
         out[i] = crop[0].round().clamp(0, 255).to(x.dtype)
     if mode == "crop_flip":
-        flip = torch.rand(n, generator=generator) < 0.5
+        flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
         out[flip] = out[flip].flip(-1)
     return out
 
