@@ -3,8 +3,10 @@
 A saved model is a folder holding ``model.safetensors`` (the weights) and
 ``autotransfer.json`` (architecture, classes, preprocessing, metadata, versions). It is
 built beside its target and swapped in, so a reader never sees half a model; an existing
-saved model is replaced, any other non-empty folder refused. Reading refuses pickled
-checkpoints, since unpickling can execute arbitrary code.
+saved model is replaced, any other non-empty folder refused. ``autotransfer.json`` records
+the SHA-256 of the weights file, so reading detects a damaged file (folders saved before
+the checksum existed load without the check). Reading refuses pickled checkpoints, since
+unpickling can execute arbitrary code.
 
 >>> config, weights = read_folder(Path("models/cats"))          # doctest: +SKIP
 >>> config["classes"], weights.name                            # doctest: +SKIP
@@ -13,6 +15,7 @@ checkpoints, since unpickling can execute arbitrary code.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -25,6 +28,7 @@ from autotransfer.errors import AutoTransferError
 FORMAT_VERSION = 1
 CONFIG_FILE = "autotransfer.json"
 WEIGHTS_FILE = "model.safetensors"
+CHECKSUM_KEY = "weights_sha256"
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
 
 
@@ -61,12 +65,12 @@ def write_folder(target: Path, config: dict[str, Any], tensors: dict[str, Any]) 
     model. Check ``target`` with :func:`check_replaceable` first."""
     from safetensors.torch import save_file
 
-    text = json.dumps(config, indent=2, default=str)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
     try:
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
-        (tmp / CONFIG_FILE).write_text(text + "\n")
+        config = {**config, CHECKSUM_KEY: file_sha256(tmp / WEIGHTS_FILE)}
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str) + "\n")
         _swap_in(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -82,7 +86,22 @@ def read_folder(path: Path) -> tuple[dict[str, Any], Path]:
             f"{path} has {CONFIG_FILE} but no {WEIGHTS_FILE}; the save was incomplete or "
             "the file was moved. Save the model again."
         )
+    expected = config.get(CHECKSUM_KEY)
+    if expected is not None and file_sha256(weights) != expected:
+        raise ModelFileError(
+            f"{weights} is damaged: its SHA-256 differs from the one recorded in {CONFIG_FILE} "
+            "when it was saved. Save the model again (a fit rebuilds its checkpoints)."
+        )
     return config, weights
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _swap_in(tmp: Path, target: Path) -> None:

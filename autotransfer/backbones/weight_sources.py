@@ -104,7 +104,15 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     if p.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(p), device="cpu")
+        try:
+            return load_file(str(p), device="cpu")
+        except Exception as exc:  # SafetensorError, OSError: a damaged or mislabelled file
+            raise WeightsUnavailableError(
+                f"{p} is not a readable safetensors file ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:200] if str(exc) else 'no detail'}). It may be "
+                "damaged, cut short, or another format under a .safetensors name; nothing "
+                "in it was executed. Download or export it again."
+            ) from exc
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError) as exc:
