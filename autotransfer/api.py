@@ -417,18 +417,13 @@ def _describe_and_rank(ds, s: FitSettings, run_dir, plan, progress):
 
 def _result(study, sr, s: FitSettings, start: float) -> FitResult:
     from autotransfer.errors import AutoTransferError
-    from autotransfer.model import Classifier
     from autotransfer.results import FitResult
-    from autotransfer.search.checkpoints import (
-        best_with_checkpoint,
-        checkpoint_dir,
-        prune_checkpoints,
-    )
+    from autotransfer.search.checkpoints import load_best, prune_checkpoints
     from autotransfer.search.objective import notify
     from autotransfer.search.study import leaderboard, record_of
 
     board = leaderboard(study)
-    best = best_with_checkpoint(study, sr.run_dir)
+    best, model = load_best(study, sr)  # a damaged checkpoint is rebuilt
     if best is None:
         notify(sr.trackers, "fit_end", sr.run, None)
         errors = "; ".join(f"#{r.number} {r.strategy}: {r.error}" for r in board if r.error)
@@ -437,7 +432,6 @@ def _result(study, sr, s: FitSettings, start: float) -> FitResult:
             + (f"Errors: {errors}. " if errors else "")
             + "Give the fit more time (time_budget) or look at the log above."
         )
-    model = Classifier.load(checkpoint_dir(sr.run_dir, best.number))
     test = None
     if sr.dataset.test:
         test = model.evaluate(sr.dataset, split="test", device=str(sr.device))

@@ -33,6 +33,7 @@ from autotransfer.tracking.base import RunContext, Tracker, TrialInfo
 
 log = logging.getLogger(__name__)
 
+MAX_TRACEBACK = 8000  # characters of a failed trial's traceback kept in the study
 
 
 class Prefixed:
@@ -97,7 +98,10 @@ class SearchRun:
         key = (backbone, split)
         if key not in self._features:
             self._features[key] = extract_all(
-                self.dataset, [self.specs[backbone]], self.feature_settings, split=split,
+                self.dataset,
+                [self.specs[backbone]],
+                self.feature_settings,
+                split=split,
                 progress=False,
             )[backbone]
         return self._features[key]
@@ -107,15 +111,32 @@ class SearchRun:
         return self.run.run_dir
 
 
-def objective(sr: SearchRun, trial: optuna.Trial) -> float:
-    """Train one configuration and return its validation accuracy (the study maximises it)."""
-    from autotransfer.model import Classifier, Preprocessing
+def plugin_error(strategy: str, hook: str, exc: BaseException) -> str:
+    """One line naming the plugin that registered ``strategy``, the hook and the error."""
+    owner = plugins.registered("strategies").get(strategy)
+    return (
+        f"Plugin {owner.plugin if owner else '?'!r} failed in strategy {strategy!r}.{hook}: "
+        f"{type(exc).__name__}: {exc}"
+    )
 
+
+def objective(sr: SearchRun, trial: optuna.Trial) -> float:
+    """Train one configuration and return its validation accuracy (the study maximises it).
+
+    A strategy that raises fails its trial, not the study: the trial's ``error`` user
+    attribute names the plugin and the hook, ``traceback`` holds the traceback, and the
+    log says both. Ctrl-C during a trial (the second one; see the runner) fails it too,
+    so trackers close it before the interrupt goes on.
+    """
     backbone = trial.suggest_categorical("backbone", list(sr.specs))
     name = trial.suggest_categorical("strategy", list(sr.strategies))
     strategy = sr.strategies[name]
-    params = strategy.suggest(Prefixed(trial, name), search=sr.search)
     trial.set_user_attr("worker", worker_id())
+    try:
+        params = strategy.suggest(Prefixed(trial, name), search=sr.search)
+    except Exception as exc:
+        _record_error(trial, plugin_error(name, "suggest", exc))
+        raise
     info = TrialInfo(number=trial.number, backbone=backbone, strategy=name, params=dict(params))
     notify(sr.trackers, "trial_start", sr.run, info)
     log.info("trial %d: %s on %s %s", trial.number, name, backbone, params)
@@ -133,16 +154,66 @@ def objective(sr: SearchRun, trial: optuna.Trial) -> float:
         if not prior and trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {epoch}")
 
-    deadline = sr.budget.deadline
-    if sr.trial_limit is not None:
-        own = time.monotonic() + sr.trial_limit
-        deadline = own if deadline is None else min(deadline, own)
+    start = time.monotonic()
+    stage = "train"
+    try:
+        model, outcome = train_model(sr, backbone, name, dict(params), trial.number, report)
+        stage = "evaluate"
+        metrics = model.evaluate(sr.dataset, split="val", device=str(sr.device))
+    except optuna.TrialPruned:
+        _finish(sr, trial, info, "pruned", start, history)
+        raise
+    except KeyboardInterrupt:
+        trial.set_user_attr("error", "interrupted (Ctrl-C)")
+        _finish(sr, trial, info, "failed", start, history)
+        raise
+    except Exception as exc:
+        if stage == "train":
+            _record_error(trial, plugin_error(name, "train", exc))
+        else:
+            _record_error(trial, f"Evaluating the model failed: {type(exc).__name__}: {exc}")
+        _finish(sr, trial, info, "failed", start, history)
+        raise
+    value = float(metrics["accuracy"])
+    trial.set_user_attr("metrics", {k: float(v) for k, v in metrics.items()})
+    trial.set_user_attr(
+        "info", {**_jsonable(outcome.info), "train_val_accuracy": outcome.val_accuracy}
+    )
+    if worth_keeping(trial.study, value, int(metrics.get("num_images", 0))):
+        model.save(checkpoint_dir(sr.run_dir, trial.number))
+    _finish(sr, trial, info, "complete", start, history, value)
+    return value
+
+
+def train_model(
+    sr: SearchRun,
+    backbone: str,
+    name: str,
+    params: dict[str, Any],
+    number: int,
+    report: Any,
+    *,
+    deadline: float | None = None,
+) -> tuple[Any, Any]:
+    """Train trial ``number``'s configuration: the classifier and the strategy's outcome.
+
+    The deadline is the budget's, or the trial time limit from now when sooner (or
+    ``deadline`` when given); the seed is the fit's plus the trial number, so the same
+    trial trains the same way again.
+    """
+    from autotransfer.model import Classifier, Preprocessing
+
+    if deadline is None:
+        deadline = sr.budget.deadline
+        if sr.trial_limit is not None:
+            own = time.monotonic() + sr.trial_limit
+            deadline = own if deadline is None else min(deadline, own)
     ctx = TrainContext(
         dataset=sr.dataset,
         spec=sr.specs[backbone],
         params=dict(params),
         device=sr.device,
-        seed=sr.seed + trial.number,
+        seed=sr.seed + number,
         resolution=sr.resolution,
         batch_size=sr.batch_size,
         num_workers=sr.num_workers,
@@ -155,41 +226,59 @@ def objective(sr: SearchRun, trial: optuna.Trial) -> float:
         search=sr.search,
         log=log,
     )
-    start = time.monotonic()
-    try:
-        outcome = strategy.train(ctx)
-        model = Classifier(
-            outcome.model,
-            classes=sr.dataset.classes,
-            preprocessing=Preprocessing(**outcome.preprocessing),
-            arch=sr.specs[backbone].arch,
-            metadata={
-                "backbone": backbone,
-                "backbone_spec": sr.specs[backbone].to_dict(),
-                "strategy": name,
-                "params": dict(params),
-                "trial": trial.number,
-            },
-        )
-        metrics = model.evaluate(sr.dataset, split="val", device=str(sr.device))
-    except optuna.TrialPruned:
-        _finish(sr, trial, info, "pruned", start, history)
-        raise
-    except Exception as exc:
-        err = f"{type(exc).__name__}: {exc}"
-        trial.set_user_attr("error", err[:2000])
-        log.warning("trial %d (%s on %s) failed: %s", trial.number, name, backbone, err)
-        _finish(sr, trial, info, "failed", start, history)
-        raise
-    value = float(metrics["accuracy"])
-    trial.set_user_attr("metrics", {k: float(v) for k, v in metrics.items()})
-    trial.set_user_attr(
-        "info", {**_jsonable(outcome.info), "train_val_accuracy": outcome.val_accuracy}
+    outcome = sr.strategies[name].train(ctx)
+    model = Classifier(
+        outcome.model,
+        classes=sr.dataset.classes,
+        preprocessing=Preprocessing(**outcome.preprocessing),
+        arch=sr.specs[backbone].arch,
+        metadata={
+            "backbone": backbone,
+            "backbone_spec": sr.specs[backbone].to_dict(),
+            "strategy": name,
+            "params": dict(params),
+            "trial": number,
+        },
     )
-    if worth_keeping(trial.study, value, int(metrics.get("num_images", 0))):
-        model.save(checkpoint_dir(sr.run_dir, trial.number))
-    _finish(sr, trial, info, "complete", start, history, value)
-    return value
+    return model, outcome
+
+
+def rebuild(sr: SearchRun, trial: optuna.trial.FrozenTrial) -> Any:
+    """Train a complete trial again and save its checkpoint: its model on disk was lost
+    or damaged. Same backbone, strategy, hyperparameters and seed; no pruning; at most
+    the trial time limit (the budget may be spent by now). Returns the classifier."""
+    record = record_of(trial)
+    if record.backbone not in sr.specs or record.strategy not in sr.strategies:
+        raise KeyError(
+            f"trial {trial.number} used {record.strategy!r} on {record.backbone!r}, which "
+            "this fit no longer has"
+        )
+    limit = sr.trial_limit
+    deadline = None if limit is None else time.monotonic() + limit
+    try:
+        model, _ = train_model(
+            sr,
+            record.backbone,
+            record.strategy,
+            dict(record.params),
+            trial.number,
+            lambda epoch, metrics: None,
+            deadline=deadline,
+        )
+    except Exception as exc:
+        raise RuntimeError(plugin_error(record.strategy, "train", exc)) from exc
+    model.save(checkpoint_dir(sr.run_dir, trial.number))
+    return model
+
+
+def _record_error(trial: optuna.Trial, message: str) -> None:
+    """The failure as user attributes (``error``, ``traceback``, and the traceback in
+    ``info`` so that trackers see it) and in the log."""
+    tb = traceback.format_exc()[-MAX_TRACEBACK:]
+    trial.set_user_attr("error", message[:2000])
+    trial.set_user_attr("traceback", tb)
+    trial.set_user_attr("info", {"traceback": tb})
+    log.warning("trial %d failed. %s\n%s", trial.number, message, tb.rstrip())
 
 
 def _finish(
@@ -207,7 +296,10 @@ def _finish(
     trial.set_user_attr("seconds", seconds)
     frozen = trial.study._storage.get_trial(trial._trial_id)
     record = dataclasses.replace(
-        record_of(frozen), state=state, val_accuracy=value, seconds=seconds,
+        record_of(frozen),
+        state=state,
+        val_accuracy=value,
+        seconds=seconds,
         history=tuple(history),
     )
     notify(sr.trackers, "trial_end", sr.run, record)

@@ -11,10 +11,14 @@ order the rule gives, the BiT-HyperRule full fine-tune among them.
 
 from __future__ import annotations
 
+import logging
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
 from autotransfer.strategies.base import SearchContext, Strategy
+
+log = logging.getLogger(__name__)
 
 SMALL = 2_000  # training images per dataset under which data count as "small"
 SIMILAR = 0.5  # similarity (0..1) above which data count as close to the source
@@ -34,9 +38,7 @@ def strategy_order(strategies: Sequence[Strategy], search: SearchContext) -> lis
     small = search.num_train < SMALL
     similar = search.similarity is None and small or (search.similarity or 0.0) >= SIMILAR
     freeze_first = small and similar
-    return sorted(
-        strategies, key=lambda s: s.relative_cost if freeze_first else -s.relative_cost
-    )
+    return sorted(strategies, key=lambda s: s.relative_cost if freeze_first else -s.relative_cost)
 
 
 def prior_trials(
@@ -49,13 +51,20 @@ def prior_trials(
     """
     ordered = strategy_order(strategies, search)
     cheap = [s for s in ordered if s.relative_cost < 0.1]
+    pairs = [(b, s) for s in cheap for b in shortlist]
+    pairs += [(shortlist[0], s) for s in ordered if s not in cheap]
     out = []
-    for s in cheap:
-        for b in shortlist:
+    for b, s in pairs:
+        try:
             out.append(_params(b, s, search))
-    for s in ordered:
-        if s not in cheap:
-            out.append(_params(shortlist[0], s, search))
+        except Exception as exc:  # plugin code: name it, skip its prior, go on
+            from autotransfer.search.objective import plugin_error
+
+            log.error(
+                "%s. Its prior trial is skipped; the study goes on.\n%s",
+                plugin_error(s.name, "defaults", exc),
+                traceback.format_exc().rstrip(),
+            )
     return out
 
 

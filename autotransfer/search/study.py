@@ -105,19 +105,25 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
     out = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         who = t.user_attrs.get("worker") or {}
-        if who.get("host") == host and who.get("pid") != os.getpid() and not _alive(
-            int(who.get("pid", -1))
+        if (
+            who.get("host") == host
+            and who.get("pid") != os.getpid()
+            and not _alive(int(who.get("pid", -1)))
         ):
             study._storage.set_trial_user_attr(t._trial_id, "error", "the process running it died")
             study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
             out.append(t.number)
-    running = {t.number for t in study.get_trials(deepcopy=False,
-                                                  states=(optuna.trial.TrialState.RUNNING,))}
+    running = {
+        t.number
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)  # other hosts, by heartbeat
-    still = {t.number for t in study.get_trials(deepcopy=False,
-                                                states=(optuna.trial.TrialState.RUNNING,))}
+    still = {
+        t.number
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    }
     out.extend(sorted(running - still))
     if out:
         log.warning("Trials %s were left running by a stopped process; marked failed.", out)
@@ -128,7 +134,7 @@ def record_of(t: optuna.trial.FrozenTrial) -> TrialRecord:
     """A finished (or running) Optuna trial as a :class:`TrialRecord`."""
     strategy = str(t.params.get("strategy", ""))
     prefix = f"{strategy}."
-    params = {k[len(prefix):]: v for k, v in t.params.items() if k.startswith(prefix)}
+    params = {k[len(prefix) :]: v for k, v in t.params.items() if k.startswith(prefix)}
     seconds = None
     if t.datetime_start and t.datetime_complete:
         seconds = round((t.datetime_complete - t.datetime_start).total_seconds(), 2)
@@ -154,8 +160,9 @@ def leaderboard(study: optuna.Study) -> tuple[TrialRecord, ...]:
     enqueued trials that never started are left out."""
     from autotransfer.search.selection import ranked
 
-    trials = [t for t in study.get_trials(deepcopy=False)
-              if t.state != optuna.trial.TrialState.WAITING]
+    trials = [
+        t for t in study.get_trials(deepcopy=False) if t.state != optuna.trial.TrialState.WAITING
+    ]
     return tuple(record_of(t) for t in ranked(trials))
 
 
@@ -167,5 +174,16 @@ def save_plan(run_dir: Path, plan: dict[str, Any]) -> None:
 
 
 def load_plan(run_dir: Path) -> dict[str, Any] | None:
+    """The saved plan, or None when there is none or it is unreadable (the fit makes it
+    again from the same settings; the study's trials are kept)."""
     path = Path(run_dir) / "plan.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        plan = json.loads(path.read_text())
+        if isinstance(plan, dict) and {"shortlist", "strategies", "data"} <= plan.keys():
+            return plan
+        raise ValueError("not a plan")
+    except (OSError, ValueError) as exc:
+        log.warning("%s is unreadable (%s); planning again.", path, exc)
+        return None

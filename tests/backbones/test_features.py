@@ -108,3 +108,39 @@ def test_empty_split_is_a_clear_error(image_folder, spec, tmp_path):
     ds = open_folder(image_folder)
     with pytest.raises(DataError, match="'test' split"):
         extract_features(ds, spec, split="test", cache_dir=tmp_path)
+
+
+def test_rank_after_every_cache_file_is_damaged_equals_the_clean_rank(
+    image_folder, tmp_path, caplog
+):
+    """F12 of tests/search/test_faults.py: every feature file damaged in a different way, the
+    score files overwritten with garbage: each is detected and recomputed, and the ranking
+    is the one computed from scratch."""
+    from autotransfer.api import rank
+    from autotransfer.config import ExtractionSettings
+
+    ex = ExtractionSettings(resolution=32, num_workers=0, cache_dir=tmp_path)
+    backbones = ["random:test_resnet", "random:test_efficientnet"]
+    clean = rank(image_folder, backbones=backbones, extraction=ex, progress=False)
+    files = sorted((tmp_path / "features").glob("*.npz"))
+    assert len(files) == 2
+    files[0].write_bytes(files[0].read_bytes()[:100])  # cut short
+    data = bytearray(files[1].read_bytes())
+    for i in range(len(data) // 2, len(data) // 2 + 64):  # bits flipped inside an array
+        data[i] ^= 0xFF
+    files[1].write_bytes(bytes(data))
+    for f in (tmp_path / "scores").glob("*.json"):
+        f.write_text("{garbage")
+    with caplog.at_level(logging.WARNING, logger="autotransfer"):
+        again = rank(image_folder, backbones=backbones, extraction=ex, progress=False)
+    assert caplog.text.count("Recomputing it") == 2
+    assert not any(r.from_cache for r in again.rows)
+    assert [r.backbone for r in again.rows] == [r.backbone for r in clean.rows]
+    for a, b in zip(again.rows, clean.rows):
+        assert a.scores.keys() == b.scores.keys()
+        np.testing.assert_allclose(
+            [a.scores[k] for k in a.scores], [b.scores[k] for k in b.scores], rtol=1e-5
+        )
+    assert again.shortlist == clean.shortlist
+    # the rebuilt files serve the next rank
+    assert all(r.from_cache for r in rank(image_folder, backbones=backbones, extraction=ex).rows)
