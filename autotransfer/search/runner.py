@@ -143,7 +143,8 @@ def prepare(
         else np.asarray(plan["class_weights"], dtype=np.float32),
         images=ImageCache(dataset),
         feature_settings=ExtractionSettings(
-            resolution=int(plan["resolution"]), device=settings.device,
+            resolution=int(plan["resolution"]),
+            device=settings.device,
             num_workers=settings.num_workers,
         ),
     )
@@ -224,9 +225,9 @@ def run_trials(
 
         def show(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             n = len(study.get_trials(deepcopy=False, states=FINISHED))
-            update(n, total or n)
             best = _best_value(study)
             left = sr.budget.left()
+            update(n, **_bar_postfix(best, left))
             log.info(
                 "trial %d %s; best %s%s",
                 trial.number,
@@ -235,6 +236,8 @@ def run_trials(
                 "" if left is None else f"; {math.ceil(left)} s left",
             )
 
+        done = len(study.get_trials(deepcopy=False, states=FINISHED))
+        update(done, **_bar_postfix(_best_value(study), sr.budget.left()))
         callbacks.append(show)
         left = sr.budget.left()
         if left is not None and left < MIN_TRIAL_SECONDS and _best_value(study) is not None:
@@ -252,6 +255,19 @@ def run_trials(
                 )
         except KeyboardInterrupt:
             log.warning("Interrupted: keeping the trials that finished.")
+
+
+def _bar_postfix(best: float | None, left: float | None) -> dict[str, str]:
+    """What the study bar shows after its counts: the best accuracy so far, time left.
+
+    >>> _bar_postfix(0.8125, 61.2), _bar_postfix(None, None)
+    ({'best': '0.8125', 'left': '1m02s'}, {'best': '-'})
+    """
+    out = {"best": "-" if best is None else f"{best:.4f}"}
+    if left is not None:
+        m, sec = divmod(math.ceil(left), 60)
+        out["left"] = f"{m}m{sec:02d}s" if m else f"{sec}s"
+    return out
 
 
 def _best_value(study: optuna.Study) -> float | None:
