@@ -94,9 +94,12 @@ def estimator_scatter(
     from scipy.stats import spearmanr
 
     rows = [r for r in ranking.rows if r.backbone in accuracy]
+    names = [
+        *(e for e in ranking.estimators if any(_finite(r.scores.get(e)) for r in rows)),
+        "aggregate",
+    ]
     if not rows:
         return None
-    names = [*ranking.estimators, "aggregate"]
     ncols = min(4, len(names))
     nrows = math.ceil(len(names) / ncols)
     colours = {r.backbone: colour(i) for i, r in enumerate(rows)}
@@ -106,8 +109,8 @@ def estimator_scatter(
         for ax, name in zip(axes, names):
             pts = []
             for r in rows:
-                x = r.aggregate if name == "aggregate" else r.scores.get(name, float("nan"))
-                if x is not None and not math.isnan(x):
+                x = r.aggregate if name == "aggregate" else r.scores.get(name)
+                if _finite(x):
                     pts.append((x, accuracy[r.backbone], r.backbone))
             for x, y, b in pts:
                 ax.scatter(
@@ -127,8 +130,6 @@ def estimator_scatter(
             ax.set_title(title, loc="left")
             ax.margins(0.15)
             ax.tick_params(labelsize=8)
-            if not pts:
-                ax.text(0.5, 0.5, "no scores", ha="center", va="center", transform=ax.transAxes)
         for ax in axes[len(names) :]:
             ax.set_visible(False)
         for ax in axes[::ncols]:
@@ -137,6 +138,10 @@ def estimator_scatter(
         labels = [short_name(r.backbone) + ("  (pick)" if r.backbone == pick else "") for r in rows]
         fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(rows)))
         return _svg(fig)
+
+
+def _finite(x: Any) -> bool:
+    return x is not None and not math.isnan(x)
 
 
 def _dot(c: str, pick: bool) -> Any:
@@ -163,6 +168,7 @@ def learning_curves(
     state)), coloured by strategy, pruned trials dashed, the pick drawn over the rest."""
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
     drawn = {n: pts for n, pts in curves.items() if pts and n in trials}
     if not drawn:
@@ -190,7 +196,9 @@ def learning_curves(
             )
         ax.set_xlabel("epoch")
         ax.set_ylabel("val accuracy")
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        last = max(pts[-1][0] for pts in drawn.values()) + 1
+        ax.set_xlim(0.5, max(last, 2) + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         handles = [Line2D([], [], color=colours[s], linewidth=2) for s in strategies]
         labels = list(strategies)
         if any(trials[n][1] == "pruned" for n in drawn):
@@ -214,7 +222,7 @@ def confusion_matrix(confusion: Sequence[Sequence[int]], classes: Sequence[str])
     if k == 0 or m.shape != (k, k):
         return None
     share = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
-    side = min(11.0, max(3.8, 0.42 * k + 2.2))
+    side = min(11.0, max(3.2, 0.42 * k + 2.2))
     with _style(), _no_grid():
         fig = Figure(figsize=(side + 0.8, side), layout="constrained")
         ax = fig.subplots()

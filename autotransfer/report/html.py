@@ -165,13 +165,15 @@ def _section(key: str, title: str, lead: str, content: str) -> str:
     return f'<section id="{key}"><h2>{e(title)}</h2>{lead_html}{content}</section>'
 
 
-def _table(head: Sequence[str], rows: Sequence[str], numeric: Sequence[bool] = ()) -> str:
+def _table(
+    head: Sequence[str], rows: Sequence[str], numeric: Sequence[bool] = (), cls: str = ""
+) -> str:
     ths = "".join(
         f'<th class="num">{h}</th>' if i < len(numeric) and numeric[i] else f"<th>{h}</th>"
         for i, h in enumerate(head)
     )
     return (
-        f'<div class="scroll"><table><thead><tr>{ths}</tr></thead>'
+        f'<div class="scroll"><table class="{cls}"><thead><tr>{ths}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
 
@@ -275,7 +277,7 @@ def _ranking(facts: RunFacts) -> str:
     for r in rk.rows:
         short = ' <span class="badge short">shortlist</span>' if r.rank <= rk.top_k else ""
         cells = [
-            f'<td class="num">{r.rank}</td><td>{e(r.backbone)}{short}</td>',
+            f'<td class="num">{r.rank}</td><td class="nowrap">{e(r.backbone)}{short}</td>',
             f'<td class="num"><b>{num(r.aggregate, 3)}</b></td>',
         ]
         for est in rk.estimators:
@@ -291,7 +293,7 @@ def _ranking(facts: RunFacts) -> str:
         "#",
         "backbone",
         "aggregate",
-        *map(e, rk.estimators),
+        *(e(x).replace("_", "_<wbr>") for x in rk.estimators),
         "best val acc",
         "trials",
         "params (M)",
@@ -308,7 +310,8 @@ def _ranking(facts: RunFacts) -> str:
     skipped = "".join(
         f'<div class="note">Not ranked: {e(b)}: {e(why)}</div>' for b, why in rk.skipped.items()
     )
-    return _section("ranking", "Ranking", lead, _table(head, rows, numeric) + skipped)
+    table = _table(head, rows, numeric, cls="dense")
+    return _section("ranking", "Ranking", lead, table + skipped)
 
 
 def _params(params: Mapping[str, Any]) -> str:

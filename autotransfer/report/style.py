@@ -58,6 +58,9 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-sp
 tr.pick td { background: #fef2f2 !important; }
 tr.pick td:first-child { box-shadow: inset 3px 0 0 var(--pick); }
 td.best { font-weight: 700; color: #1d4ed8; }
+td.nowrap { white-space: nowrap; }
+table.dense th, table.dense td { padding: 5px 7px; font-size: 12.5px; }
+table.dense th { white-space: normal; vertical-align: bottom; }
 .kv { display: grid; grid-template-columns: repeat(auto-fit, minmax(260px, 1fr)); gap: 0 28px; }
 .kv table td:first-child { color: var(--muted); width: 44%; }
 .badge { display: inline-block; border-radius: 999px; padding: 0 8px; font-size: 11.5px;
@@ -72,7 +75,7 @@ td.best { font-weight: 700; color: #1d4ed8; }
 figure { margin: 8px 0 0; text-align: center; }
 figure img { max-width: 100%; height: auto; }
 figcaption { color: var(--muted); font-size: 12.5px; margin-top: 6px; }
-.bar { background: #e5e7eb; border-radius: 4px; height: 10px; width: 160px;
+.bar { background: #e5e7eb; border-radius: 4px; height: 10px; width: 90px;
   display: inline-block; vertical-align: middle; overflow: hidden; }
 .bar > span { display: block; height: 100%; background: var(--good); }
 .two { display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr); gap: 24px;
