@@ -1,0 +1,151 @@
+"""Fixtures for the browser tests: Chromium, one real tiny fit tracked in MLflow, the CLI,
+and a folder that keeps the screenshots (``$AUTOTRANSFER_TEST_ARTIFACTS``, else a
+temporary folder; the end of the test session prints where)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# MLflow reports usage unless told not to; tests never touch the network.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+from autotransfer.testing.browser import chromium_or_skip  # noqa: E402
+from autotransfer.testing.images import make_image_folder  # noqa: E402
+
+EXPERIMENT = "browser check"  # not the run folder's name, so that the two can be told apart
+RUN_FOLDER = "tiny-fit"  # the parent run's name
+STRATEGIES = ("feature_extraction", "partial_freeze")
+N_TRIALS = 3
+
+_saved: list[Path] = []
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The Chromium binary; the test skips without one, and fails under CI=true."""
+    return chromium_or_skip()
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where screenshots go: ``$AUTOTRANSFER_TEST_ARTIFACTS`` (CI keeps it) or a temporary
+    folder."""
+    given = os.environ.get("AUTOTRANSFER_TEST_ARTIFACTS")
+    folder = Path(given) if given else tmp_path_factory.mktemp("browser-artifacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def keep(artifacts: Path):
+    """``keep(name) -> path``: a path in the artifacts folder, listed at the session's end."""
+
+    def path(name: str) -> Path:
+        p = artifacts / name
+        _saved.append(p)
+        return p
+
+    return path
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    shown = [p for p in _saved if p.exists()]
+    if shown:
+        terminalreporter.write_sep("-", "browser screenshots")
+        for p in shown:
+            terminalreporter.write_line(f"{p} ({p.stat().st_size // 1024} KB)")
+
+
+@pytest.fixture(scope="session")
+def fitted(tmp_path_factory: pytest.TempPathFactory):
+    """A finished fit with the MLflow tracker: three trials of two strategies on timm's
+    tiny ``test_*`` backbones, the run folder ``.../tiny-fit``."""
+    import autotransfer
+
+    root = tmp_path_factory.mktemp("browser-fit")
+    folder = make_image_folder(root / "data", classes=("cat", "dog", "owl"), per_class=10)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AUTOTRANSFER_CACHE", str(root / "cache"))
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        return autotransfer.fit(
+            folder,
+            run_dir=str(root / RUN_FOLDER),
+            experiment=EXPERIMENT,
+            backbones=("random:test_resnet", "random:test_efficientnet"),
+            strategies=STRATEGIES,
+            n_trials=N_TRIALS,
+            time_budget=None,
+            trial_time_limit="20s",
+            resolution=32,
+            progress=False,
+        )
+
+
+def cli(*args: str) -> list[str]:
+    """The argument list that runs the installed ``autotransfer`` command."""
+    script = Path(sys.executable).with_name("autotransfer")
+    if script.is_file():
+        return [str(script), *args]
+    return [sys.executable, "-m", "autotransfer", *args]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ui_url(fitted, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``autotransfer ui RUN_DIR --port PORT`` running on the fit (the real command); its
+    address once it answers."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("ui-log") / "ui.log"
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            cli("ui", str(fitted.run_dir), "--port", str(port)),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # mlflow server starts uvicorn: stop them together
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=2).close()
+                break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"`autotransfer ui` did not start:\n{log.read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield base
+    finally:
+        _stop(server)
+
+
+def _stop(server: subprocess.Popen) -> None:
+    import signal
+
+    if server.poll() is None:
+        try:
+            os.killpg(server.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
