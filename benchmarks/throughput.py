@@ -95,8 +95,12 @@ def plain_rates(spec, res: int, batch: int, dev: torch.device, min_seconds: floa
     return fwd, step
 
 
-def extract_rate(ds, spec, res: int, batch: int, dev: torch.device, workers) -> float:
-    """Steady images/s of the engine's feature extraction, first batch out to last."""
+def extract_rate(ds, spec, res: int, batch: int, dev: torch.device, workers, images: int):
+    """Steady images/s of the engine's feature extraction, first batch out to last, over
+    ``images`` images (the training split's files repeated: each is decoded every time)."""
+    import dataclasses
+
+    ds = dataclasses.replace(ds, train=(ds.train * (images // len(ds.train) + 1))[:images])
     marks: list[tuple[float, int]] = []
     with tempfile.TemporaryDirectory() as tmp:
         extract_features(
@@ -217,6 +221,8 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers of extraction")
     p.add_argument("--epochs", type=int, default=None, help="engine epochs (default CUDA 8, CPU 3)")
     p.add_argument("--seconds", type=float, default=None, help="timing window of plain rates")
+    p.add_argument("--extract-images", type=int, default=None,
+                   help="images per extraction run (default: CUDA 4096, CPU 512)")
     p.add_argument("--fit-budget", default=None, help="also run fit and sample GPU utilisation")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
@@ -226,6 +232,7 @@ def main(argv=None) -> int:
     batch = args.batch_size or (128 if cuda else 32)
     epochs = args.epochs or (8 if cuda else 3)
     seconds = args.seconds or (2.0 if cuda else 5.0)
+    extract_images = args.extract_images or (4096 if cuda else 512)
     out = Path(args.out or HERE / "results" / f"throughput_{'cuda' if cuda else 'cpu'}")
     torch.manual_seed(0)
     if cuda:
@@ -235,7 +242,8 @@ def main(argv=None) -> int:
     for spec in resolve_backbones(args.backbones.split(",")):
         fwd, step = plain_rates(spec, res, batch, dev, seconds)
         # best of two: the first read of the JPEG files may come from a cold disk
-        ext = max(extract_rate(ds, spec, res, batch, dev, args.workers) for _ in range(2))
+        ext = max(extract_rate(ds, spec, res, batch, dev, args.workers, extract_images)
+                  for _ in range(2))
         train, n_epochs = engine_train_rate(ds, spec, res, batch, dev, epochs)
         rows.append({
             "backbone": spec.id,
@@ -261,7 +269,8 @@ def main(argv=None) -> int:
         f"{'bf16 autocast + channels_last' if cuda else 'fp32'} on both sides.",
         "`plain forward` / `plain train`: the model alone on a synthetic batch already on the",
         "device (inference; forward + backward + SGD step). `extract`: extract_features (JPEG",
-        "decode, preprocessing, DataLoader, forward) from its first batch to its last, best of 2.",
+        "decode, preprocessing, DataLoader, forward) from its first batch to its last, over",
+        f"{extract_images} images (the training files repeated), best of 2.",
         "`train`: the engine's loop (full_finetune: augmentation of the decoded-image cache,",
         "normalisation, step, and the per-epoch validation pass), training images per second",
         "of epoch wall time, epochs after the first. Ratio = engine / plain (1.0: the pipeline",
@@ -281,10 +290,10 @@ def main(argv=None) -> int:
     md.append("Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text("\n".join(md) + "\n")
+    settings = vars(args) | {"resolution": res, "batch_size": batch, "epochs": epochs,
+                             "extract_images": extract_images}
     out.with_suffix(".json").write_text(
-        json.dumps({"machine": info, "settings": vars(args) | {"resolution": res,
-                    "batch_size": batch, "epochs": epochs}, "rows": rows, "fit": fit_row},
-                   indent=2)
+        json.dumps({"machine": info, "settings": settings, "rows": rows, "fit": fit_row}, indent=2)
     )
     plot(rows, out.with_suffix(".png"), f"{info['device']}, {res} px, batch {batch}")
     print("\n".join(md))

@@ -9,6 +9,7 @@ these squares in the training process, on the training device.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -83,31 +84,33 @@ def augment_batch(
     128 from 160) and, for ``crop_flip``, horizontal flips of a uint8 batch; ``none`` is the
     evaluation centre crop. Short fine-tuning schedules do better with mild crops.
 
-    Runs where ``x`` is (the training device); the random draws come from ``generator``
-    on the CPU, so a seed gives the same crops on any device."""
+    All crops of the batch are resampled in one ``roi_align`` call (bilinear, averaging
+    2x2 samples per output pixel where a crop is shrunk), where ``x`` is: on the training
+    device. The random draws come from ``generator`` on the CPU, so a seed gives the same
+    crops on any device.
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> augment_batch(torch.zeros(2, 3, 40, 40, dtype=torch.uint8), 32, "crop_flip", g).shape
+    torch.Size([2, 3, 32, 32])
+    """
     if mode == "none":
         return center_crop(x, resolution)
+    from torchvision.ops import roi_align
+
     n, _, h, w = x.shape
-    out = torch.empty((n, x.shape[1], resolution, resolution), dtype=x.dtype, device=x.device)
-    r = torch.rand((n, 4), generator=generator).tolist()
-    for i in range(n):
-        area = h * w * (MIN_AREA + (1 - MIN_AREA) * r[i][0])
-        log_ratio = np.log(3 / 4) + (np.log(4 / 3) - np.log(3 / 4)) * r[i][1]
-        ratio = float(np.exp(log_ratio))
-        cw = int(round(min(w, np.sqrt(area * ratio))))
-        ch = int(round(min(h, np.sqrt(area / ratio))))
-        top = int((h - ch) * r[i][2])
-        left = int((w - cw) * r[i][3])
-        crop = x[i : i + 1, :, top : top + ch, left : left + cw].float()
-        crop = torch.nn.functional.interpolate(
-            crop, size=(resolution, resolution), mode="bilinear", antialias=True,
-            align_corners=False,
-        )
-        out[i] = crop[0].round().clamp(0, 255).to(x.dtype)
+    r = torch.rand((n, 4), generator=generator, dtype=torch.float64)
+    area = h * w * (MIN_AREA + (1 - MIN_AREA) * r[:, 0])
+    ratio = torch.exp(math.log(3 / 4) + (math.log(4 / 3) - math.log(3 / 4)) * r[:, 1])
+    cw = torch.sqrt(area * ratio).round().clamp(1, w)
+    ch = torch.sqrt(area / ratio).round().clamp(1, h)
+    top, left = ((h - ch) * r[:, 2]).floor(), ((w - cw) * r[:, 3]).floor()
+    boxes = torch.stack([torch.arange(n, dtype=torch.float64), left, top, left + cw, top + ch], 1)
+    out = roi_align(x.float(), boxes.to(x.device, torch.float32), output_size=resolution,
+                    sampling_ratio=2, aligned=True)
     if mode == "crop_flip":
         flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
-        out[flip] = out[flip].flip(-1)
-    return out
+        out = torch.where(flip.view(-1, 1, 1, 1), out.flip(-1), out)
+    return out.round_().clamp_(0, 255).to(x.dtype)
 
 
 def center_crop(x: torch.Tensor, resolution: int) -> torch.Tensor:
