@@ -189,7 +189,7 @@ def test_report_is_an_artifact_of_the_fits_mlflow_parent_run(fitted, tmp_path):
 def test_cli_writes_where_asked_and_prints_the_path(fitted, tmp_path, capsys):
     result, _, _ = fitted
     out = tmp_path / "deep" / "r.html"
-    assert main(["report", result.run_dir, "-o", str(out), "--no-mlflow", "-q"]) == 0
+    assert main(["-q", "report", result.run_dir, "-o", str(out), "--no-mlflow"]) == 0
     assert capsys.readouterr().out.strip() == str(out)
     assert f"trial {result.best.number}" in out.read_text(encoding="utf-8")
 
