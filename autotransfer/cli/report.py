@@ -28,7 +28,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run_dir", help="the run folder a fit wrote")
     p.add_argument(
-        "-o", "--output", default=None, help="the HTML file (default: RUN_DIR/report.html)"
+        "-o",
+        "--output",
+        metavar="OUT.html",
+        default=None,
+        help="the HTML file (default: RUN_DIR/report.html)",
     )
     p.add_argument(
         "--no-mlflow", action="store_true", help="do not log the page to the fit's MLflow run"
@@ -37,6 +41,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-misclassified",
         type=int,
+        metavar="N",
         default=48,
         help="misclassified images shown at most (default 48)",
     )
