@@ -12,7 +12,11 @@ Every path that reads pixels goes through :func:`load_image`, so the validation 
   16 bits, ``F`` multiplies by 255 when its values lie in [0, 1]; anything else is
   stretched from its own min..max;
 * decompression bombs (more than ``max_pixels`` pixels, 89,478,485 by default like
-  Pillow) are refused with a :class:`~autotransfer.errors.DataError` that names the file.
+  Pillow) are refused with a :class:`~autotransfer.errors.DataError` that names the file;
+* only regular files are read (a named pipe would block, ``/dev/zero`` never ends), and a
+  file larger than 16 MiB must look like an image from its header before it is read whole
+  (a video left in a class folder is not loaded into memory). A file that cannot be read
+  (missing, permissions, an I/O error) raises the same error, naming it.
 
 Pillow refuses images above twice its own ``PIL.Image.MAX_IMAGE_PIXELS`` whatever
 ``max_pixels`` says; raise that global too if you really need larger images.
@@ -24,6 +28,7 @@ import hashlib
 import io
 import logging
 import os
+import stat
 import threading
 import warnings
 from collections.abc import Iterator
@@ -39,8 +44,10 @@ from autotransfer.errors import DataError
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own MAX_IMAGE_PIXELS
+IDENTIFY_ABOVE_BYTES = 16 * 2**20  # larger files must identify as images before a full read
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _STRICT_LOCK = threading.RLock()
+_BOMB_FIX = "if the image is genuine, downscale it (training reads a few hundred pixels a side)"
 
 
 class UnreadableImageError(DataError):
@@ -92,10 +99,8 @@ def load_image(
     >>> img.mode
     'RGB'
     """
-    with open(path, "rb") as f:
-        data = f.read()
     with quiet_bomb_warnings():
-        rgb, _ = _decode(data, path, max_pixels, draft)
+        rgb, _ = _decode(read_image_file(path), path, max_pixels, draft)
     return rgb
 
 
@@ -111,10 +116,79 @@ def probe_image(
     >>> info.width, info.height, info.mode
     (32, 32, 'P')
     """
-    with open(path, "rb") as f:
-        data = f.read()
     with strict_decoding():
-        return probe_bytes(data, path, max_pixels=max_pixels)
+        return probe_bytes(read_image_file(path), path, max_pixels=max_pixels)
+
+
+def read_image_file(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of ``path``, or :class:`UnreadableImageError` naming it and saying why.
+
+    Only regular files are read: the file is opened without blocking (a named pipe with
+    no writer would hang ``open``) and checked with ``fstat``, so FIFOs, sockets and
+    devices (``/dev/zero`` never ends) are refused. A file above
+    :data:`IDENTIFY_ABOVE_BYTES` is read whole only when Pillow identifies its header.
+
+    >>> read_image_file("data/cat/001.png")[:4]            # doctest: +SKIP
+    b'\\x89PNG'
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise _os_error(path, exc) from exc
+    try:
+        st = os.fstat(fd)
+    except OSError as exc:
+        os.close(fd)
+        raise _os_error(path, exc) from exc
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise UnreadableImageError(
+            path,
+            f"not a regular file but {_file_kind(st.st_mode)}",
+            "Remove it, or replace it with the image file itself.",
+        )
+    with os.fdopen(fd, "rb") as f:
+        try:
+            if st.st_size > IDENTIFY_ABOVE_BYTES:
+                _identify_header(f, path, st.st_size)
+            return f.read()
+        except OSError as exc:
+            raise _os_error(path, exc) from exc
+
+
+def _identify_header(f: io.BufferedReader, path: str | os.PathLike[str], size: int) -> None:
+    """Refuse a large file whose header Pillow does not recognise; rewind ``f``."""
+    try:  # callers silence bomb warnings (process-wide: not from here, in worker threads)
+        Image.open(f)  # reads the header only; ``f`` stays open (we own it)
+    except UnidentifiedImageError as exc:
+        raise UnreadableImageError(
+            path,
+            f"not an image Pillow can identify ({size / 2**20:,.0f} MiB, not read)",
+            "Remove it or move it out of the folder.",
+        ) from exc
+    except Exception:  # a bomb or a broken header: the full decode will say which
+        pass
+    f.seek(0)
+
+
+def _os_error(path: str | os.PathLike[str], exc: OSError) -> UnreadableImageError:
+    return UnreadableImageError(
+        path,
+        f"cannot read file ({exc.strerror or exc})",
+        "Check that it exists, is readable and its disk is healthy, or remove it.",
+    )
+
+
+def _file_kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    )
+    return next((name for test, name in kinds if test(mode)), "a special file")
 
 
 def probe_bytes(
@@ -232,11 +306,7 @@ def _decode(
             path, "not an image Pillow can identify", "Remove it or move it out of the folder."
         ) from exc
     except Image.DecompressionBombError as exc:
-        raise UnreadableImageError(
-            path,
-            f"decompression bomb ({exc})",
-            "If the image is genuine, raise PIL.Image.MAX_IMAGE_PIXELS and max_pixels.",
-        ) from exc
+        raise UnreadableImageError(path, f"decompression bomb ({exc}); {_BOMB_FIX}") from exc
     except Exception as exc:  # Pillow raises many types on corrupt data
         kind = "truncated" if "truncated" in str(exc) else "corrupt"
         raise UnreadableImageError(
@@ -252,6 +322,5 @@ def _check_pixels(
         raise UnreadableImageError(
             path,
             f"decompression bomb: {width}x{height} = {width * height:,} pixels is more than "
-            f"the limit of {max_pixels:,}",
-            "If the image is genuine, pass a larger max_pixels.",
+            f"the limit of {max_pixels:,}; {_BOMB_FIX}",
         )

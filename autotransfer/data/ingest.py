@@ -14,8 +14,11 @@ are ignored silently. Symlinked folders are followed once (loops are cut). The f
 found by :mod:`autotransfer.data.layouts`.
 
 One validation pass fully decodes every image before any model runs. Files that cannot be
-used (empty, not an image, corrupt, truncated, decompression bombs) are skipped and listed
-in :attr:`ValidationReport.skipped` (or raise with ``strict=True``). The pass is cached
+used (empty, not an image, corrupt, truncated, decompression bombs, unreadable, not a
+regular file) are skipped and listed in :attr:`ValidationReport.skipped` (or raise with
+``strict=True``). The skips and other data smells (one-image classes, look-alike class
+names, duplicates) are also told in a :class:`~autotransfer.errors.DataWarning` that
+names the files and says what to do (:mod:`autotransfer.data.smells`). The pass is cached
 under ``cache_dir/scan/`` keyed by absolute path, size and modification time, so opening
 the same folder again only decodes what changed; see :mod:`autotransfer.data.scan`.
 """
@@ -34,6 +37,12 @@ from sklearn.model_selection import train_test_split
 from autotransfer.data.images import DEFAULT_MAX_PIXELS, ImageInfo
 from autotransfer.data.layouts import EXPECTED_LAYOUT, discover_folder, read_manifest
 from autotransfer.data.scan import Progress, ScanCache, scan
+from autotransfer.data.smells import (
+    class_example,
+    data_smells,
+    duplicates_warning,
+    skipped_warning,
+)
 from autotransfer.data.types import (
     DuplicatePair,
     ImageDataset,
@@ -104,8 +113,16 @@ def open_dataset(
         for folder in class_dirs[name]:
             skipped.append(SkippedFile(folder, "class folder with no readable images: not a class"))
     if empty:
-        found_warnings.append(f"Ignored class folders without readable images: {', '.join(empty)}.")
+        found_warnings.append(
+            f"Ignored class folders without readable images: {', '.join(empty)}. Add images "
+            "to them or remove them."
+        )
     skipped.sort(key=lambda s: s.path)
+    base = src.parent if layout == "manifest" else src
+    folders = {f for name in empty for f in class_dirs[name]}
+    bad_files = [s for s in skipped if s.path not in folders]
+    if bad_files:
+        found_warnings.append(skipped_warning(bad_files, src, base))
     if strict and skipped:
         lines = "\n".join(f"  {s.path}: {s.reason}" for s in skipped)
         raise DataError(
@@ -120,10 +137,13 @@ def open_dataset(
         )
 
     train, val, test, singletons = _assign_splits(
-        usable, classes, val_fraction, seed, found_warnings
+        usable, classes, val_fraction, seed, found_warnings, base
     )
+    found_warnings += data_smells(classes, train + val + test, base)
     val, dup_val = _drop_duplicates(train, val, "val")
     test, dup_test = _drop_duplicates(train, test, "test")
+    if dup_val or dup_test:
+        found_warnings.append(duplicates_warning(dup_val + dup_test, base))
     if not val:
         why = "each duplicates a training image" if dup_val else "every class has a single image"
         raise DataError(
@@ -152,6 +172,7 @@ def _assign_splits(
     val_fraction: float,
     seed: int,
     found_warnings: list[str],
+    base: Path,
 ) -> tuple[list[ImageRecord], list[ImageRecord], list[ImageRecord], tuple[str, ...]]:
     """Records per split (each sorted by path), carving val when none was given."""
     index = {name: i for i, name in enumerate(classes)}
@@ -161,15 +182,25 @@ def _assign_splits(
         by_split[split].append(record)
     counts = Counter(label for _, label, _, _ in usable)
     singletons = tuple(name for name in classes if counts[name] == 1)
+    first: dict[str, str] = {}
+    for path, label, _, _ in sorted(usable, key=lambda u: u[0]):
+        first.setdefault(label, path)
     if singletons:
         found_warnings.append(
-            f"Classes with a single image (kept in train, not validated): {', '.join(singletons)}."
+            "Classes with a single image (kept in train, not validated): "
+            + ", ".join(class_example(n, first[n], classes, base) for n in singletons)
+            + ". Add images of them, or fix the label if it is a typo."
         )
     pool = by_split["train"] + by_split[None]
     trained = {r.label for r in pool}
     if len(trained) < len(classes):
-        missing = ", ".join(c for c in classes if index[c] not in trained)
-        found_warnings.append(f"Classes with no training images: {missing}.")
+        missing = [c for c in classes if index[c] not in trained]
+        found_warnings.append(
+            "Classes with no training images: "
+            + ", ".join(class_example(c, first[c], classes, base) for c in missing)
+            + ". A model cannot learn them: add training images, or fix the labels if they "
+            "are typos."
+        )
     if by_split["val"]:
         train, val = pool, by_split["val"]
     else:

@@ -95,7 +95,11 @@ def _list_subdirs(
         elif Path(entry.name).suffix.lower() in IMAGE_SUFFIXES:
             where = f"the {split}/ folder" if split else "the root folder"
             skipped.append(
-                SkippedFile(entry.path, f"image directly in {where}, not inside a class folder")
+                SkippedFile(
+                    entry.path,
+                    f"image directly in {where}, not inside a class folder; "
+                    "move it into the folder of its class",
+                )
             )
     return dirs
 
@@ -189,14 +193,23 @@ def read_manifest(path: Path) -> tuple[list[Candidate], list[SkippedFile], dict[
             if full in first_line:
                 skipped.append(
                     SkippedFile(
-                        full, f"listed again on line {line} (first on line {first_line[full]})"
+                        full,
+                        f"listed again on manifest line {line} (first on line "
+                        f"{first_line[full]}); remove the repeated line",
                     )
                 )
                 continue
             first_line[full] = line
-            if not os.path.isfile(full):
+            if os.path.isdir(full) or not os.path.exists(full):
                 reason = "is a folder" if os.path.isdir(full) else "does not exist"
-                skipped.append(SkippedFile(full, f"listed on manifest line {line} but {reason}"))
+                given = repr(rel) if os.path.isabs(rel) else f"{rel!r}, relative to {path.parent}"
+                skipped.append(
+                    SkippedFile(
+                        full,
+                        f"listed on manifest line {line} but {reason} ({given}); fix the path "
+                        "or remove the line",
+                    )
+                )
                 continue
             candidates.append((full, label, SPLIT_ALIASES.get(split_value)))
     except csv.Error as exc:

@@ -1,7 +1,8 @@
 """The validation pass: fully decode every candidate file once, with an on-disk cache.
 
-Files that cannot be used (empty, not an image, corrupt, truncated, decompression bombs)
-come back as the reason why instead of an :class:`~autotransfer.data.images.ImageInfo`.
+Files that cannot be used (empty, not an image, corrupt, truncated, decompression bombs,
+unreadable, not a regular file) come back as the reason why instead of an
+:class:`~autotransfer.data.images.ImageInfo`.
 The outcomes are cached under ``cache_dir/scan/`` keyed by absolute path, size and
 modification time, so scanning the same source again only decodes what changed.
 """
@@ -21,7 +22,13 @@ from typing import Any
 import PIL
 
 from autotransfer.cache import atomic_write
-from autotransfer.data.images import ImageInfo, UnreadableImageError, probe_bytes, strict_decoding
+from autotransfer.data.images import (
+    ImageInfo,
+    UnreadableImageError,
+    probe_bytes,
+    read_image_file,
+    strict_decoding,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +39,7 @@ Progress = Callable[[int, int], Any]
 def probe_file(path: str, max_pixels: int | None) -> ImageInfo | str:
     """Check one file: an :class:`ImageInfo` or the reason it cannot be used."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-        return probe_bytes(data, path, max_pixels=max_pixels)
+        return probe_bytes(read_image_file(path), path, max_pixels=max_pixels)
     except UnreadableImageError as exc:
         return exc.reason
     except OSError as exc:

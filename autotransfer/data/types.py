@@ -78,6 +78,10 @@ class ValidationReport:
                 f"dropped {len(self.duplicates_dropped)} evaluation images identical to "
                 "training images"
             )
+            for d in self.duplicates_dropped[:20]:
+                lines.append(f"  dropped {d.split} {d.path}: same bytes as {d.train_path}")
+            if len(self.duplicates_dropped) > 20:
+                lines.append(f"  ... and {len(self.duplicates_dropped) - 20} more dropped")
         if self.converted_modes:
             modes = ", ".join(f"{m}: {n}" for m, n in sorted(self.converted_modes.items()))
             lines.append(f"converted to RGB on load: {modes}")

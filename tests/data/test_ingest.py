@@ -174,7 +174,8 @@ def test_manifest_with_relative_absolute_and_missing_paths(tmp_path, folder):
     lines += [f"{f.relative_to(tmp_path)},{f.parent.name}" for f in files[:9]]
     lines += [f"{f},{f.parent.name}" for f in files[9:]]  # absolute
     lines += ["data/a/gone.png,a", ""]
-    ds = open_dataset(write_manifest(tmp_path / "labels.csv", lines))
+    with pytest.warns(DataWarning, match=r"Skipped 1 file .*data/a/gone.png \(listed on"):
+        ds = open_dataset(write_manifest(tmp_path / "labels.csv", lines))
     assert ds.layout == "manifest" and ds.classes == ("a", "b", "c")
     assert len(ds.records) == 18
     (missing,) = ds.report.skipped

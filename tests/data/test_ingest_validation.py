@@ -16,6 +16,13 @@ from autotransfer.data.ingest import open_dataset
 from autotransfer.errors import DataError, DataWarning
 from autotransfer.testing import images as ti
 
+# These tests read the report; the warnings that tell the user the same are tested in
+# test_bad_input_matrix.py.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Skipped:autotransfer.errors.DataWarning"),
+    pytest.mark.filterwarnings("ignore:Dropped:autotransfer.errors.DataWarning"),
+]
+
 
 def reasons(ds) -> dict[str, str]:
     return {os.path.basename(s.path.rstrip("/")): s.reason for s in ds.report.skipped}
