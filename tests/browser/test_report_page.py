@@ -1,0 +1,83 @@
+"""`autotransfer report RUN_DIR` on a real tiny fit, opened from its file in headless
+Chromium: every section is rendered with the run's own numbers, its figures are drawn
+with a size, and a screenshot is kept as a test artifact."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from autotransfer.testing.browser import Browser
+
+from .conftest import cli
+
+SECTIONS = {
+    "data": "Data",
+    "ranking": "Ranking",
+    "estimators": "Estimators vs accuracy",
+    "leaderboard": "Leaderboard",
+    "curves": "Learning curves",
+    "pick": "The pick",
+    "mistakes": "Misclassified",
+}
+
+# every section's heading and height, and the decoded and drawn size of its figures
+# (SVG in data: URLs, so a figure that does not parse has no natural size)
+SHOWN = """(() => {
+  const out = {};
+  for (const s of document.querySelectorAll('main section[id]')) {
+    const h = s.querySelector('h2'), r = s.getBoundingClientRect();
+    out[s.id] = {title: h ? h.innerText.trim() : null, height: r.height,
+                 figures: [...s.querySelectorAll('figure img')].map(i => {
+                   const b = i.getBoundingClientRect();
+                   return [i.naturalWidth, i.naturalHeight, b.width, b.height]; })};
+  }
+  return JSON.stringify(out);
+})()"""
+LOADED = (
+    "document.readyState === 'complete' && !!document.querySelector('main section') && "
+    "[...document.images].every(i => i.complete)"
+)
+
+
+@pytest.fixture(scope="module")
+def report(fitted, tmp_path_factory):
+    """The page written by the real command (and logged to the fit's MLflow run)."""
+    out = tmp_path_factory.mktemp("report") / "report.html"
+    done = subprocess.run(
+        cli("report", str(fitted.run_dir), "--output", str(out), "--device", "cpu"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().endswith(out.name)
+    return out
+
+
+def test_report_renders_every_section(chromium, fitted, report, keep):
+    with Browser(binary=chromium, width=1400, height=1000) as browser:
+        page = browser.open(report.as_uri())
+        page.wait_for(LOADED)
+        shown = json.loads(page.evaluate(SHOWN))
+        text = page.text()
+        shot = page.screenshot(keep("report.png"))
+        full = page.screenshot(keep("report-full.png"), full_page=True)
+
+    assert {k: v["title"] for k, v in shown.items()} == SECTIONS
+    assert all(v["height"] > 40 for v in shown.values()), shown
+    # the estimators' scatter, the learning curves and the confusion matrix are drawn
+    for key in ("estimators", "curves", "pick"):
+        assert shown[key]["figures"], f"no figure in {key}: {shown[key]}"
+        for natural_w, natural_h, w, h in shown[key]["figures"]:
+            assert natural_w > 0 and natural_h > 0, f"a figure in {key} did not decode"
+            assert w > 200 and h > 100, f"a figure in {key} is drawn {w}x{h}"
+    b = fitted.best
+    assert f"{b.strategy} on {b.backbone}" in text  # the header's pick line
+    for trial in fitted.leaderboard:  # every trial in the leaderboard
+        assert trial.backbone in text and trial.strategy in text
+    for name in ("cat", "dog", "owl"):  # per-class accuracy of the pick
+        assert name in text
+    assert shot.stat().st_size > 10_000 and full.stat().st_size >= shot.stat().st_size // 2
