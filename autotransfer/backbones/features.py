@@ -116,10 +116,12 @@ def eval_transform(cfg: dict) -> Callable:
 
 
 def default_num_workers() -> int:
-    """Loader workers: leave most cores to the model on CPU-only machines."""
+    """Loader workers: leave most cores to the model on CPU-only machines; with a GPU,
+    decoding is the bottleneck, so all cores but one (16 at most) decode (on an H100 with
+    16 cores, 15 workers extracted 1.6-1.8x faster than 8: benchmarks/results)."""
     cores = os.cpu_count() or 1
     if torch.cuda.is_available():
-        return min(8, cores)
+        return max(1, min(16, cores - 1))
     return max(1, min(4, cores // 2))
 
 
