@@ -349,6 +349,25 @@ class Page:
                 )
             time.sleep(interval)
 
+    def click(self, css: str, *, count: int = 1) -> None:
+        """Click the middle of the first element matching ``css`` with the mouse, as a
+        user would (``count=2``: a double click); raises :class:`BrowserError` when there
+        is none."""
+        box = self.evaluate(
+            f"(() => {{ const el = document.querySelector({json.dumps(css)}); if (!el) return null;"
+            " el.scrollIntoView({block: 'center', inline: 'center'});"
+            " const r = el.getBoundingClientRect();"
+            " return [r.left + r.width / 2, r.top + r.height / 2]; })()"
+        )
+        if box is None:
+            raise BrowserError(f"Nothing on the page matches {css!r}.")
+        x, y = box
+        self.call("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y})
+        for n in range(1, count + 1):
+            for kind in ("mousePressed", "mouseReleased"):
+                event = {"type": kind, "x": x, "y": y, "button": "left", "clickCount": n}
+                self.call("Input.dispatchMouseEvent", event)
+
     def text(self) -> str:
         """What the page shows as text (``document.body.innerText``)."""
         return self.evaluate("document.body ? document.body.innerText : ''") or ""
@@ -357,10 +376,27 @@ class Page:
         """The rendered DOM, serialised (what ``chromium --dump-dom`` prints)."""
         return self.evaluate("document.documentElement.outerHTML") or ""
 
-    def screenshot(self, path: str | os.PathLike[str], *, full_page: bool = False) -> Path:
-        """Save a PNG of the viewport (or of the whole page) to ``path``; returns it."""
+    def screenshot(
+        self, path: str | os.PathLike[str], *, full_page: bool = False, between: str = ""
+    ) -> Path:
+        """Save a PNG of the viewport to ``path`` and return the path; ``full_page``: the
+        whole page; ``between="#a, #b"``: the full width from the top of the first element
+        matching the CSS selector to the bottom of the last."""
         params: dict[str, Any] = {"format": "png"}
-        if full_page:
+        if between:
+            box = self.evaluate(
+                f"(() => {{ const els = [...document.querySelectorAll({json.dumps(between)})];"
+                " if (!els.length) return null; const y = window.scrollY;"
+                " const top = Math.min(...els.map(e => e.getBoundingClientRect().top)) + y;"
+                " const bottom = Math.max(...els.map(e => e.getBoundingClientRect().bottom)) + y;"
+                " return [top, bottom, document.documentElement.scrollWidth]; })()"
+            )
+            if box is None:
+                raise BrowserError(f"Nothing on the page matches {between!r}.")
+            top, bottom, width = box
+            params["clip"] = {"x": 0, "y": top, "width": width, "height": bottom - top, "scale": 1}
+            params["captureBeyondViewport"] = True
+        elif full_page:
             size = self.evaluate(
                 "[document.documentElement.scrollWidth, document.documentElement.scrollHeight]"
             )

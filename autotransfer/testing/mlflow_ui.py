@@ -77,21 +77,44 @@ def expand(
     wait_for_runs(page, children, timeout=timeout)
 
 
+def _header(name: str) -> str:
+    return (
+        "[...document.querySelectorAll('[role=columnheader]')]"
+        f".some(h => h.innerText.trim() === {json.dumps(name)})"
+    )
+
+
+def _toggle_column(page: Page, name: str, timeout: float) -> None:
+    item = _query(f"[class*=tree-node-content-wrapper][title={json.dumps(name)}]")
+    page.wait_for(f"!!{COLUMNS_BUTTON}", timeout=timeout)
+    page.evaluate(f"{COLUMNS_BUTTON}.click()")
+    page.wait_for(f"!!{item}", timeout=timeout)
+    page.evaluate(f"{item}.click()")
+    page.evaluate(f"{COLUMNS_BUTTON}.click()")  # closes the menu
+
+
 def show_columns(page: Page, names: Iterable[str], *, timeout: float = 30.0) -> None:
     """Tick ``names`` (metrics first, where a parameter has the same name) in the
     "Columns" menu, and wait until the table shows them."""
     for name in names:
-        item = _query(f"[class*=tree-node-content-wrapper][title={json.dumps(name)}]")
-        page.wait_for(f"!!{COLUMNS_BUTTON}", timeout=timeout)
-        page.evaluate(f"{COLUMNS_BUTTON}.click()")
-        page.wait_for(f"!!{item}", timeout=timeout)
-        page.evaluate(f"{item}.click()")
-        page.evaluate(f"{COLUMNS_BUTTON}.click()")  # closes the menu
-        header = (
-            "[...document.querySelectorAll('[role=columnheader]')]"
-            f".some(h => h.innerText.trim() === {json.dumps(name)})"
-        )
-        page.wait_for(header, timeout=timeout)
+        if not page.evaluate(_header(name)):
+            _toggle_column(page, name, timeout)
+        page.wait_for(_header(name), timeout=timeout)
+
+
+def hide_columns(page: Page, names: Iterable[str], *, timeout: float = 30.0) -> None:
+    """Untick ``names`` (such as ``"Dataset"``, ``"Source"``) in the "Columns" menu, and
+    wait until the table no longer shows them."""
+    for name in names:
+        if page.evaluate(_header(name)):
+            _toggle_column(page, name, timeout)
+        page.wait_for(f"!({_header(name)})", timeout=timeout)
+
+
+def fit_column(page: Page, column: str) -> None:
+    """Widen ``column`` (an ag-grid col-id) to its content: a double click on the edge of
+    its header, as a user would."""
+    page.click(f".ag-header-cell[col-id={json.dumps(column)}] .ag-header-cell-resize", count=2)
 
 
 def cells(page: Page, column: str) -> dict[str, str]:

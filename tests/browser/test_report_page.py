@@ -4,14 +4,14 @@ with a size, and a screenshot is kept as a test artifact."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
-import subprocess
 
 import pytest
 
+from autotransfer.cli import main
 from autotransfer.testing.browser import Browser
-
-from .conftest import cli
 
 SECTIONS = {
     "data": "Data",
@@ -44,16 +44,14 @@ LOADED = (
 
 @pytest.fixture(scope="module")
 def report(fitted, tmp_path_factory):
-    """The page written by the real command (and logged to the fit's MLflow run)."""
+    """The page written by the command ``autotransfer report RUN_DIR --output ...`` (run in
+    this process: a new interpreter would import torch again), also logged to the fit's
+    MLflow run."""
     out = tmp_path_factory.mktemp("report") / "report.html"
-    done = subprocess.run(
-        cli("report", str(fitted.run_dir), "--output", str(out), "--device", "cpu"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip().endswith(out.name)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        rc = main(["report", str(fitted.run_dir), "--output", str(out), "--device", "cpu"])
+    assert rc == 0 and printed.getvalue().strip() == str(out)
     return out
 
 
