@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 DEPS_HASH := $(shell $(PYTHON) .ci/deps_hash.py)
 DEPS_STAMP := $(VENV)/.deps-$(DEPS_HASH)
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench screenshots install clean
 
 # the stamp name carries a hash of the dependency lists: changing them makes a new stamp
 $(DEPS_STAMP):
@@ -33,6 +33,10 @@ test: install
 
 bench: install
 	$(BIN)/python benchmarks/feature_extraction.py
+
+# docs/*.png from a real fit (../shared/datasets/hymenoptera, else the digits); needs chromium
+screenshots: install
+	$(BIN)/python docs/screenshots.py
 
 clean:
 	rm -rf $(VENV) demo_data
