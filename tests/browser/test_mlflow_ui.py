@@ -45,7 +45,7 @@ def test_runs_table_shows_the_fit_and_its_trials(chromium, ui_url, tracked, keep
 
     assert EXPERIMENT in text  # the experiment's name (breadcrumb, sidebar)
     assert parent.info.run_name == RUN_FOLDER and names[parent.info.run_id] == RUN_FOLDER
-    # collapsed, the table shows the parent only; expanded, one row per trial under it
+    # the trial runs are nested: collapsed, the table shows the parent only; expanded, all
     assert not any(name in collapsed for name, _ in trials.values())
     assert f"{len(trials) + 1} matching runs" in text
     for run_id, (name, val_accuracy) in trials.items():
