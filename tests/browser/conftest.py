@@ -105,10 +105,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ui_url(fitted, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``autotransfer ui RUN_DIR --port PORT`` running on the fit (the real command); its
-    address once it answers."""
+    address once it answers. Stopped after the module (it holds half a GB)."""
     port = free_port()
     log = tmp_path_factory.mktemp("ui-log") / "ui.log"
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
@@ -137,15 +137,15 @@ def ui_url(fitted, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def _stop(server: subprocess.Popen) -> None:
+    """Stop the command and the MLflow server processes it started (its process group)."""
     import signal
 
-    if server.poll() is None:
-        try:
-            os.killpg(server.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+    try:
+        os.killpg(server.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
