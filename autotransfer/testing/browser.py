@@ -157,8 +157,10 @@ class Browser:
             "--mute-audio",
             "--force-device-scale-factor=1",
         ]
-        if hasattr(os, "geteuid") and os.geteuid() == 0:
-            args.append("--no-sandbox")  # Chromium refuses to run as root with its sandbox
+        # Chromium refuses to run as root with its sandbox, and the sandbox needs user
+        # namespaces that containers (CI) often deny; the pages opened here are the tests'
+        # own (a local MLflow server, a report file)
+        args.append("--no-sandbox")
         args += [*self.extra_args, "about:blank"]
         cmd_read, cmd_write = os.pipe()  # we write commands, Chromium reads them on fd 3
         res_read, res_write = os.pipe()  # Chromium writes replies on fd 4, we read them
