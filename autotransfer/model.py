@@ -58,7 +58,9 @@ class Classifier:
     plus how to feed it (:class:`Preprocessing`).
 
     ``arch`` and ``model_kwargs`` rebuild the module with ``timm.create_model`` when the
-    saved folder is loaded; ``metadata`` is anything JSON-able worth keeping with it.
+    saved folder is loaded, cut after feature stage ``cut`` when the backbone was cut
+    (default: what :func:`~autotransfer.backbones.cuts.cut_model` recorded on the module);
+    ``metadata`` is anything JSON-able worth keeping with it.
 
     >>> clf = Classifier(model, classes=["cat", "dog"], preprocessing=prep,
     ...                  arch="resnet18")                       # doctest: +SKIP
@@ -75,7 +77,10 @@ class Classifier:
         arch: str,
         model_kwargs: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
+        cut: int | None = None,
     ) -> None:
+        from autotransfer.backbones.cuts import cut_of
+
         classes = tuple(str(c) for c in classes)
         if not classes or len(set(classes)) != len(classes):
             raise ConfigError(f"classes must be distinct names, at least one; got {classes}.")
@@ -101,6 +106,7 @@ class Classifier:
         self.arch = str(arch)
         self.model_kwargs = kwargs
         self.metadata = dict(metadata or {})
+        self.cut = cut_of(module) if cut is None else int(cut)
         self._transform: Callable[[Image.Image], torch.Tensor] | None = None
 
     def __repr__(self) -> str:
@@ -242,6 +248,8 @@ class Classifier:
             "metadata": {**self.metadata, **(metadata or {})},
             "versions": library_versions(),
         }
+        if self.cut is not None:  # whole networks keep the config they had
+            config["cut"] = self.cut
         tensors = {
             k: v.detach().to("cpu", copy=True).contiguous()
             for k, v in self.module.state_dict().items()
@@ -265,9 +273,15 @@ class Classifier:
         try:
             classes = [str(c) for c in config["classes"]]
             kwargs = dict(config.get("model_kwargs") or {})
-            module = timm.create_model(
-                config["arch"], pretrained=False, num_classes=len(classes), **kwargs
-            )
+            cut = config.get("cut")
+            if cut is None:
+                module = timm.create_model(
+                    config["arch"], pretrained=False, num_classes=len(classes), **kwargs
+                )
+            else:
+                from autotransfer.backbones.cuts import build_cut_model
+
+                module = build_cut_model(config["arch"], int(cut), len(classes), **kwargs)
             module.load_state_dict(load_file(str(weights)), strict=True)
             return cls(
                 module,
@@ -276,6 +290,7 @@ class Classifier:
                 arch=config["arch"],
                 model_kwargs=kwargs,
                 metadata=config.get("metadata") or {},
+                cut=cut,
             )
         except Exception as exc:  # timm, safetensors and torch raise many kinds
             raise ModelFileError(

@@ -12,7 +12,9 @@ Backbone ids are ``source:arch.tag``. Besides the registered ids (``autotransfer
   ``file:/path/w.safetensors#resnet18`` or, with options,
   ``file:/path/w.pth#mobilenetv2_100,key_map=torchvision_mobilenet_v2,norm=imagenet``.
   Options: ``key_map=<name>``, ``norm=imagenet|inception`` (mean/std; default: timm's
-  config of the architecture), ``input_size=<px>``, ``num_classes=<n>`` (source head size).
+  config of the architecture), ``input_size=<px>``, ``num_classes=<n>`` (source head size);
+* any of these cut after an earlier feature stage with ``@<stage>`` at the end:
+  ``efficientnet_lite0@3``, ``random:resnet18#seed=3@2`` (see :mod:`autotransfer.backbones.cuts`).
 
 >>> spec, = resolve_backbones(["efficientnet_lite0"])   # doctest: +SKIP
 >>> model = load_backbone(spec)                           # doctest: +SKIP
@@ -102,7 +104,8 @@ def load_backbone(spec: BackboneSpec, *, pretrained: bool = True) -> torch.nn.Mo
     source's hint, unless the source can fetch them (``can_download = True``, like
     ``timm`` with internet). ``pretrained=False`` leaves timm's (unseeded) initialisation.
     The model's ``pretrained_cfg`` carries the spec's mean/std/input size, so
-    ``timm.data.resolve_data_config(model=model)`` preprocesses correctly.
+    ``timm.data.resolve_data_config(model=model)`` preprocesses correctly. A spec with a
+    ``cut`` gives the network cut after that stage, without a source head.
 
     >>> model = load_backbone(resolve_backbones("random:test_resnet")[0])
     >>> model.training
@@ -134,6 +137,10 @@ def load_backbone(spec: BackboneSpec, *, pretrained: bool = True) -> torch.nn.Mo
                 + source.missing_hint(spec)
             )
         _load_strict(model, _state_dict(source, spec), spec)
+    if spec.cut is not None:
+        from autotransfer.backbones.cuts import cut_model
+
+        cut_model(model, spec.cut, spec.arch)
     return model.eval()
 
 
@@ -186,8 +193,9 @@ def _load_strict(model: torch.nn.Module, sd: dict, spec: BackboneSpec) -> None:
 
 
 @functools.lru_cache(maxsize=256)
-def count_params(arch: str, num_classes: int = 1000) -> int | None:
-    """Parameter count of a timm architecture, built on the meta device (no weights)."""
+def count_params(arch: str, num_classes: int = 1000, cut: int | None = None) -> int | None:
+    """Parameter count of a timm architecture (cut after stage ``cut``), built on the
+    meta device (no weights)."""
     import timm
     import torch
 
@@ -195,6 +203,10 @@ def count_params(arch: str, num_classes: int = 1000) -> int | None:
         try:
             with torch.device(device):
                 model = timm.create_model(arch, pretrained=False, num_classes=num_classes)
+                if cut is not None:
+                    from autotransfer.backbones.cuts import cut_model
+
+                    cut_model(model, cut, arch)
             return sum(p.numel() for p in model.parameters())
         except Exception as exc:  # some models compute with tensors in __init__
             log.debug("counting params of %s on %s failed: %s", arch, device, exc)
@@ -223,7 +235,7 @@ def candidate_info(spec: BackboneSpec) -> CandidateInfo:
         id=spec.id,
         arch=spec.arch,
         source=spec.weights.source,
-        params=count_params(spec.arch, spec.weights.num_source_classes),
+        params=count_params(spec.arch, spec.weights.num_source_classes, spec.cut),
         source_dataset=spec.weights.source_dataset,
         input_size=spec.input_size,
         available_offline=available,
@@ -261,7 +273,8 @@ def list_candidates(
 def resolve_backbones(names: str | Iterable[str]) -> list[BackboneSpec]:
     """Specs for ``names`` (ids, bare names or ad-hoc ids; see the module docstring).
 
-    A string may hold several comma-separated names. Duplicates are dropped.
+    A string may hold several comma-separated names. Duplicates are dropped. A name
+    ending in ``@<stage>`` is the backbone cut after that stage.
 
     >>> [s.id for s in resolve_backbones("random:test_vit, random:resnet18#seed=3")]
     ['random:test_vit', 'random:resnet18#seed=3']
@@ -274,7 +287,13 @@ def resolve_backbones(names: str | Iterable[str]) -> list[BackboneSpec]:
         name = raw.strip()
         if not name:
             continue
-        spec = registered.get(name) or _bare(name, registered) or parse_backbone_id(name)
+        spec = registered.get(name)
+        if spec is None:
+            from autotransfer.backbones.cuts import split_cut, with_cut
+
+            base, cut = split_cut(name)
+            spec = registered.get(base) or _bare(base, registered) or parse_backbone_id(base)
+            spec = spec if cut is None else with_cut(spec, cut)
         out.setdefault(spec.id, spec)
     return list(out.values())
 
@@ -313,9 +332,13 @@ def parse_backbone_id(backbone_id: str) -> BackboneSpec:
     """
     import timm
 
+    from autotransfer.backbones.cuts import split_cut, with_cut
     from autotransfer.backbones.weight_sources import timm_pretrained_cfg
     from autotransfer.backbones.zoo import random_spec
 
+    base, cut = split_cut(backbone_id)
+    if cut is not None:
+        return with_cut(parse_backbone_id(base), cut)
     if ":" not in backbone_id:
         if "." in backbone_id and timm_pretrained_cfg(backbone_id) is not None:
             return parse_backbone_id("timm:" + backbone_id)

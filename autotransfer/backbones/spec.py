@@ -42,10 +42,13 @@ class WeightsRef:
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """A candidate backbone. ``id`` is ``source:arch.tag`` (``package:efficientnet_lite0``).
+    """A candidate backbone. ``id`` is ``source:arch.tag`` (``package:efficientnet_lite0``),
+    with ``@<stage>`` when the network is cut (``package:efficientnet_lite0@3``).
 
     ``arch`` is the timm architecture name passed to ``timm.create_model``;
-    ``input_size`` is the default square input resolution (pixels).
+    ``input_size`` is the default square input resolution (pixels); ``cut`` is the
+    feature stage after which the network is cut, None for the whole network (see
+    :mod:`autotransfer.backbones.cuts`).
     """
 
     id: str
@@ -56,6 +59,7 @@ class BackboneSpec:
     interpolation: str = "bicubic"
     description: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)  # e.g. ("control",) for random init
+    cut: int | None = None
 
     @property
     def name(self) -> str:  # registries key objects by ``name``
@@ -65,6 +69,8 @@ class BackboneSpec:
         d = asdict(self)
         d["weights"] = self.weights.to_dict()
         d["tags"] = list(self.tags)
+        if self.cut is None:  # whole networks keep the dict (and cache keys) they had
+            del d["cut"]
         return d
 
     @classmethod

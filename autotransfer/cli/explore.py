@@ -16,6 +16,21 @@ def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+CUTS_HELP = (
+    "also rank each backbone cut after these feature stages, e.g. 2,3 (negative: from the "
+    "end, --cuts=-2 is the stage before the last); ids get @<stage>"
+)
+
+
+def _cuts(value: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in _csv(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--cuts takes comma-separated stage numbers such as 2,3 or -2, not {value!r}"
+        ) from None
+
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "data",
@@ -157,6 +172,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         top_k=args.top_k,
         aggregate=args.aggregate,
         include_controls=args.controls,
+        cuts=args.cuts,
         seed=args.seed,
         data_settings=data,
         extraction=ex,
@@ -280,6 +296,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--top-k", type=int, default=3, help="size of the shortlist")
     p.add_argument("--controls", action="store_true", help="add random-init control backbones")
+    p.add_argument("--cuts", type=_cuts, default=(), help=CUTS_HELP)
     p.set_defaults(func=cmd_rank)
 
     p = sub.add_parser("plugins", help="list registered plugins and what they provide")

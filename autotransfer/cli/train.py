@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from autotransfer.cli.explore import _add_data_args, _csv
+from autotransfer.cli.explore import CUTS_HELP, _add_data_args, _csv, _cuts
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -25,6 +25,7 @@ def _fit_settings(args: argparse.Namespace):
         strategies=tuple(args.strategies) if args.strategies else None,
         backbones=tuple(args.backbones) if args.backbones else None,
         top_k=args.top_k,
+        cuts=args.cuts,
         resolution=args.resolution,
         batch_size=args.batch_size,
         augment=args.augment,
@@ -170,6 +171,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strategies", type=_csv, default=None, help="default: all registered")
     p.add_argument("--backbones", type=_csv, default=None, help="default: all offline")
     p.add_argument("--top-k", type=int, default=3, help="backbones kept from the ranking")
+    p.add_argument("--cuts", type=_cuts, default=(), help=CUTS_HELP)
     p.add_argument("--resolution", type=int, default=None, help="default: by device and data")
     p.add_argument("--batch-size", type=int, default=None, help="default: 32 CPU, 128 CUDA")
     p.add_argument(
