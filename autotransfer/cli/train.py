@@ -156,9 +156,14 @@ def cmd_strategies(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
+    from autotransfer.tracking.store import read_record
     from autotransfer.tracking.ui import serve_ui
 
-    print(f"MLflow UI on http://{args.host}:{args.port} (Ctrl-C to stop)")
+    base = f"http://{args.host}:{args.port}"
+    print(f"MLflow UI on {base} (Ctrl-C to stop)", flush=True)
+    experiment = read_record(args.run_dir).get("experiment_id")
+    if experiment is not None:  # MLflow 3 opens an experiment on its GenAI overview
+        print(f"the fit's trials: {base}/#/experiments/{experiment}/runs", flush=True)
     return int(serve_ui(args.run_dir, host=args.host, port=args.port) or 0)
 
 

@@ -131,6 +131,8 @@ def ui_url(fitted, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 if server.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"`autotransfer ui` did not start:\n{log.read_text()[-3000:]}")
                 time.sleep(0.5)
+        # the command names the page of the fit's trials
+        assert f"{base}/#/experiments/{fitted.tracking['experiment_id']}/runs" in log.read_text()
         yield base
     finally:
         _stop(server)
