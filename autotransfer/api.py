@@ -62,8 +62,9 @@ def candidate_backbones(
 ) -> list[BackboneSpec]:
     """The backbones to consider: ``names`` resolved, else every one available offline;
     each followed by its cuts after the ``cuts`` stages."""
+    from autotransfer.backbones.candidates import candidate_info
     from autotransfer.backbones.cuts import with_cuts
-    from autotransfer.backbones.load import candidate_info, list_candidates, resolve_backbones
+    from autotransfer.backbones.load import list_candidates, resolve_backbones
 
     if names:
         specs = resolve_backbones(list(names))
@@ -186,7 +187,7 @@ def rank(
     >>> print(r.table()); r.shortlist              # doctest: +SKIP
     """
     from autotransfer import plugins
-    from autotransfer.backbones.load import candidate_info
+    from autotransfer.backbones.candidates import candidate_info
     from autotransfer.transferability.ranking import (
         Ranking,
         RankingRow,

@@ -18,17 +18,13 @@ Backbone ids are ``source:arch.tag``. Besides the registered ids (``autotransfer
 
 >>> spec, = resolve_backbones(["efficientnet_lite0"])   # doctest: +SKIP
 >>> model = load_backbone(spec)                           # doctest: +SKIP
->>> candidate_info(spec).to_dict()["params"]              # doctest: +SKIP
-4652008
 """
 
 from __future__ import annotations
 
 import difflib
-import functools
 import logging
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from autotransfer import plugins
@@ -56,39 +52,11 @@ NORMS = {
 }
 
 __all__ = [
-    "CandidateInfo",
-    "candidate_info",
     "list_candidates",
     "load_backbone",
     "parse_backbone_id",
     "resolve_backbones",
 ]
-
-
-@dataclass(frozen=True)
-class CandidateInfo:
-    """What ``autotransfer zoo`` shows about one candidate; ``hint`` says how to get it."""
-
-    id: str
-    arch: str
-    source: str
-    params: int | None
-    source_dataset: str
-    input_size: int
-    available_offline: bool
-    imagenet_top1: float | None
-    hint: str = ""
-    tags: tuple[str, ...] = ()
-    description: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["tags"] = list(self.tags)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CandidateInfo:
-        return cls(**{**d, "tags": tuple(d.get("tags", ()))})
 
 
 def weight_source(spec: BackboneSpec) -> WeightSource:
@@ -192,28 +160,7 @@ def _load_strict(model: torch.nn.Module, sd: dict, spec: BackboneSpec) -> None:
     model.load_state_dict(sd, strict=True)
 
 
-@functools.lru_cache(maxsize=256)
-def count_params(arch: str, num_classes: int = 1000, cut: int | None = None) -> int | None:
-    """Parameter count of a timm architecture (cut after stage ``cut``), built on the
-    meta device (no weights)."""
-    import timm
-    import torch
-
-    for device in ("meta", "cpu"):
-        try:
-            with torch.device(device):
-                model = timm.create_model(arch, pretrained=False, num_classes=num_classes)
-                if cut is not None:
-                    from autotransfer.backbones.cuts import cut_model
-
-                    cut_model(model, cut, arch)
-            return sum(p.numel() for p in model.parameters())
-        except Exception as exc:  # some models compute with tensors in __init__
-            log.debug("counting params of %s on %s failed: %s", arch, device, exc)
-    return None
-
-
-def _availability(spec: BackboneSpec) -> tuple[bool, str]:
+def availability(spec: BackboneSpec) -> tuple[bool, str]:
     """(weights on this machine?, how to get them when not)."""
     try:
         source = weight_source(spec)
@@ -222,28 +169,6 @@ def _availability(spec: BackboneSpec) -> tuple[bool, str]:
         return False, source.missing_hint(spec)
     except (UnknownNameError, ConfigError) as exc:
         return False, str(exc)
-
-
-def candidate_info(spec: BackboneSpec) -> CandidateInfo:
-    """Facts about one candidate, without loading its weights.
-
-    >>> candidate_info(resolve_backbones("random:test_resnet")[0]).available_offline
-    True
-    """
-    available, hint = _availability(spec)
-    return CandidateInfo(
-        id=spec.id,
-        arch=spec.arch,
-        source=spec.weights.source,
-        params=count_params(spec.arch, spec.weights.num_source_classes, spec.cut),
-        source_dataset=spec.weights.source_dataset,
-        input_size=spec.input_size,
-        available_offline=available,
-        imagenet_top1=spec.weights.imagenet_top1,
-        hint=hint,
-        tags=tuple(spec.tags),
-        description=spec.description,
-    )
 
 
 def list_candidates(
@@ -264,7 +189,7 @@ def list_candidates(
         spec = reg.obj
         if hidden & set(spec.tags):
             continue
-        if not include_unavailable and not _availability(spec)[0]:
+        if not include_unavailable and not availability(spec)[0]:
             continue
         out.append(spec)
     return out

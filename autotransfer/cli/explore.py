@@ -216,7 +216,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
-    from autotransfer.backbones.load import candidate_info, list_candidates
+    from autotransfer.backbones.candidates import candidate_info
+    from autotransfer.backbones.load import list_candidates
 
     infos = [candidate_info(s) for s in list_candidates(include_unavailable=True)]
     if args.available:

@@ -11,10 +11,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import autotransfer
 from autotransfer import plugins
+from autotransfer.backbones.candidates import candidate_info
 from autotransfer.backbones.cuts import cut_model, split_cut, stage_channels, with_cuts
 from autotransfer.backbones.features import extract_features, forward_batch
 from autotransfer.backbones.load import (
-    candidate_info,
     load_backbone,
     parse_backbone_id,
     resolve_backbones,

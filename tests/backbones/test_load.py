@@ -6,9 +6,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from autotransfer.backbones.candidates import CandidateInfo, candidate_info
 from autotransfer.backbones.load import (
-    CandidateInfo,
-    candidate_info,
     list_candidates,
     load_backbone,
     parse_backbone_id,

@@ -8,7 +8,8 @@ import torch
 
 import autotransfer
 from autotransfer import plugins
-from autotransfer.backbones.load import candidate_info, load_backbone, resolve_backbones
+from autotransfer.backbones.candidates import candidate_info
+from autotransfer.backbones.load import load_backbone, resolve_backbones
 from autotransfer.backbones.spec import BackboneSpec, WeightsRef
 from autotransfer.errors import PluginError, UnknownNameError
 

@@ -8,7 +8,8 @@ import timm
 from safetensors.torch import save_file
 
 from autotransfer import plugins
-from autotransfer.backbones.load import candidate_info, load_backbone, resolve_backbones
+from autotransfer.backbones.candidates import candidate_info
+from autotransfer.backbones.load import load_backbone, resolve_backbones
 from autotransfer.backbones.zoo import (
     INCEPTION_MEAN,
     builtin_backbones,
