@@ -1,0 +1,315 @@
+"""Ground truth for the ranking benchmarks: how well each candidate backbone really
+transfers to each dataset variant, measured by training it.
+
+For every dataset variant x candidate backbone, through the engine's own strategies and
+training loop (``search.objective.train_model``):
+
+* **linear probe**: ``feature_extraction`` (logistic regression on the frozen, cached
+  features) for each C of the grid, its best validation accuracy;
+* **fine-tune**: ``full_finetune`` with the BiT-HyperRule recipe (SGD with momentum,
+  warm-up, x0.1 steps at 30/60/90 %, zero head, no MixUp for small data) for each
+  learning rate of the grid, a fixed number of optimiser steps (BiT counts steps, not
+  epochs: a few-shot set gets more epochs), its best validation accuracy.
+
+The ground truth of a cell is the best of the two. Candidates: every ImageNet backbone
+available offline, each also cut after ``--cuts`` stages, and the random-init control.
+The grid is the same for every cell. Results are cached per cell in
+``benchmarks/results/ground_truth_<device>.json`` (the other benchmarks read it), so a
+run that stops resumes where it was, and a later session (or a GPU) adds cells.
+
+    python benchmarks/ground_truth.py                       # the CPU scale: vtab1k variants
+    python benchmarks/ground_truth.py --variants flowers5_subset/vtab1k,aid_subset/5shot
+    python benchmarks/ground_truth.py --render              # tables and plot from the JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine_info, markdown_table  # noqa: E402
+from _variants import dataset_names, describe_split, load_variant  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+FEW_SHOT = ("aid_subset", "flowers5_subset")  # the two datasets with few-shot variants
+SHOTS = (1, 5, 10)
+
+# The grid: the same for every cell. ``steps`` x ``batch_size`` training images are seen
+# (capped at ``max_epochs`` passes over a tiny few-shot set).
+PROTOCOLS = {
+    "cpu": {
+        "resolution": 128,
+        "batch_size": 32,
+        "steps": 100,
+        "max_epochs": 30,
+        "lrs": [0.003, 0.01],
+        "Cs": [0.1, 1.0, 10.0],
+        "cuts": [3],
+        # on the CPU only the two cheapest backbones are cut (a GPU cuts every one)
+        "cut_backbones": ["package:mobilenetv2_100", "package:efficientnet_lite0"],
+        "seed": 0,
+    },
+    "cuda": {
+        "resolution": 224,
+        "batch_size": 64,
+        "steps": 500,
+        "max_epochs": 100,
+        "lrs": [0.001, 0.003, 0.01, 0.03],
+        "Cs": [0.01, 0.1, 1.0, 10.0, 100.0],
+        "cuts": [2, 3],
+        "cut_backbones": None,
+        "seed": 0,
+    },
+}
+CONTROL = "random:mobilenetv2_100"
+
+
+def default_variants(device: str) -> list[str]:
+    names = dataset_names()
+    out = [f"{n}/vtab1k" for n in names]
+    out += [f"{n}/{k}shot" for n in FEW_SHOT for k in SHOTS]
+    if device == "cuda":
+        out += names
+    return out
+
+
+def candidates(protocol: dict) -> list[str]:
+    """Every ImageNet backbone available offline, its cuts (of ``cut_backbones`` only,
+    when set), and the random control."""
+    from autotransfer.api import candidate_backbones
+
+    whole = [s.id for s in candidate_backbones()]
+    cut = protocol["cut_backbones"] or whole
+    cuts = [s.id for s in candidate_backbones(cut, cuts=protocol["cuts"]) if s.cut is not None]
+    return whole + cuts + [CONTROL]
+
+
+def search_run(ds, backbones: list[str], protocol: dict, device: str | None, work: Path):
+    """The engine's trial state for ``ds``: the shortlist is every candidate."""
+    from autotransfer.config import FitSettings
+    from autotransfer.search import runner
+
+    settings = FitSettings(
+        time_budget=None,
+        n_trials=1,
+        trackers=(),
+        resolution=protocol["resolution"],
+        batch_size=protocol["batch_size"],
+        seed=protocol["seed"],
+        device=device,
+        class_weights="none",
+    )
+    plan = {
+        "root": ds.root,
+        "shortlist": backbones,
+        "strategies": ["feature_extraction", "full_finetune"],
+        "resolution": protocol["resolution"],
+        "median_side": 224.0,
+        "similarity": None,
+        "class_weights": None,
+    }
+    work.mkdir(parents=True, exist_ok=True)
+    _, sr = runner.prepare(work, ds, settings, plan)
+    return sr
+
+
+def epochs_for(num_train: int, protocol: dict) -> int:
+    seen = protocol["steps"] * protocol["batch_size"]
+    return int(min(protocol["max_epochs"], max(1, -(-seen // num_train))))
+
+
+def measure_cell(sr, backbone: str, protocol: dict) -> dict:
+    """Train every grid configuration of one backbone; validation accuracy and seconds."""
+    from autotransfer.search.objective import train_model
+
+    def quiet(epoch, metrics):
+        return None
+
+    cell: dict = {"linear_probe": {}, "finetune": {}}
+    t0 = time.perf_counter()
+    sr.features(backbone, "train"), sr.features(backbone, "val")
+    cell["extract_seconds"] = round(time.perf_counter() - t0, 2)
+    for i, C in enumerate(protocol["Cs"]):
+        t = time.perf_counter()
+        _, out = train_model(sr, backbone, "feature_extraction", {"C": C}, i, quiet)
+        cell["linear_probe"][str(C)] = {
+            "val_accuracy": round(out.val_accuracy, 4),
+            "seconds": round(time.perf_counter() - t, 2),
+        }
+    epochs = epochs_for(sr.search.num_train, protocol)
+    for i, lr in enumerate(protocol["lrs"]):
+        params = {**sr.strategies["full_finetune"].defaults(search=sr.search),
+                  "lr": lr, "epochs": epochs}
+        t = time.perf_counter()
+        _, out = train_model(sr, backbone, "full_finetune", params, 100 + i, quiet)
+        cell["finetune"][str(lr)] = {
+            "val_accuracy": round(out.val_accuracy, 4),
+            "seconds": round(time.perf_counter() - t, 2),
+            "epochs": epochs,
+            "epochs_run": out.info.get("epochs_run"),
+        }
+    cell["linear_probe_best"] = max(v["val_accuracy"] for v in cell["linear_probe"].values())
+    cell["finetune_best"] = max(v["val_accuracy"] for v in cell["finetune"].values())
+    cell["best"] = max(cell["linear_probe_best"], cell["finetune_best"])
+    cell["seconds"] = round(
+        cell["extract_seconds"]
+        + sum(v["seconds"] for part in ("linear_probe", "finetune") for v in cell[part].values()),
+        2,
+    )
+    return cell
+
+
+def load(device: str) -> dict:
+    """The cached ground truth of ``device`` ("cpu" or "cuda"): protocol, cells, machine."""
+    path = RESULTS / f"ground_truth_{device}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    return {"protocol": PROTOCOLS[device], "cells": {}, "variants": {}, "machine": None}
+
+
+def save(data: dict, device: str) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"ground_truth_{device}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    tmp.replace(path)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--variants", default=None, help="comma-separated (default: all)")
+    p.add_argument("--backbones", default=None, help="comma-separated (default: all candidates)")
+    p.add_argument("--render", action="store_true", help="only write the tables and plot")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    data = load(device)
+    protocol = data["protocol"]
+    if protocol != PROTOCOLS[device]:
+        raise SystemExit(
+            f"results/ground_truth_{device}.json was measured with another grid; move it "
+            "away to start again."
+        )
+    if not args.render:
+        variants = args.variants.split(",") if args.variants else default_variants(device)
+        backbones = args.backbones.split(",") if args.backbones else candidates(protocol)
+        work = Path(tempfile.mkdtemp(prefix="autotransfer-gt-"))
+        for variant in variants:
+            todo = [b for b in backbones if b not in data["cells"].get(variant, {})]
+            if not todo:
+                continue
+            ds = load_variant(variant)
+            data["variants"][variant] = {
+                "train/val/test": describe_split(ds),
+                "classes": len(ds.classes),
+                "epochs": epochs_for(len(ds.train), protocol),
+            }
+            sr = search_run(ds, todo, protocol, device, work / variant.replace("/", "_"))
+            for b in todo:
+                cell = measure_cell(sr, b, protocol)
+                cell["commit"] = machine_info()["commit"]
+                data["cells"].setdefault(variant, {})[b] = cell
+                data["machine"] = machine_info()
+                save(data, device)
+                print(json.dumps({"variant": variant, "backbone": b, "best": cell["best"],
+                                  "lp": cell["linear_probe_best"], "ft": cell["finetune_best"],
+                                  "s": cell["seconds"]}), flush=True)
+    write_report(data, device)
+    return 0
+
+
+def short(backbone: str) -> str:
+    return backbone.split(":", 1)[-1]
+
+
+def write_report(data: dict, device: str) -> None:
+    cells = data["cells"]
+    if not cells:
+        return
+    def best_key(grid: dict) -> str:
+        return max(grid, key=lambda k: grid[k]["val_accuracy"])
+
+    rows = []
+    for variant in sorted(cells):
+        v = data["variants"].get(variant, {})
+        for b, c in sorted(cells[variant].items(), key=lambda kv: -kv[1]["best"]):
+            rows.append({
+                "variant": variant,
+                "train/val/test": v.get("train/val/test", ""),
+                "backbone": short(b),
+                "linear probe": c["linear_probe_best"],
+                "best C": best_key(c["linear_probe"]),
+                "fine-tune": c["finetune_best"],
+                "best lr": best_key(c["finetune"]),
+                "ground truth": c["best"],
+                "epochs": v.get("epochs", ""),
+                "seconds": round(c["seconds"]),
+            })
+    proto = data["protocol"]
+    md = [
+        f"# Ground truth: each candidate trained on each dataset variant ({device})",
+        "",
+        "Validation accuracy. `linear probe`: logistic regression on frozen features, best "
+        f"over C in {proto['Cs']}. `fine-tune`: full fine-tune with the BiT-HyperRule recipe "
+        f"(SGD momentum 0.9, warm-up, x0.1 steps, zero head), best over lr in {proto['lrs']}, "
+        f"{proto['steps']} steps of {proto['batch_size']} images (at most "
+        f"{proto['max_epochs']} epochs), {proto['resolution']} px, seed {proto['seed']}. "
+        "`ground truth` is the better of the two. `@3`: the backbone cut after its stage 3; "
+        "`random:`: the random-init control. `seconds`: all of the cell's training and its "
+        "feature extraction.",
+        "",
+        markdown_table(rows, list(rows[0])),
+        "",
+        "Machine: " + ", ".join(f"{k} {v}" for k, v in (data["machine"] or {}).items()),
+        "",
+        "Reproduce: `python benchmarks/ground_truth.py"
+        + (" --device cpu" if device == "cpu" else "") + "` (resumes; cells are cached in "
+        f"`ground_truth_{device}.json`).",
+    ]
+    (RESULTS / f"ground_truth_{device}.md").write_text("\n".join(md) + "\n")
+    plot(data, RESULTS / f"ground_truth_{device}.png")
+
+
+def plot(data: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    cells = data["cells"]
+    variants = sorted(cells)
+    backbones = sorted({b for v in cells.values() for b in v})
+    grid = np.full((len(variants), len(backbones)), np.nan)
+    for i, v in enumerate(variants):
+        for j, b in enumerate(backbones):
+            if b in cells[v]:
+                grid[i, j] = cells[v][b]["best"]
+    fig, ax = plt.subplots(figsize=(1.1 * len(backbones) + 3, 0.45 * len(variants) + 2))
+    im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(backbones)), [short(b) for b in backbones], rotation=40, ha="right")
+    ax.set_yticks(range(len(variants)), variants)
+    for i in range(len(variants)):
+        for j in range(len(backbones)):
+            if grid[i, j] == grid[i, j]:
+                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if grid[i, j] < 0.6 else "black")
+    fig.colorbar(im, ax=ax, label="ground truth (validation accuracy)")
+    ax.set_title("Ground truth: best of linear probe and fine-tune grid")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
