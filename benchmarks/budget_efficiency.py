@@ -1,0 +1,250 @@
+"""How close `fit` gets to the exhaustive best within a fraction of its cost, against
+fixed recipes given the same time.
+
+The exhaustive grid is the ground truth of a variant (benchmarks/ground_truth.py):
+every candidate x (linear-probe grid + fine-tune grid), its cost the sum of the seconds
+those trainings and feature passes took, its best the best validation accuracy in it.
+For each budget (5, 10, 25, 50 % of that cost), each method gets the budget as its
+wall clock, on the same split, resolution and batch size as the ground truth, with a
+cold feature cache (what a user's first run pays):
+
+* **fit**: ``autotransfer.fit`` with default settings over the ground truth's candidates
+  (the cuts included);
+* **seed-style default**: a full fine-tune of the largest offline backbone with the
+  default (BiT-HyperRule) hyperparameters, no search;
+* **BiT-HyperRule on every backbone**: the HyperRule fine-tune of each whole offline
+  backbone, each given an equal share of the budget, the best by validation kept;
+* **fastai fine_tune**: one frozen epoch, then unfrozen with discriminative learning
+  rates (benchmarks/_fastai_baseline.py) on the largest backbone.
+
+Reported: validation accuracy of each method's pick against the exhaustive best (as a
+fraction: 1.0 is the best the grid found), its test accuracy, and the budget at which
+`fit` first reaches 99 % of the exhaustive best. Results: ``budget_efficiency_<device>``.
+
+    python benchmarks/budget_efficiency.py --variants hymenoptera/vtab1k [--fractions 0.05,0.1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _fastai_baseline import register as register_fastai  # noqa: E402
+from _machine import machine_info, markdown_table  # noqa: E402
+from _variants import load_variant  # noqa: E402
+from ground_truth import CONTROL, short  # noqa: E402
+from ground_truth import load as load_truth
+
+import autotransfer  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+FRACTIONS = (0.05, 0.10, 0.25, 0.50)
+METHODS = ("fit", "seed-style default", "BiT-HyperRule every backbone", "fastai fine_tune")
+
+
+def _fit(ds, work: Path, budget: float, protocol: dict, device: str | None, **options):
+    """One ``fit`` with a cold cache of its own; (val accuracy, test accuracy, pick, s)."""
+    os.environ["AUTOTRANSFER_CACHE"] = tempfile.mkdtemp(dir=work, prefix="cache-")
+    start = time.perf_counter()
+    r = autotransfer.fit(
+        ds,
+        run_dir=tempfile.mkdtemp(dir=work, prefix="run-"),
+        time_budget=budget,
+        resolution=protocol["resolution"],
+        batch_size=protocol["batch_size"],
+        seed=protocol["seed"],
+        device=device,
+        trackers=(),
+        progress=False,
+        **options,
+    )
+    seconds = time.perf_counter() - start
+    test = (r.test_metrics or {}).get("accuracy")
+    return {
+        "val": round(float(r.val_metrics["accuracy"]), 4),
+        "test": None if test is None else round(float(test), 4),
+        "pick": f"{r.best.strategy} / {short(r.best.backbone)}",
+        "trials": len(r.leaderboard),
+        "seconds": round(seconds, 1),
+    }
+
+
+def run_methods(ds, budget: float, whole: list[str], candidates: list[str], protocol: dict,
+                device: str | None, work: Path, methods: tuple[str, ...]) -> dict:
+    from autotransfer.backbones.candidates import count_params
+    from autotransfer.backbones.load import resolve_backbones
+
+    largest = max(whole, key=lambda b: count_params(resolve_backbones([b])[0].arch) or 0)
+    cut_ids = [c for c in candidates if "@" in c]
+    cuts = sorted({int(c.rsplit("@", 1)[1]) for c in cut_ids})
+    out = {}
+    for m in methods:
+        if m == "fit":
+            out[m] = _fit(ds, work, budget, protocol, device, cuts=tuple(cuts))
+        elif m == "seed-style default":
+            out[m] = _fit(ds, work, budget, protocol, device, backbones=(largest,), top_k=1,
+                          strategies=("full_finetune",), n_trials=1, trial_time_limit=budget)
+        elif m == "fastai fine_tune":
+            register_fastai()
+            out[m] = _fit(ds, work, budget, protocol, device, backbones=(largest,), top_k=1,
+                          strategies=("fastai_fine_tune",), n_trials=1, trial_time_limit=budget)
+        elif m == "BiT-HyperRule every backbone":
+            share = budget / len(whole)
+            runs = [
+                _fit(ds, work, share, protocol, device, backbones=(b,), top_k=1,
+                     strategies=("full_finetune",), n_trials=1, trial_time_limit=share)
+                for b in whole
+            ]
+            best = max(runs, key=lambda r: r["val"])
+            out[m] = {**best, "seconds": round(sum(r["seconds"] for r in runs), 1),
+                      "trials": sum(r["trials"] for r in runs)}
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="cpu", help="whose ground truth, and where to run")
+    p.add_argument("--variants", required=False, default=None,
+                   help="comma-separated (default: every variant with complete ground truth)")
+    p.add_argument("--fractions", default=",".join(map(str, FRACTIONS)))
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--render", action="store_true", help="only rewrite the tables and plot")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    truth = load_truth(args.device)
+    protocol = truth["protocol"]
+    out = RESULTS / f"budget_efficiency_{args.device}"
+    data = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(
+        ".json").exists() else {"variants": {}}
+    if not args.render:
+        variants = args.variants.split(",") if args.variants else sorted(truth["cells"])
+        work = Path(tempfile.mkdtemp(prefix="autotransfer-budget-"))
+        for variant in variants:
+            cells = truth["cells"][variant]
+            candidates = sorted(cells)
+            whole = [c for c in candidates if "@" not in c and c != CONTROL]
+            cost = sum(c["seconds"] for c in cells.values())
+            best = max(c["best"] for c in cells.values())
+            ds = load_variant(variant)
+            entry = data["variants"].setdefault(variant, {"runs": {}})
+            entry.update(exhaustive_seconds=round(cost, 1), exhaustive_best=best,
+                         candidates=candidates)
+            for frac in map(float, args.fractions.split(",")):
+                key = f"{frac:g}"
+                have = entry["runs"].get(key, {})
+                todo = tuple(m for m in args.methods.split(",") if m not in have)
+                if not todo:
+                    continue
+                res = run_methods(ds, frac * cost, whole, candidates, protocol,
+                                  None if args.device == "cpu" else args.device, work, todo)
+                entry["runs"][key] = {**have, **res}
+                entry["commit"] = machine_info()["commit"]
+                data["machine"] = machine_info()
+                out.with_suffix(".json").write_text(json.dumps(data, indent=1))
+                print(json.dumps({"variant": variant, "fraction": frac, **{
+                    m: r["val"] for m, r in res.items()}}), flush=True)
+    write(data, out, args.device)
+    return 0
+
+
+def rows_of(data: dict) -> list[dict]:
+    rows = []
+    for variant, e in sorted(data["variants"].items()):
+        for key, runs in sorted(e["runs"].items(), key=lambda kv: float(kv[0])):
+            for m in METHODS:
+                if m not in runs:
+                    continue
+                r = runs[m]
+                rows.append({
+                    "variant": variant,
+                    "budget": f"{float(key):.0%}",
+                    "budget s": round(float(key) * e["exhaustive_seconds"]),
+                    "method": m,
+                    "val acc": r["val"],
+                    "of exhaustive best": round(r["val"] / e["exhaustive_best"], 3),
+                    "test acc": r["test"],
+                    "pick": r["pick"],
+                    "trials": r["trials"],
+                    "seconds": r["seconds"],
+                })
+    return rows
+
+
+def reach(data: dict, share: float = 0.99) -> dict[str, str]:
+    """Per variant: the smallest budget at which fit reached ``share`` of the best."""
+    out = {}
+    for variant, e in data["variants"].items():
+        hit = [float(k) for k, runs in e["runs"].items()
+               if "fit" in runs and runs["fit"]["val"] >= share * e["exhaustive_best"]]
+        out[variant] = f"{min(hit):.0%}" if hit else "not within the budgets tried"
+    return out
+
+
+def write(data: dict, out: Path, device: str) -> None:
+    rows = rows_of(data)
+    if not rows:
+        return
+    reached = reach(data)
+    md = [
+        f"# Budget efficiency: fit against fixed recipes at fractions of the exhaustive grid "
+        f"({device})",
+        "",
+        "Budget: a fraction of the exhaustive grid's cost (every candidate x the linear-probe "
+        "and fine-tune grids of `ground_truth_" + device + ".md`). `val acc`: validation "
+        "accuracy of the method's pick; `of exhaustive best`: that over the best validation "
+        "accuracy in the grid; `test acc`: the pick on the variant's test split. Every run "
+        "starts with a cold feature cache. `seconds`: wall clock (the budget bounds it; a run "
+        "may stop early when its trials are done).",
+        "",
+        "| variant | exhaustive s | exhaustive best | fit reaches 99 % at |",
+        "|---|---|---|---|",
+        *[f"| {v} | {round(e['exhaustive_seconds'])} | {e['exhaustive_best']} | {reached[v]} |"
+          for v, e in sorted(data["variants"].items())],
+        "",
+        markdown_table(rows, list(rows[0])),
+        "",
+        "Machine: " + ", ".join(f"{k} {v}" for k, v in (data.get("machine") or {}).items()),
+        "",
+        f"Reproduce: `python benchmarks/budget_efficiency.py --device {device}`",
+    ]
+    out.with_suffix(".md").write_text("\n".join(md) + "\n")
+    plot(data, out.with_suffix(".png"))
+
+
+def plot(data: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants = sorted(data["variants"])
+    fig, axes = plt.subplots(1, len(variants), figsize=(4.2 * len(variants), 3.6), squeeze=False)
+    for ax, v in zip(axes[0], variants):
+        e = data["variants"][v]
+        keys = sorted(e["runs"], key=float)
+        for m in METHODS:
+            pts = [(float(k), e["runs"][k][m]["val"] / e["exhaustive_best"])
+                   for k in keys if m in e["runs"][k]]
+            if pts:
+                ax.plot([100 * x for x, _ in pts], [y for _, y in pts], marker="o", label=m)
+        ax.axhline(0.99, color="grey", ls="--", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("budget, % of the exhaustive grid")
+        ax.set_ylabel("val accuracy / exhaustive best")
+        ax.set_title(v, fontsize=9)
+    axes[0][0].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
