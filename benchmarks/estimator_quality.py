@@ -37,6 +37,8 @@ from _variants import load_variant  # noqa: E402
 from ground_truth import load as load_truth  # noqa: E402
 from ground_truth import short  # noqa: E402
 
+from autotransfer.search.plan import SIMILAR  # noqa: E402  (the plan's near/far threshold)
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 FEATURE_ESTIMATORS = ("logme", "leep", "nleep", "hscore", "knn_loo_k1", "knn_loo_k5",
@@ -105,18 +107,24 @@ def noise(data: dict, variant: str, kind: str) -> float | None:
 
 
 def variant_scores(variant: str, backbones: list[str], resolution: int, device: str) -> dict:
-    """Every estimator's score of each candidate on ``variant`` (cached features)."""
+    """Every estimator's score of each candidate on ``variant`` (cached features), and the
+    variant's closeness to the source (0..1, the plan's similarity from the descriptors,
+    averaged over the whole ImageNet backbones)."""
     import autotransfer
     from autotransfer.config import ExtractionSettings
+    from autotransfer.search.plan import similarity_score
 
     ds = load_variant(variant)
-    r = autotransfer.rank(
-        ds,
-        backbones=backbones,
-        extraction=ExtractionSettings(resolution=resolution, device=device),
-        progress=False,
-    )
-    return {row.backbone: dict(row.scores) for row in r.rows}
+    ex = ExtractionSettings(resolution=resolution, device=device)
+    r = autotransfer.rank(ds, backbones=backbones, extraction=ex, progress=False)
+    whole = [b for b in backbones if "@" not in b and not b.startswith("random:")]
+    d = autotransfer.describe(ds, backbones=whole, extraction=ex, progress=False)
+    sims = [similarity_score(d, b) for b in whole]
+    sims = [x for x in sims if x is not None]
+    return {
+        "scores": {row.backbone: dict(row.scores) for row in r.rows},
+        "similarity": round(float(np.mean(sims)), 3) if sims else None,
+    }
 
 
 def evaluate(data: dict, truth_kind: str, scores: dict[str, dict]) -> dict:
@@ -124,7 +132,8 @@ def evaluate(data: dict, truth_kind: str, scores: dict[str, dict]) -> dict:
     from autotransfer.transferability.ranking import aggregate_scores
 
     per_variant = {}
-    for variant, sc in scores.items():
+    for variant, entry in scores.items():
+        sc = entry["scores"]
         cells = data["cells"][variant]
         key = {"test": "test", "val": "best", "finetune": "finetune_test",
                "linear_probe": "linear_probe_test"}[truth_kind]
@@ -134,6 +143,11 @@ def evaluate(data: dict, truth_kind: str, scores: dict[str, dict]) -> dict:
             rows[est] = metrics({b: sc[b].get(est) for b in sc}, truth)
         for name, members in AGGREGATES.items():
             rows[name] = metrics(aggregate_scores(sc, members), truth)
+        # chosen by the descriptors, decided before looking at results: close to the source,
+        # the ImageNet prior joins the estimators; far from it, the features alone decide
+        sim = entry["similarity"]
+        chosen = "aggregate + imagenet_top1" if sim is not None and sim >= SIMILAR else DEFAULT
+        rows["descriptor choice of aggregate"] = {**rows[chosen], "chose": chosen}
         se = noise(data, variant, truth_kind)
         for m in rows.values():
             m["se"] = se if se is not None else 0.0
@@ -194,10 +208,12 @@ def write(per_variant: dict, scores: dict, data: dict, args) -> None:
     detail = []
     for variant, by_name in sorted(per_variant.items()):
         for n in (*FEATURE_ESTIMATORS, "imagenet_top1", DEFAULT,
-                  "leave-one-out choice of aggregate"):
+                  "descriptor choice of aggregate", "leave-one-out choice of aggregate"):
             if n in by_name:
                 m = by_name[n]
-                detail.append({"variant": variant, "estimator / aggregate": n,
+                detail.append({"variant": variant,
+                               "similarity": scores[variant]["similarity"],
+                               "estimator / aggregate": n,
                                "tau": round(m["tau"], 3),
                                "weighted tau": round(m["weighted tau"], 3),
                                "pick": short(m["pick"]), "regret": m["regret"],
