@@ -9,7 +9,7 @@ wall clock, on the same split, resolution and batch size as the ground truth, wi
 cold feature cache (what a user's first run pays):
 
 * **fit**: ``autotransfer.fit`` with default settings over the ground truth's candidates
-  (the cuts included);
+  (the cuts included, the random control left out);
 * **seed-style default**: a full fine-tune of the largest offline backbone with the
   default (BiT-HyperRule) hyperparameters, no search;
 * **BiT-HyperRule on every backbone**: the HyperRule fine-tune of each whole offline
@@ -83,12 +83,12 @@ def run_methods(ds, budget: float, whole: list[str], candidates: list[str], prot
     from autotransfer.backbones.load import resolve_backbones
 
     largest = max(whole, key=lambda b: count_params(resolve_backbones([b])[0].arch) or 0)
-    cut_ids = [c for c in candidates if "@" in c]
-    cuts = sorted({int(c.rsplit("@", 1)[1]) for c in cut_ids})
+    # fit searches the grid's space: its candidates, cuts included, less the random control
+    space = tuple(c for c in candidates if c != CONTROL)
     out = {}
     for m in methods:
         if m == "fit":
-            out[m] = _fit(ds, work, budget, protocol, device, cuts=tuple(cuts))
+            out[m] = _fit(ds, work, budget, protocol, device, backbones=space)
         elif m == "seed-style default":
             out[m] = _fit(ds, work, budget, protocol, device, backbones=(largest,), top_k=1,
                           strategies=("full_finetune",), n_trials=1, trial_time_limit=budget)
