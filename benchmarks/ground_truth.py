@@ -262,7 +262,8 @@ def main(argv=None) -> int:
 
 
 def short(backbone: str) -> str:
-    return backbone.split(":", 1)[-1]
+    """The id without its weight source, but for the random control, which keeps it."""
+    return backbone if backbone.startswith("random:") else backbone.split(":", 1)[-1]
 
 
 def write_report(data: dict, device: str) -> None:
