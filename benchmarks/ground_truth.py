@@ -294,7 +294,8 @@ def write_report(data: dict, device: str) -> None:
     md = [
         f"# Ground truth: each candidate trained on each dataset variant ({device})",
         "",
-        "Validation accuracy. `linear probe`: logistic regression on frozen features, best "
+        "Validation accuracy except in `test (val-selected)`. `linear probe`: logistic "
+        "regression on frozen features, best "
         f"over C in {proto['Cs']}. `fine-tune`: full fine-tune with the BiT-HyperRule recipe "
         f"(SGD momentum 0.9, warm-up, x0.1 steps, zero head), best over lr in {proto['lrs']}, "
         f"{proto['steps']} steps of {proto['batch_size']} images (at most "
@@ -341,7 +342,7 @@ def plot(data: dict, path: Path) -> None:
             if grid[i, j] == grid[i, j]:
                 ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7,
                         color="white" if grid[i, j] < 0.6 else "black")
-    fig.colorbar(im, ax=ax, label="test accuracy (configuration chosen on validation)")
+    fig.colorbar(im, ax=ax, label="test accuracy")
     ax.set_title("Ground truth: linear-probe and fine-tune grids, chosen on validation")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
