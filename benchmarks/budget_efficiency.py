@@ -237,6 +237,8 @@ def plot(data: dict, path: Path) -> None:
                 ax.plot([100 * x for x, _ in pts], [y for _, y in pts], marker="o", label=m)
         ax.axhline(0.99, color="grey", ls="--", lw=0.8)
         ax.set_xscale("log")
+        ax.set_xticks([100 * f for f in FRACTIONS], [f"{f:.0%}" for f in FRACTIONS])
+        ax.minorticks_off()
         ax.set_xlabel("budget, % of the exhaustive grid")
         ax.set_ylabel("val accuracy / exhaustive best")
         ax.set_title(v, fontsize=9)
