@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _fastai_baseline import register as register_fastai  # noqa: E402
 from _machine import machine_info, markdown_table  # noqa: E402
 from _variants import load_variant  # noqa: E402
+from fit_vs_baselines import BUILTIN  # noqa: E402  (the four built-in strategies)
 from ground_truth import CONTROL, short  # noqa: E402
 from ground_truth import load as load_truth
 
@@ -47,7 +48,6 @@ import autotransfer  # noqa: E402
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 FRACTIONS = (0.05, 0.10, 0.25, 0.50)
-BUILTIN = ("feature_extraction", "partial_freeze", "full_finetune", "discriminative_lr")
 METHODS = ("fit", "seed-style default", "BiT-HyperRule every backbone", "fastai fine_tune")
 
 

@@ -110,16 +110,10 @@ def search_run(ds, backbones: list[str], protocol: dict, device: str | None, wor
         seed=protocol["seed"],
         device=device,
         class_weights="none",
+        strategies=("feature_extraction", "full_finetune"),
     )
-    plan = {
-        "root": ds.root,
-        "shortlist": backbones,
-        "strategies": ["feature_extraction", "full_finetune"],
-        "resolution": protocol["resolution"],
-        "median_side": 224.0,
-        "similarity": None,
-        "class_weights": None,
-    }
+    # no descriptor: median side 224, no similarity, and no class weights
+    plan = runner.make_plan(ds, settings, None, backbones)
     work.mkdir(parents=True, exist_ok=True)
     _, sr = runner.prepare(work, ds, settings, plan)
     return sr
