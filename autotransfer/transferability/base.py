@@ -45,4 +45,9 @@ class Estimator(Protocol):
     needs_features: bool
 
     def score(self, inputs: ScoringInput) -> float:
-        """The score; higher means the backbone is expected to transfer better."""
+        """The score; higher means the backbone is expected to transfer better.
+
+        NaN (or None) when the data cannot support a score (say, a kNN leave-one-out
+        accuracy when every class has one image): the ranking then leaves this estimator
+        out for that backbone instead of ranking a meaningless tie.
+        """

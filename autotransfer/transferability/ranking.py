@@ -153,9 +153,13 @@ def _fmt(x: float, digits: int) -> str:
 
 
 def estimator_identity(est: Estimator, seed: int) -> str:
-    """What a score depends on besides the features: the class, its settings and the seed."""
+    """What a score depends on besides the features: the class, its settings, its
+    ``revision`` (an estimator bumps it when the same inputs score differently, so that
+    cached scores of the old code are not reused) and the seed."""
     params = {k: repr(v) for k, v in sorted(vars(est).items()) if not k.startswith("_")}
-    return f"{type(est).__module__}.{type(est).__qualname__}{params}@seed={seed}"
+    revision = getattr(est, "revision", None)
+    rev = "" if revision is None else f"@rev={revision}"
+    return f"{type(est).__module__}.{type(est).__qualname__}{params}{rev}@seed={seed}"
 
 
 class ScoreCache:
@@ -265,6 +269,6 @@ def aggregate_scores(
             continue
         ranks = rankdata([scores[b][est] for b in have])  # 1 = lowest score
         for b, r in zip(have, ranks):
-            sums[b] += (r - 1) / (len(have) - 1)
+            sums[b] += float(r - 1) / (len(have) - 1)
             counts[b] += 1
     return {b: (sums[b] / counts[b] if counts[b] else float("nan")) for b in ids}

@@ -70,7 +70,7 @@ def test_class_ids_with_gaps_score_like_consecutive_ones(estimator: Estimator) -
 @pytest.mark.parametrize(
     "case", ["all_constant", "two_samples", "one_column", "singletons_and_one_pair"]
 )
-def test_degenerate_inputs_give_finite_scores(estimator: Estimator, case: str) -> None:
+def test_degenerate_inputs_give_finite_scores_or_decline(estimator: Estimator, case: str) -> None:
     rng = np.random.default_rng(0)
     features = {
         "all_constant": np.full((10, 5), 3.0),
@@ -86,7 +86,13 @@ def test_degenerate_inputs_give_finite_scores(estimator: Estimator, case: str) -
     }[case]
     logits = rng.normal(size=(features.shape[0], 4))
     value = estimator.score(ScoringInput(features=features, labels=labels, logits=logits))
-    assert isinstance(value, float) and np.isfinite(value)
+    assert isinstance(value, float)
+    # singleton classes leave nothing to hold out (kNN, probe) or to model (NLEEP): NaN
+    declines = {
+        "two_samples": {"knn_loo_k1", "knn_loo_k5", "linear_probe_cv", "nleep"},
+        "singletons_and_one_pair": {"nleep"},  # 4 images, 3 classes: under 2 per class
+    }.get(case, set())
+    assert np.isnan(value) if estimator.name in declines else np.isfinite(value)
 
 
 @pytest.mark.parametrize("estimator", DATA_ESTIMATORS, ids=lambda e: e.name)

@@ -72,6 +72,12 @@ def test_excludes_the_point_itself() -> None:
     assert KNNLeaveOneOut(k=1).score(ScoringInput(features=x, labels=labels)) == 0.0
 
 
+def test_all_singleton_classes_cannot_be_scored() -> None:
+    x = np.random.default_rng(0).normal(size=(5, 3))
+    for k in (1, 5):
+        assert np.isnan(KNNLeaveOneOut(k=k).score(ScoringInput(features=x, labels=np.arange(5))))
+
+
 def test_blocked_similarities_match_one_block() -> None:
     from autotransfer.transferability.estimators.knn import loo_neighbours
 

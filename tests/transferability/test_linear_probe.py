@@ -59,9 +59,9 @@ def test_class_with_one_example_counts_as_an_error() -> None:
     assert got <= 20 / 21
 
 
-def test_two_singletons_predict_the_only_training_class() -> None:
-    x = np.array([[0.0], [1.0]])
-    assert LinearProbeCV().score(ScoringInput(features=x, labels=np.array([0, 1]))) == 0.0
+def test_all_singleton_classes_cannot_be_scored() -> None:
+    x = np.random.default_rng(0).normal(size=(5, 3))
+    assert np.isnan(LinearProbeCV().score(ScoringInput(features=x, labels=np.arange(5))))
 
 
 def test_separable_is_perfect() -> None:

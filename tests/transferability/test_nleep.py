@@ -39,7 +39,7 @@ def reference_nleep(
     z = PCA(n_components=variance, svd_solver=solver).fit_transform(z)[:, :max_dims]
     num_classes = np.unique(labels).size
     gmm = GaussianMixture(
-        n_components=min(per_class * num_classes, x.shape[0]),
+        n_components=min(per_class * num_classes, x.shape[0] // 2),
         covariance_type=covariance_type,
         reg_covar=1e-4,
         max_iter=100,
@@ -73,10 +73,25 @@ def test_well_separated_clusters_score_near_zero() -> None:
     assert NLEEP().score(ScoringInput(features=x, labels=labels)) > -0.01
 
 
-def test_more_components_than_samples_is_capped() -> None:
+def test_components_are_capped_at_half_the_samples() -> None:
     x, labels = clusters(2, 3, 5, separation=3.0, seed=4)  # 6 samples, 5 * 3 components asked
-    assert NLEEP().n_components(6, 3) == 6
+    assert NLEEP().n_components(6, 3) == 3
     assert np.isfinite(NLEEP().score(ScoringInput(features=x, labels=labels)))
+
+
+def test_five_shot_scores_differ_between_good_and_poor_features() -> None:
+    # 5 images per class and 5 components per class: uncapped, every image got its own
+    # component and every feature set scored exactly 0
+    good, labels = clusters(5, 4, 16, separation=8.0, seed=5)
+    poor = np.random.default_rng(5).normal(size=good.shape)
+    score = {name: NLEEP().score(ScoringInput(features=x, labels=labels))
+             for name, x in (("good", good), ("poor", poor))}
+    assert score["good"] > score["poor"] + 0.1, score
+
+
+def test_one_shot_cannot_be_scored() -> None:
+    x = np.random.default_rng(0).normal(size=(4, 6))
+    assert np.isnan(NLEEP().score(ScoringInput(features=x, labels=np.arange(4))))
 
 
 def test_all_constant_features_give_the_label_entropy() -> None:

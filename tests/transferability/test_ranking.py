@@ -57,3 +57,17 @@ def test_ranking_round_trips_and_prints_every_estimator():
     table = r.table()
     assert "logme" in table and "leep" in table and "p:two" in table
     assert table.splitlines()[2].startswith("1*")
+
+
+def test_a_new_revision_of_an_estimator_does_not_reuse_cached_scores():
+    from autotransfer.transferability.estimators import KNNLeaveOneOut
+    from autotransfer.transferability.ranking import estimator_identity
+
+    class OldKNN(KNNLeaveOneOut):
+        revision = 1
+
+    new, old = KNNLeaveOneOut(k=5), OldKNN(k=5)
+    renamed = estimator_identity(old, 0).replace("OldKNN", "KNNLeaveOneOut")
+    assert "@rev=2" in estimator_identity(new, 0) and estimator_identity(new, 0) != renamed
+    assert estimator_identity(new, 0) == estimator_identity(KNNLeaveOneOut(k=5), 0)
+    assert estimator_identity(new, 0) != estimator_identity(new, 1)

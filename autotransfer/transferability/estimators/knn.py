@@ -56,7 +56,9 @@ class KNNLeaveOneOut:
     then L2-normalised; similarity is the dot product (cosine). Each sample is
     classified by its ``k`` most similar *other* samples. Ties are broken
     deterministically: equally similar neighbours by lower index, and a tied vote by
-    the class of the nearest neighbour among the tied classes. Score in [0, 1].
+    the class of the nearest neighbour among the tied classes. Score in [0, 1]; NaN
+    ("cannot score") when every class has a single image, since no image then has a
+    neighbour of its own class (a one-shot dataset).
 
     >>> import numpy as np
     >>> from autotransfer.transferability.base import ScoringInput
@@ -68,6 +70,7 @@ class KNNLeaveOneOut:
 
     needs_logits = False
     needs_features = True
+    revision = 2  # 2: NaN instead of 0 when every class is a singleton
 
     def __init__(self, *, k: int = 1, name: str | None = None):
         self.k = k
@@ -79,6 +82,8 @@ class KNNLeaveOneOut:
     def score(self, inputs: ScoringInput) -> float:
         check_positive(self.name, "k", self.k, integer=True)
         data = check_inputs(inputs, self.name)
+        if data.counts.max() < 2:
+            return float("nan")
         x = l2_normalise(standardise(data.features))
         k = min(self.k, x.shape[0] - 1)
         neighbours = loo_neighbours(x, k)

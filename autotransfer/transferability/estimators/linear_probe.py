@@ -33,25 +33,27 @@ def make_probe(c: float, max_iter: int, seed: int):
 class LinearProbeCV:
     """Stratified k-fold accuracy of a logistic regression on standardised features.
 
-        ``k = min(folds, smallest class count)``, at least 2; folds are shuffled with seed
-        ``inputs.seed``. A class with a single example cannot be stratified: it lands in
-        one test fold and counts as an error there (its class is absent from training). A
-        training fold with a single class predicts that class; when every class is a singleton
-    the score is 0. ``C`` is the inverse
-        regularisation strength of scikit-learn's ``LogisticRegression`` (lbfgs). Score in
-        [0, 1], the accuracy over all held-out predictions.
+    ``k = min(folds, smallest class count)``, at least 2; folds are shuffled with seed
+    ``inputs.seed``. A class with a single example cannot be stratified: it lands in one
+    test fold and counts as an error there (its class is absent from training). A training
+    fold with a single class predicts that class. When every class is a singleton (a
+    one-shot dataset) nothing can be held out and predicted: the score is NaN ("cannot
+    score"). ``C`` is the inverse regularisation strength of scikit-learn's
+    ``LogisticRegression`` (lbfgs). Score in [0, 1], the accuracy over all held-out
+    predictions.
 
-        >>> import numpy as np
-        >>> from autotransfer.transferability.base import ScoringInput
-        >>> y = np.repeat([0, 1], 10)
-        >>> x = np.random.default_rng(0).normal(size=(20, 3)) + 5 * y[:, None]
-        >>> LinearProbeCV().score(ScoringInput(features=x, labels=y))
-        1.0
+    >>> import numpy as np
+    >>> from autotransfer.transferability.base import ScoringInput
+    >>> y = np.repeat([0, 1], 10)
+    >>> x = np.random.default_rng(0).normal(size=(20, 3)) + 5 * y[:, None]
+    >>> LinearProbeCV().score(ScoringInput(features=x, labels=y))
+    1.0
     """
 
     name = "linear_probe_cv"
     needs_logits = False
     needs_features = True
+    revision = 2  # 2: NaN instead of 0 when every class is a singleton
 
     def __init__(self, *, folds: int = 5, C: float = 0.1, max_iter: int = 200):
         self.folds = folds
@@ -71,7 +73,7 @@ class LinearProbeCV:
         data = check_inputs(inputs, self.name)
         x, y = data.features, data.labels
         if data.counts.max() < 2:
-            return 0.0  # every class is a singleton: held out, its class is never seen
+            return float("nan")  # every class a singleton: held out, its class is never seen
         k = n_folds(data.counts, self.folds)
         splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=inputs.seed)
         correct = 0

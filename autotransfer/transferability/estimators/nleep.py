@@ -48,9 +48,15 @@ class NLEEP:
 
     The features are standardised, reduced by PCA to the components that explain
     ``variance`` of the variance (at most ``max_dims``), and a Gaussian mixture with
-    ``components_per_class * C`` components (at most N) is fitted with seed
-    ``inputs.seed``; its posteriors P(component | x) replace the source classifier's
-    softmax in LEEP. Does not need a source head.
+    ``components_per_class * C`` components is fitted with seed ``inputs.seed``; its
+    posteriors P(component | x) replace the source classifier's softmax in LEEP. Does not
+    need a source head.
+
+    Components are capped at N / 2, two images each on average: with as many
+    components as images each image gets its own, the posteriors are one-hot and every
+    backbone scores exactly 0 (what a 5-shot dataset with 5 components per class gave).
+    With fewer than two images per class on average (a one-shot dataset) the score is
+    NaN ("cannot score").
 
     >>> import numpy as np
     >>> from autotransfer.transferability.base import ScoringInput
@@ -64,6 +70,7 @@ class NLEEP:
     name = "nleep"
     needs_logits = False
     needs_features = True
+    revision = 2  # 2: components capped at N / 2; NaN below two images per class
 
     def __init__(
         self,
@@ -107,8 +114,10 @@ class NLEEP:
         check_positive(self.name, "max_iter", self.max_iter, integer=True)
 
     def n_components(self, num_samples: int, num_classes: int) -> int:
-        """Number of mixture components for N samples and C classes."""
-        return int(min(self.components_per_class * num_classes, num_samples))
+        """Number of mixture components for N samples and C classes (0: cannot score)."""
+        if num_samples < 2 * num_classes:
+            return 0
+        return int(min(self.components_per_class * num_classes, num_samples // 2))
 
     def score(self, inputs: ScoringInput) -> float:
         from sklearn.exceptions import ConvergenceWarning
@@ -116,9 +125,12 @@ class NLEEP:
 
         self._validate()
         data = check_inputs(inputs, self.name)
+        components = self.n_components(data.labels.size, data.num_classes)
+        if components == 0:
+            return float("nan")
         z = reduce_dimension(data.features, self.variance, self.max_dims, inputs.seed)
         gmm = GaussianMixture(
-            n_components=self.n_components(z.shape[0], data.num_classes),
+            n_components=components,
             covariance_type=self.covariance_type,
             reg_covar=self.reg_covar,
             max_iter=self.max_iter,
