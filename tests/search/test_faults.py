@@ -45,6 +45,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -367,6 +368,33 @@ def _wait_for(predicate, timeout):
     return False
 
 
+CHILD_WAIT = 480  # seconds; generous, for a starved CI machine (it took 39 s on an idle one)
+
+
+def _wait_for_child(proc, predicate, log):
+    """Wait until ``predicate()`` holds while the child runs; fail naming why: the child
+    exited (its code and the end of its stderr, from the file ``log``) or the wait ran out
+    (what the study holds by then)."""
+
+    def ready_or_exited():
+        return proc.poll() is not None or predicate()
+
+    came = _wait_for(ready_or_exited, CHILD_WAIT)
+    if came and predicate():
+        return
+    why = (
+        f"the child exited with code {proc.returncode}"
+        if proc.poll() is not None
+        else f"no state to act on within {CHILD_WAIT} s"
+    )
+    trials = _trials_or_none(Path(log).parent / "run") or []
+    states = [(t.number, t.state.name, len(t.intermediate_values)) for t in trials]
+    tail = Path(log).read_text(errors="replace")[-3000:] if Path(log).exists() else ""
+    raise AssertionError(
+        f"the study did not get going: {why}; trials {states}; child stderr:\n{tail}"
+    )
+
+
 def _trials_or_none(run):
     if not (run / "study.db").exists():
         return None
@@ -381,7 +409,11 @@ def test_resume_after_the_process_is_killed_mid_study(folder, tmp_path):
     run = tmp_path / "run"
     script = tmp_path / "fit.py"
     script.write_text(FIT_SCRIPT)
-    proc = subprocess.Popen([sys.executable, str(script), str(folder), str(run)], env=os.environ)
+    log = tmp_path / "child.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(folder), str(run)], env=os.environ, stderr=err
+        )
 
     def three_done_and_one_running():
         trials = _trials_or_none(run)
@@ -397,7 +429,7 @@ def test_resume_after_the_process_is_killed_mid_study(folder, tmp_path):
         )
 
     try:
-        assert _wait_for(three_done_and_one_running, 240), "the study did not get going"
+        _wait_for_child(proc, three_done_and_one_running, log)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -518,13 +550,16 @@ def _ctrl_c_during_a_slow_trial(folder, tmp_path, epochs, presses):
     run = tmp_path / "run"
     script = tmp_path / "fit.py"
     script.write_text(CTRL_C_SCRIPT)
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(folder), str(run), str(epochs)],
-        env=os.environ,
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    log = tmp_path / "child.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(folder), str(run), str(epochs)],
+            env=os.environ,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            start_new_session=True,
+        )
 
     def slow_trial_under_way():
         trials = _trials_or_none(run)
@@ -535,7 +570,7 @@ def _ctrl_c_during_a_slow_trial(folder, tmp_path, epochs, presses):
         )
 
     try:
-        assert _wait_for(slow_trial_under_way, 240), "the study did not get going"
+        _wait_for_child(proc, slow_trial_under_way, log)
         before = _study(run).get_trials()
         for i in range(presses):
             if i:
@@ -544,7 +579,7 @@ def _ctrl_c_during_a_slow_trial(folder, tmp_path, epochs, presses):
         out, _ = proc.communicate(timeout=240)
     finally:
         proc.kill()
-    assert proc.returncode == 0, out
+    assert proc.returncode == 0, out + log.read_text(errors="replace")[-3000:]
     return run, before, before[-1].number, _study(run).get_trials(), out
 
 
