@@ -89,7 +89,7 @@ def test_degenerate_inputs_give_finite_scores_or_decline(estimator: Estimator, c
     assert isinstance(value, float)
     # singleton classes leave nothing to hold out (kNN, probe) or to model (NLEEP): NaN
     declines = {
-        "two_samples": {"knn_loo_k1", "knn_loo_k5", "linear_probe_cv", "nleep"},
+        "two_samples": {"knn_loo_k1", "knn_loo_k5", "linear_probe_cv", "nleep", "hscore"},
         "singletons_and_one_pair": {"nleep"},  # 4 images, 3 classes: under 2 per class
     }.get(case, set())
     assert np.isnan(value) if estimator.name in declines else np.isfinite(value)

@@ -105,3 +105,10 @@ def test_constant_and_duplicated_columns() -> None:
     assert HScore(shrinkage=False).score(
         ScoringInput(features=padded, labels=labels)
     ) == pytest.approx(HScore(shrinkage=False).score(ScoringInput(features=f, labels=labels)))
+
+
+def test_all_singleton_classes_cannot_be_scored() -> None:
+    x = np.random.default_rng(0).normal(size=(6, 20))
+    for shrinkage in (True, False):
+        got = HScore(shrinkage=shrinkage).score(ScoringInput(features=x, labels=np.arange(6)))
+        assert np.isnan(got)

@@ -34,6 +34,11 @@ class HScore:
     standardised first unless ``standardize=False`` (shrinkage towards ``mu I`` assumes
     columns on a common scale; without shrinkage the score does not depend on it).
 
+    NaN ("cannot score") when every class has a single image: there is then no spread
+    within a class to compare the spread between classes with, and the score is C - 1
+    for any features (with shrinkage, whatever the shrinkage leaves; a one-shot set of
+    30 aerial scenes ranked the random-init control first).
+
     >>> import numpy as np
     >>> from autotransfer.transferability.base import ScoringInput
     >>> rng = np.random.default_rng(0)
@@ -46,6 +51,7 @@ class HScore:
     name = "hscore"
     needs_logits = False
     needs_features = True
+    revision = 2  # 2: NaN when every class is a singleton
 
     def __init__(self, *, shrinkage: bool = True, standardize: bool = True):
         self.shrinkage = shrinkage
@@ -56,6 +62,8 @@ class HScore:
 
     def score(self, inputs: ScoringInput) -> float:
         data = check_inputs(inputs, self.name)
+        if data.counts.max() < 2:
+            return float("nan")
         f = standardise(data.features) if self.standardize else data.features
         f = f - f.mean(axis=0)
         n = f.shape[0]
