@@ -359,13 +359,35 @@ FIT_SCRIPT = textwrap.dedent(
 )
 
 
-def _wait_for(predicate, timeout):
+def _wait_for(predicate, timeout, poll=0.5):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if predicate():
             return True
-        time.sleep(0.5)
+        time.sleep(poll)
     return False
+
+
+class _Watch:
+    """Reads a child's study over one storage connection, opened once the file exists.
+
+    Cheap enough to poll every 0.1 s: reopening the study on each poll took up to seconds
+    on a busy machine, long enough to miss every short fine-tuning trial of a run."""
+
+    def __init__(self, run):
+        self.db, self.study = run / "study.db", None
+
+    def trials(self):
+        try:
+            if self.study is None:
+                if not self.db.exists():
+                    return None
+                self.study = optuna.load_study(
+                    study_name="autotransfer", storage=f"sqlite:///{self.db}"
+                )
+            return self.study.get_trials(deepcopy=False)
+        except Exception:  # the child is creating or writing the file
+            return None
 
 
 CHILD_WAIT = 480  # seconds; generous, for a starved CI machine (it took 39 s on an idle one)
@@ -379,7 +401,7 @@ def _wait_for_child(proc, predicate, log):
     def ready_or_exited():
         return proc.poll() is not None or predicate()
 
-    came = _wait_for(ready_or_exited, CHILD_WAIT)
+    came = _wait_for(ready_or_exited, CHILD_WAIT, poll=0.1)
     if came and predicate():
         return
     why = (
@@ -415,8 +437,10 @@ def test_resume_after_the_process_is_killed_mid_study(folder, tmp_path):
             [sys.executable, str(script), str(folder), str(run)], env=os.environ, stderr=err
         )
 
+    watch = _Watch(run)
+
     def three_done_and_one_running():
-        trials = _trials_or_none(run)
+        trials = watch.trials()
         if not trials:
             return False
         done = sum(t.state == COMPLETE for t in trials)
@@ -561,8 +585,10 @@ def _ctrl_c_during_a_slow_trial(folder, tmp_path, epochs, presses):
             start_new_session=True,
         )
 
+    watch = _Watch(run)
+
     def slow_trial_under_way():
-        trials = _trials_or_none(run)
+        trials = watch.trials()
         return (
             bool(trials)
             and sum(t.state == COMPLETE for t in trials) >= 2
