@@ -369,7 +369,8 @@ def _wait_for(predicate, timeout, poll=0.5):
 
 
 class _Watch:
-    """Reads a child's study over one storage connection, opened once the file exists.
+    """Reads a child's study, read-only, over one storage connection opened once the
+    child has created it.
 
     Cheap enough to poll every 0.1 s: reopening the study on each poll took up to seconds
     on a busy machine, long enough to miss every short fine-tuning trial of a run."""
@@ -382,9 +383,10 @@ class _Watch:
             if self.study is None:
                 if not self.db.exists():
                     return None
-                self.study = optuna.load_study(
-                    study_name="autotransfer", storage=f"sqlite:///{self.db}"
-                )
+                # read-only: a reader that creates missing tables races the child doing
+                # the same ("table trial_heartbeats already exists" killed it once)
+                url = f"sqlite:///file:{self.db}?mode=ro&uri=true"
+                self.study = optuna.load_study(study_name="autotransfer", storage=url)
             return self.study.get_trials(deepcopy=False)
         except Exception:  # the child is creating or writing the file
             return None
