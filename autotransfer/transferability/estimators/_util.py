@@ -20,6 +20,13 @@ class Checked:
     counts: np.ndarray
     logits: np.ndarray | None = None
 
+    @property
+    def all_singletons(self) -> bool:
+        """Every class has one image (a one-shot set): nothing to hold out or to compare
+        within a class, so leave-one-out, cross-validated and within-class scores cannot
+        be computed."""
+        return bool(self.counts.max() < 2)
+
 
 def check_inputs(inputs: ScoringInput, estimator: str, *, logits: bool = False) -> Checked:
     """Validate ``inputs`` for ``estimator`` and return float64 copies of what it needs.

@@ -62,7 +62,7 @@ class HScore:
 
     def score(self, inputs: ScoringInput) -> float:
         data = check_inputs(inputs, self.name)
-        if data.counts.max() < 2:
+        if data.all_singletons:
             return float("nan")
         f = standardise(data.features) if self.standardize else data.features
         f = f - f.mean(axis=0)

@@ -82,7 +82,7 @@ class KNNLeaveOneOut:
     def score(self, inputs: ScoringInput) -> float:
         check_positive(self.name, "k", self.k, integer=True)
         data = check_inputs(inputs, self.name)
-        if data.counts.max() < 2:
+        if data.all_singletons:
             return float("nan")
         x = l2_normalise(standardise(data.features))
         k = min(self.k, x.shape[0] - 1)

@@ -72,7 +72,7 @@ class LinearProbeCV:
         check_positive(self.name, "max_iter", self.max_iter, integer=True)
         data = check_inputs(inputs, self.name)
         x, y = data.features, data.labels
-        if data.counts.max() < 2:
+        if data.all_singletons:
             return float("nan")  # every class a singleton: held out, its class is never seen
         k = n_folds(data.counts, self.folds)
         splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=inputs.seed)
