@@ -395,10 +395,10 @@ class _Watch:
 CHILD_WAIT = 480  # seconds; generous, for a starved CI machine (it took 39 s on an idle one)
 
 
-def _wait_for_child(proc, predicate, log):
+def _wait_for_child(proc, watch, predicate, log):
     """Wait until ``predicate()`` holds while the child runs; fail naming why: the child
     exited (its code and the end of its stderr, from the file ``log``) or the wait ran out
-    (what the study holds by then)."""
+    (what ``watch`` reads in the study by then)."""
 
     def ready_or_exited():
         return proc.poll() is not None or predicate()
@@ -411,21 +411,12 @@ def _wait_for_child(proc, predicate, log):
         if proc.poll() is not None
         else f"no state to act on within {CHILD_WAIT} s"
     )
-    trials = _trials_or_none(Path(log).parent / "run") or []
+    trials = watch.trials() or []
     states = [(t.number, t.state.name, len(t.intermediate_values)) for t in trials]
     tail = Path(log).read_text(errors="replace")[-3000:] if Path(log).exists() else ""
     raise AssertionError(
         f"the study did not get going: {why}; trials {states}; child stderr:\n{tail}"
     )
-
-
-def _trials_or_none(run):
-    if not (run / "study.db").exists():
-        return None
-    try:
-        return _study(run).get_trials()
-    except Exception:
-        return None
 
 
 # F1
@@ -455,7 +446,7 @@ def test_resume_after_the_process_is_killed_mid_study(folder, tmp_path):
         )
 
     try:
-        _wait_for_child(proc, three_done_and_one_running, log)
+        _wait_for_child(proc, watch, three_done_and_one_running, log)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -598,7 +589,7 @@ def _ctrl_c_during_a_slow_trial(folder, tmp_path, epochs, presses):
         )
 
     try:
-        _wait_for_child(proc, slow_trial_under_way, log)
+        _wait_for_child(proc, watch, slow_trial_under_way, log)
         before = _study(run).get_trials()
         for i in range(presses):
             if i:
