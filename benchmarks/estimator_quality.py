@@ -128,7 +128,7 @@ def variant_scores(variant: str, backbones: list[str], resolution: int, device: 
     ds = load_variant(variant)
     ex = ExtractionSettings(resolution=resolution, device=device)
     r = autotransfer.rank(ds, backbones=backbones, extraction=ex, progress=False)
-    whole = [b for b in backbones if "@" not in b and not b.startswith("random:")]
+    whole = [b for b in backbones if is_whole(b)]
     d = autotransfer.describe(ds, backbones=whole, extraction=ex, progress=False)
     sims = [similarity_score(d, b) for b in whole]
     sims = [x for x in sims if x is not None]
