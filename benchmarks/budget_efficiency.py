@@ -75,6 +75,13 @@ def _fit(ds, work: Path, budget: float, protocol: dict, device: str | None, **op
         "pick": f"{r.best.strategy} / {short(r.best.backbone)}",
         "trials": len(r.leaderboard),
         "seconds": round(seconds, 1),
+        # what the search tried, best first: which candidates a budget let it reach
+        "tried": [
+            {"strategy": t.strategy, "backbone": short(t.backbone), "state": t.state,
+             "val": None if t.val_accuracy is None else round(float(t.val_accuracy), 4),
+             "seconds": None if t.seconds is None else round(float(t.seconds), 1)}
+            for t in r.leaderboard
+        ],
     }
 
 
