@@ -38,6 +38,10 @@ class PluginError(AutoTransferError, RuntimeError):
     """A plugin hook raised; the message names the plugin and the hook."""
 
 
+class TrainingDiverged(AutoTransferError, RuntimeError):
+    """A trial's training loss became NaN or infinite before any epoch finished sound."""
+
+
 class CacheError(AutoTransferError, OSError):
     """A cache entry is unreadable or does not match its checksum."""
 

@@ -7,7 +7,9 @@ decoded-image cache with augmentation, class weights, MixUp, warm-up and decay o
 learning rate as a function of progress, an evaluation and a ``report`` after every
 epoch (which may prune the trial), early stopping, keeping the best epoch's weights,
 fitting the schedule into the trial's deadline, bf16 autocast and channels_last on
-CUDA, and a retry with half the batch after a CUDA out-of-memory error.
+CUDA, a retry with half the batch after a CUDA out-of-memory error, and stopping a
+trial whose loss becomes NaN or infinite (a learning rate too high for the backbone)
+within a few steps instead of at the end of its time.
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from autotransfer.errors import TrainingDiverged
 from autotransfer.strategies.base import TrainContext, TrainOutcome
 from autotransfer.strategies.images import augment_batch, center_crop, normalize
+
+CHECK_EVERY = 10  # steps between checks that the loss is finite (one host sync each)
 
 
 @dataclass
@@ -124,7 +129,7 @@ def _train_once(
     total_steps = planned * steps_per_epoch
     step, best_acc, best_loss, best_state, best_epoch = 0, -1.0, float("inf"), None, -1
     history: list[dict[str, float]] = []
-    cut_short, start = False, time.monotonic()
+    cut_short, diverged, start = False, "", time.monotonic()
 
     epoch = -1
     while epoch + 1 < planned:
@@ -161,11 +166,21 @@ def _train_once(
             step += 1
             running += loss.detach().float() * len(y)  # no host sync per step
             seen += len(y)
+            if step % CHECK_EVERY == 0 and not bool(torch.isfinite(running)):
+                break
             if ctx.deadline is not None and time.monotonic() > ctx.deadline:
                 cut_short = True
                 break
+        train_loss = float(running) / max(1, seen)
+        if not math.isfinite(train_loss):
+            diverged = _diverged("training", train_loss, step, epoch, base_lrs, bool(t.frozen))
+            break
         val = _evaluate(model, x_va, y_va, prep, res, dev, batch)
-        metrics = {"train_loss": float(running) / max(1, seen), **val, "lr": base_lrs[-1] * f}
+        if not math.isfinite(val["val_loss"]):
+            diverged = _diverged("validation", val["val_loss"], step, epoch, base_lrs,
+                                 bool(t.frozen))
+            break
+        metrics = {"train_loss": train_loss, **val, "lr": base_lrs[-1] * f}
         history.append(metrics)
         if val["val_accuracy"] > best_acc or (
             val["val_accuracy"] == best_acc and val["val_loss"] < best_loss
@@ -181,6 +196,10 @@ def _train_once(
             ctx.deadline, epoch, planned, epoch_start, steps_per_epoch, total_steps
         )
 
+    if diverged:
+        if best_state is None:
+            raise TrainingDiverged(diverged)
+        ctx.log.warning("%s Keeping epoch %d, the best before it.", diverged, best_epoch)
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
@@ -195,7 +214,21 @@ def _train_once(
             "best_epoch": best_epoch,
             "cut_by_deadline": cut_short or planned < schedule.epochs,
             "train_seconds": round(time.monotonic() - start, 2),
+            **({"diverged": diverged} if diverged else {}),
         },
+    )
+
+
+def _diverged(what: str, value: float, step: int, epoch: int, lrs: list[float],
+              frozen_bn: bool) -> str:
+    """The message of a loss gone NaN or infinite: where, at what rate, what to change."""
+    rates = ", ".join(f"{lr:g}" for lr in sorted(set(lrs)))
+    hint = "Lower the learning rate"
+    if frozen_bn:  # eval-mode BatchNorm under trained convolutions amplifies their updates
+        hint += " or let BatchNorm use batch statistics (freeze_bn=False)"
+    return (
+        f"The {what} loss became {value} by step {step} (epoch {epoch}): training diverged "
+        f"at learning rate {rates}. {hint}."
     )
 
 

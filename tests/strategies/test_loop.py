@@ -7,6 +7,7 @@ import time
 import pytest
 import torch
 
+from autotransfer.errors import TrainingDiverged
 from autotransfer.strategies import loop
 from autotransfer.strategies.models import new_classifier, preprocessing
 from autotransfer.testing.strategies import make_train_context
@@ -124,3 +125,55 @@ def test_other_errors_are_not_retried(dataset):
     with pytest.raises(ValueError, match="broken strategy"):
         loop.train(ctx, build, loop.Schedule(epochs=1), preprocessing(ctx))
     assert len(calls) == 1
+
+
+class _NaNAfter(torch.nn.Module):
+    """Passes its input through, then NaN from the ``after``-th training forward on: a
+    model whose training blew up (eval-mode forwards before that stay finite)."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after, self.calls = after, 0
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        self.calls += 1
+        return x * float("nan") if self.calls > self.after else x
+
+
+def _build_nan_after(ctx, after: int):
+    def build():
+        model = new_classifier(ctx)
+        model.conv1 = torch.nn.Sequential(_NaNAfter(after), model.conv1)
+        return loop.Trainable(model, [{"params": list(model.parameters()), "lr": 0.01}])
+
+    return build
+
+
+def test_a_diverged_first_epoch_fails_at_once_with_the_fix(dataset):
+    reports = []
+    ctx = make_train_context(dataset, {}, reports=reports)
+    start = time.monotonic()
+    with pytest.raises(TrainingDiverged, match="became nan by step .*Lower the learning rate"):
+        loop.train(ctx, _build_nan_after(ctx, 0), loop.Schedule(epochs=50), preprocessing(ctx))
+    assert reports == []  # stopped in its first epoch, not after fifty
+    assert time.monotonic() - start < 30
+
+
+def test_divergence_after_a_sound_epoch_keeps_that_epoch(dataset):
+    reports = []
+    ctx = make_train_context(dataset, {}, reports=reports)
+    steps_per_epoch = -(-len(dataset.train) // ctx.batch_size)
+    out = loop.train(ctx, _build_nan_after(ctx, steps_per_epoch), loop.Schedule(epochs=50),
+                     preprocessing(ctx))
+    assert [e for e, _ in reports] == [0]
+    assert out.info["best_epoch"] == 0 and out.info["epochs_run"] == 1
+    assert "diverged" in out.info["diverged"] and "epoch 1" in out.info["diverged"]
+    x, _ = ctx.images.split("val", side=int(32 / ctx.spec.crop_pct))
+    from autotransfer.strategies.images import center_crop, normalize
+
+    with torch.no_grad():  # the kept weights are finite
+        p = out.model.eval()(normalize(center_crop(x, 32), ctx.spec.weights.mean,
+                                       ctx.spec.weights.std, torch.device("cpu")))
+    assert torch.isfinite(p).all()
