@@ -8,7 +8,7 @@ from typing import Any
 
 from autotransfer.strategies import loop
 from autotransfer.strategies.base import SearchContext, TrainContext, TrainOutcome
-from autotransfer.strategies.models import bn_modules, new_classifier, preprocessing
+from autotransfer.strategies.models import freezable_bn, new_classifier, preprocessing
 from autotransfer.strategies.schedules import default_epochs
 from autotransfer.strategies.stages import stage_groups
 
@@ -40,7 +40,7 @@ class DiscriminativeLR:
             for depth, names in enumerate(reversed(groups)):  # head first
                 lr = float(p["lr"]) * float(p["decay"]) ** depth
                 param_groups.append({"params": [by_name[n] for n in names], "lr": lr})
-            frozen = bn_modules(model) if ctx.search.batch_size < 32 else []
+            frozen = freezable_bn(model) if ctx.search.batch_size < 32 else []
             return loop.Trainable(model, param_groups[::-1], frozen)
 
         schedule = loop.Schedule(

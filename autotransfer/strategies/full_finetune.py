@@ -9,7 +9,7 @@ from typing import Any
 
 from autotransfer.strategies import loop
 from autotransfer.strategies.base import SearchContext, TrainContext, TrainOutcome
-from autotransfer.strategies.models import bn_modules, new_classifier, preprocessing
+from autotransfer.strategies.models import freezable_bn, new_classifier, preprocessing
 from autotransfer.strategies.schedules import MAX_EPOCHS, hyperrule_epochs
 
 
@@ -50,7 +50,8 @@ class FullFinetune:
 
         def build() -> loop.Trainable:
             model = new_classifier(ctx)  # BiT: the new head starts at zero
-            frozen = bn_modules(model) if p["freeze_bn"] else []
+            # only the layers whose statistics are safe to freeze (see freezable_bn)
+            frozen = freezable_bn(model) if p["freeze_bn"] else []
             return loop.Trainable(model, [{"params": list(model.parameters()), "lr": p["lr"]}],
                                   frozen)
 

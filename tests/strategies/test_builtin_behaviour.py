@@ -81,3 +81,44 @@ def test_full_finetune_defaults_follow_the_hyperrule(dataset):
     big = dataclasses.replace(big, num_train=100_000, batch_size=128)
     d = s.defaults(search=big)
     assert d["mixup_alpha"] == 0.1 and d["freeze_bn"] is False and d["epochs"] == 52
+
+
+def test_freezable_bn_leaves_out_layers_with_near_zero_running_variance():
+    from autotransfer.strategies.models import freezable_bn
+
+    healthy = torch.nn.BatchNorm2d(3)
+    dead = torch.nn.BatchNorm2d(3)  # eps 1e-5: a channel of variance 1e-6 gains x300 frozen
+    dead.running_var[1] = 1e-6
+    tf_style = torch.nn.BatchNorm2d(3, eps=1e-3)  # TensorFlow's eps bounds the gain
+    tf_style.running_var.zero_()
+    assert freezable_bn(torch.nn.Sequential(healthy, dead, tf_style)) == [healthy, tf_style]
+
+
+def test_full_finetune_with_frozen_bn_lets_near_dead_layers_use_batch_statistics(dataset):
+    import autotransfer.strategies.full_finetune as ff
+    from autotransfer.strategies.models import bn_modules
+
+    original, before = ff.new_classifier, {}
+
+    def with_a_near_dead_channel(ctx):
+        model = original(ctx)
+        bns = bn_modules(model)
+        bns[1].running_var[0] = 1e-6
+        before.update({i: (bn.running_mean.clone(), bn.running_var.clone())
+                       for i, bn in enumerate(bns)})
+        return model
+
+    ctx = make_train_context(dataset, {"lr": 0.05, "epochs": 1, "freeze_bn": True,
+                                       "mixup_alpha": 0.0})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ff, "new_classifier", with_a_near_dead_channel)
+        out = plugins.lookup("strategies", "full_finetune").train(ctx)
+    after = bn_modules(out.model)
+    assert len(after) == len(before) > 2
+    # the near-dead layer trained on batch statistics, which moved its running ones...
+    assert not torch.equal(after[1].running_var, before[1][1])
+    # ...while every other layer kept the statistics it came with
+    for i, bn in enumerate(after):
+        if i != 1:
+            assert torch.equal(bn.running_mean, before[i][0]), i
+            assert torch.equal(bn.running_var, before[i][1]), i

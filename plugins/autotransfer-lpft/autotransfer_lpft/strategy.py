@@ -15,9 +15,10 @@ weights of near-constant features by up to the inverse of their spread, and fine
 through such a head diverges (the paper fits its probe on the raw features).
 
 Fine-tuning runs through autotransfer's one training loop (SGD with momentum, warm-up,
-cosine decay, early stopping, the trial's deadline) with every BatchNorm layer kept on
-its running statistics, so that training starts from exactly the features the probe
-was fitted to.
+cosine decay, early stopping, the trial's deadline) with the BatchNorm layers kept on
+their running statistics, so that training starts from exactly the features the probe
+was fitted to; layers with near-zero running variance, which would amplify the first
+updates into a collapse, use batch statistics instead (``freezable_bn``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import torch
 from autotransfer.strategies import loop
 from autotransfer.strategies.base import SearchContext, TrainContext, TrainOutcome
 from autotransfer.strategies.models import (
-    bn_modules,
+    freezable_bn,
     new_classifier,
     preprocessing,
     set_linear_head,
@@ -153,8 +154,9 @@ class LinearProbeThenFinetune:
         def build() -> loop.Trainable:
             model = probe_model(ctx, probe)
             # BatchNorm keeps its running statistics: the probe was fitted to the features
-            # they give, and batch statistics (noisy in small batches) would change them
-            frozen = bn_modules(model)
+            # they give, and batch statistics (noisy in small batches) would change them;
+            # except layers with near-zero variance, which would blow up (freezable_bn)
+            frozen = freezable_bn(model)
             groups = [{"params": list(model.parameters()), "lr": float(p["lr"])}]
             return loop.Trainable(model, groups, frozen)
 
