@@ -133,8 +133,6 @@ def main(argv=None) -> int:
     out = RESULTS / f"budget_efficiency_{args.device}"
     data = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(
         ".json").exists() else {"variants": {}}
-    for variant, entry in data["variants"].items():  # how coarse each validation split is
-        entry["val_images"] = int(truth["variants"][variant]["train/val/test"].split("/")[1])
     if not args.render:
         variants = args.variants.split(",") if args.variants else sorted(truth["cells"])
         work = Path(tempfile.mkdtemp(prefix="autotransfer-budget-"))
@@ -147,7 +145,7 @@ def main(argv=None) -> int:
             ds = load_variant(variant)
             entry = data["variants"].setdefault(variant, {"runs": {}})
             entry.update(exhaustive_seconds=round(cost, 1), exhaustive_best=best,
-                         candidates=candidates, val_images=len(ds.val))
+                         candidates=candidates)
             for frac in map(float, args.fractions.split(",")):
                 key = f"{frac:g}"
                 have = entry["runs"].get(key, {})
@@ -162,6 +160,8 @@ def main(argv=None) -> int:
                 out.with_suffix(".json").write_text(json.dumps(data, indent=1))
                 print(json.dumps({"variant": variant, "fraction": frac, **{
                     m: r["val"] for m, r in res.items()}}), flush=True)
+    for variant, entry in data["variants"].items():  # how coarse each validation split is
+        entry["val_images"] = int(truth["variants"][variant]["train/val/test"].split("/")[1])
     write(data, out, args.device)
     return 0
 
@@ -198,7 +198,7 @@ def reach(data: dict, share: float = 0.99, within_se: bool = False) -> dict[str,
     out = {}
     for variant, e in data["variants"].items():
         best = e["exhaustive_best"]
-        floor = best - tolerance(best, e.get("val_images", 0)) if within_se else share * best
+        floor = best - tolerance(best, e["val_images"]) if within_se else share * best
         hit = [float(k) for k, runs in e["runs"].items()
                if "fit" in runs and runs["fit"]["val"] >= floor - 1e-9]
         out[variant] = f"{min(hit):.0%}" if hit else "not within the budgets tried"
@@ -225,7 +225,7 @@ def write(data: dict, out: Path, device: str) -> None:
         "| fit within one SE at |",
         "|---|---|---|---|---|---|",
         *[f"| {v} | {round(e['exhaustive_seconds'])} | {e['exhaustive_best']} | "
-          f"{e.get('val_images', '')} | {reached[v]} | {tied[v]} |"
+          f"{e['val_images']} | {reached[v]} | {tied[v]} |"
           for v, e in sorted(data["variants"].items())],
         "",
         "One SE: the binomial standard error of the best validation accuracy, "
