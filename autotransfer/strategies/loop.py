@@ -225,7 +225,7 @@ def _diverged(what: str, value: float, step: int, epoch: int, lrs: list[float],
     rates = ", ".join(f"{lr:g}" for lr in sorted(set(lrs)))
     hint = "Lower the learning rate"
     if frozen_bn:  # eval-mode BatchNorm under trained convolutions amplifies their updates
-        hint += " or let BatchNorm use batch statistics (freeze_bn=False)"
+        hint += " or let BatchNorm use batch statistics (full_finetune's freeze_bn=False)"
     return (
         f"The {what} loss became {value} by step {step} (epoch {epoch}): training diverged "
         f"at learning rate {rates}. {hint}."
