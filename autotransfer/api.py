@@ -99,33 +99,44 @@ def extract_all(
     progress: bool | None = None,
 ) -> dict[str, FeatureSet]:
     """Features of ``split`` for each backbone, in order, served from the cache when possible."""
+    s = settings or ExtractionSettings()
+    return {
+        spec.id: _extract_one(dataset, spec, s, split, f"[{i}/{len(specs)}]", progress)
+        for i, spec in enumerate(specs, 1)
+    }
+
+
+def _extract_one(
+    dataset: ImageDataset,
+    spec: BackboneSpec,
+    s: ExtractionSettings,
+    split: str,
+    label: str,
+    progress: bool | None,
+) -> FeatureSet:
     from autotransfer.backbones.features import extract_features
     from autotransfer.progress import progress_bar
 
-    s = settings or ExtractionSettings()
-    out: dict[str, FeatureSet] = {}
-    for i, spec in enumerate(specs, 1):
-        with progress_bar(f"[{i}/{len(specs)}] {spec.id}", enabled=progress) as update:
-            out[spec.id] = extract_features(
-                dataset,
-                spec,
-                split=split,
-                resolution=s.resolution,
-                batch_size=s.batch_size,
-                num_workers=s.num_workers,
-                device=s.device,
-                cache_dir=s.cache_dir,
-                use_cache=s.use_cache,
-                progress=update,
-            )
-        fs = out[spec.id]
-        log.info(
-            "%s: %d x %d features %s",
-            spec.id,
-            *fs.features.shape,
-            "from cache" if fs.from_cache else f"in {fs.seconds:.1f}s",
+    with progress_bar(f"{label} {spec.id}", enabled=progress) as update:
+        fs = extract_features(
+            dataset,
+            spec,
+            split=split,
+            resolution=s.resolution,
+            batch_size=s.batch_size,
+            num_workers=s.num_workers,
+            device=s.device,
+            cache_dir=s.cache_dir,
+            use_cache=s.use_cache,
+            progress=update,
         )
-    return out
+    log.info(
+        "%s: %d x %d features %s",
+        spec.id,
+        *fs.features.shape,
+        "from cache" if fs.from_cache else f"in {fs.seconds:.1f}s",
+    )
+    return fs
 
 
 def describe(
@@ -170,6 +181,7 @@ def rank(
     include_controls: bool = False,
     cuts: Sequence[int] = (),
     seed: int = 0,
+    time_limit: float | None = None,
     data_settings: DataSettings | None = None,
     extraction: ExtractionSettings | None = None,
     progress: bool | None = None,
@@ -182,6 +194,11 @@ def rank(
     ``shortlist`` holds the best ``top_k`` backbone ids. ``cuts`` adds each candidate cut
     after those feature stages (``(2, 3)``; ``-2`` is the stage before the last) as
     candidates of their own (``package:efficientnet_lite0@3``).
+
+    With ``time_limit`` (seconds), candidates are scored cached ones first, then by
+    published ImageNet top-1, and one whose forward pass is not expected to end within
+    the limit (by the mean cost of those computed so far) is left out of the ranking and
+    listed in its ``skipped``; at least one candidate is always scored.
 
     >>> r = autotransfer.rank("data/", top_k=2)   # doctest: +SKIP
     >>> print(r.table()); r.shortlist              # doctest: +SKIP
@@ -219,18 +236,40 @@ def rank(
     specs = candidate_backbones(
         settings.backbones, include_controls=settings.include_controls, cuts=settings.cuts
     )
-    features = extract_all(ds, specs, ex, progress=progress)
-
-    scores, timings = {}, {}
-    for spec in specs:
-        scores[spec.id], timings[spec.id] = score_backbone(
-            ests,
-            features[spec.id],
-            spec,
-            seed=seed,
-            cache_dir=ex.cache_dir,
-            use_cache=ex.use_cache,
+    if time_limit is not None:
+        specs = _cheapest_then_likeliest(ds, specs, ex)
+    features, scores, timings, skipped = {}, {}, {}, {}
+    costs: list[float] = []  # seconds of each candidate computed here (not cached)
+    for i, spec in enumerate(specs, 1):
+        expected = sum(costs) / len(costs) if costs else 0.0
+        if (
+            time_limit is not None
+            and features
+            and time.perf_counter() - start + expected > time_limit
+        ):
+            skipped[spec.id] = (
+                f"not scored: the ranking's {time_limit:.0f} s share of the time budget was "
+                "spent (give more time, or name fewer backbones)"
+            )
+            continue
+        t0 = time.perf_counter()
+        fs = features[spec.id] = _extract_one(
+            ds, spec, ex, "train", f"[{i}/{len(specs)}]", progress
         )
+        scores[spec.id], timings[spec.id] = score_backbone(
+            ests, fs, spec, seed=seed, cache_dir=ex.cache_dir, use_cache=ex.use_cache
+        )
+        if not fs.from_cache:
+            costs.append(time.perf_counter() - t0)
+    if skipped:
+        log.warning(
+            "Ranked %d of %d candidates within %.0f s; not scored: %s.",
+            len(features),
+            len(specs),
+            time_limit,
+            ", ".join(skipped),
+        )
+    specs = [s for s in specs if s.id in features]
     agg_scores = aggregate_scores(scores, agg)
     order = sorted(specs, key=lambda s: -_nan_low(agg_scores[s.id]))
     rows = []
@@ -258,7 +297,24 @@ def rank(
         top_k=min(settings.top_k, len(rows)),
         dataset=ds.root,
         seconds=round(time.perf_counter() - start, 2),
+        skipped=skipped,
     )
+
+
+def _cheapest_then_likeliest(
+    ds: ImageDataset, specs: Sequence[BackboneSpec], ex: ExtractionSettings
+) -> list[BackboneSpec]:
+    """Cached candidates first (they cost nothing), then by published ImageNet top-1."""
+    from autotransfer.backbones.features import is_cached
+
+    def key(spec: BackboneSpec) -> tuple[bool, float]:
+        cached = ex.use_cache and is_cached(
+            ds, spec, resolution=ex.resolution, cache_dir=ex.cache_dir
+        )
+        top1 = spec.weights.imagenet_top1
+        return (not cached, -(top1 if top1 is not None else float("-inf")))
+
+    return sorted(specs, key=key)
 
 
 def _nan_low(x: float) -> float:
@@ -307,7 +363,7 @@ def fit(
             f"it ({plan['root']}). Pass another run_dir to start a new study, or delete that "
             "folder."
         )
-    descriptor, ranking = _describe_and_rank(ds, s, run_dir, plan, progress)
+    descriptor, ranking = _describe_and_rank(ds, s, run_dir, plan, budget, progress)
     if plan is None:
         plan = runner.make_plan(ds, s, descriptor, ranking.shortlist)
         plan["data"] = _split_fingerprints(ds)
@@ -397,7 +453,7 @@ def _fit_settings(settings: FitSettings | None, options: dict[str, Any]) -> FitS
     return dataclasses.replace(settings, **options) if options else settings
 
 
-def _describe_and_rank(ds, s: FitSettings, run_dir, plan, progress):
+def _describe_and_rank(ds, s: FitSettings, run_dir, plan, budget, progress):
     """Descriptors and ranking of a new study, or the saved ones of a resumed study."""
     import json
 
@@ -416,12 +472,14 @@ def _describe_and_rank(ds, s: FitSettings, run_dir, plan, progress):
     basic = describe_dataset(ds, {})
     res = s.resolution or auto_resolution(resolve_device(s.device).type, median_side(basic))
     ex = ExtractionSettings(resolution=res, device=s.device, num_workers=s.num_workers)
+    left = budget.left()
     ranking = rank(
         ds,
         backbones=s.backbones,
         top_k=s.top_k,
         cuts=s.cuts,
         seed=s.seed,
+        time_limit=None if left is None or s.rank_share >= 1 else s.rank_share * left,
         extraction=ex,
         progress=progress,
     )

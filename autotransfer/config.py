@@ -109,7 +109,8 @@ class FitSettings:
     same run folder); at least one must be set. ``resolution=None`` picks one for the
     device: on CPU 128 px for small images (median side under 96 px) and 160 px
     otherwise; on CUDA the BiT-HyperRule crop (128 or 384). ``trial_time_limit=None``
-    gives one trial at most 40 % of the time budget.
+    gives one trial at most 40 % of the time budget. The ranking may take at most
+    ``rank_share`` of the time budget: candidates it cannot score by then are left out.
     """
 
     time_budget: str | float | None = "10m"
@@ -117,6 +118,7 @@ class FitSettings:
     strategies: tuple[str, ...] | None = None  # None: every registered strategy
     backbones: tuple[str, ...] | None = None  # None: every candidate available offline
     top_k: int = 3  # backbones kept from the ranking for the study
+    rank_share: float = 0.25  # the most of time_budget the ranking may take (1.0: no limit)
     cuts: tuple[int, ...] = ()  # also rank each candidate cut after these stages
     resolution: int | None = None
     batch_size: int | None = None  # None: 32 on CPU, 128 on CUDA; halved on out-of-memory
@@ -149,6 +151,11 @@ class FitSettings:
             raise ConfigError(f"n_trials must be at least 1, got {self.n_trials!r}.")
         if int(self.top_k) < 1:
             raise ConfigError(f"top_k must be at least 1, got {self.top_k!r}.")
+        if not 0 < float(self.rank_share) <= 1:
+            raise ConfigError(
+                f"rank_share must be above 0 and at most 1 (a share of time_budget), got "
+                f"{self.rank_share!r}."
+            )
         object.__setattr__(self, "cuts", check_cuts(self.cuts))
         if self.resolution is not None and not 16 <= int(self.resolution) <= 1024:
             raise ConfigError(f"resolution must be 16-1024 pixels, got {self.resolution!r}.")

@@ -80,3 +80,49 @@ def test_describe_without_any_offline_backbone_still_describes(image_folder, mon
     assert "No source similarity" in caplog.text
     with pytest.raises(autotransfer.WeightsUnavailableError):
         autotransfer.describe(image_folder, backbones=["timm:resnet50.a1_in1k"])
+
+
+def test_rank_within_a_time_limit_scores_cached_candidates_first_and_lists_the_rest(
+    image_folder, tiny_backbones
+):
+    cached, other = tiny_backbones[1], tiny_backbones[0]
+    autotransfer.rank(image_folder, backbones=[cached], extraction=EX)
+    # a limit already spent: the cached candidate costs nothing, the other is left out
+    r = autotransfer.rank(image_folder, backbones=tiny_backbones, extraction=EX, time_limit=1e-9)
+    assert [row.backbone for row in r.rows] == [cached] and r.shortlist == [cached]
+    assert list(r.skipped) == [other] and "share of the time budget" in r.skipped[other]
+    assert f"not ranked: {other}" in r.table()
+    again = type(r).from_dict(json.loads(r.to_json()))
+    assert again.skipped == r.skipped
+
+
+def test_rank_within_a_time_limit_always_scores_one_candidate(image_folder, tiny_backbones):
+    r = autotransfer.rank(image_folder, backbones=tiny_backbones, extraction=EX, time_limit=1e-9)
+    assert len(r.rows) == 1 and len(r.skipped) == 1
+    assert r.rows[0].backbone not in r.skipped
+
+
+def test_rank_with_time_enough_scores_every_candidate(image_folder, tiny_backbones):
+    r = autotransfer.rank(image_folder, backbones=tiny_backbones, extraction=EX, time_limit=600)
+    assert {row.backbone for row in r.rows} == set(tiny_backbones) and not r.skipped
+
+
+def test_uncached_candidates_are_scored_in_order_of_published_imagenet_accuracy(image_folder):
+    from autotransfer.api import _cheapest_then_likeliest
+    from autotransfer.backbones.spec import BackboneSpec, WeightsRef
+
+    def spec(name, top1):
+        return BackboneSpec(
+            f"random:{name}", "test_resnet", WeightsRef("random", imagenet_top1=top1)
+        )
+
+    specs = [spec("a", None), spec("b", 70.0), spec("c", 80.0), spec("d", 70.0)]
+    ds = autotransfer.open_folder(image_folder)
+    order = _cheapest_then_likeliest(ds, specs, EX)
+    assert [s.id for s in order] == ["random:c", "random:b", "random:d", "random:a"]
+
+
+def test_rank_share_must_be_a_share():
+    for bad in (0, -0.1, 1.5):
+        with pytest.raises(ConfigError, match="rank_share"):
+            autotransfer.FitSettings(rank_share=bad)

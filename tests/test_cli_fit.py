@@ -39,6 +39,9 @@ def test_fit_errors_are_one_line(image_folder, tmp_path, capsys):
                "--backbones", "nonexistent_net_xyz", "--run-dir", str(tmp_path / "r")])
     assert rc == 2
     assert capsys.readouterr().err.startswith("error: ")
+    rc = main(["-q", "fit", str(image_folder), "--rank-share", "2", "--n-trials", "1",
+               "--run-dir", str(tmp_path / "r")])
+    assert rc == 2 and "rank_share" in capsys.readouterr().err
 
 
 def test_strategies_lists_the_builtins_with_their_distribution(capsys):

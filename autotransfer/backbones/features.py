@@ -186,6 +186,23 @@ def _extraction_key(dataset: ImageDataset, split: str, spec: BackboneSpec, cfg: 
     )
 
 
+def _cache_path(cache_dir: str | os.PathLike[str] | None, key: str) -> Path:
+    return resolve_cache_dir(cache_dir) / "features" / f"{key}.npz"
+
+
+def is_cached(
+    dataset: ImageDataset,
+    spec: BackboneSpec,
+    *,
+    split: str = "train",
+    resolution: int | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> bool:
+    """Whether :func:`extract_features` would read these features from the cache."""
+    cfg = data_config(spec, resolution)
+    return _cache_path(cache_dir, _extraction_key(dataset, split, spec, cfg)).exists()
+
+
 def _save(path: Path, fs: FeatureSet) -> None:
     arrays: dict[str, np.ndarray] = {"features": fs.features, "labels": fs.labels}
     if fs.logits is not None:
@@ -277,7 +294,7 @@ def extract_features(
     dev = resolve_device(device)
     cfg = data_config(spec, resolution)
     key = _extraction_key(dataset, split, spec, cfg)
-    path = resolve_cache_dir(cache_dir) / "features" / f"{key}.npz"
+    path = _cache_path(cache_dir, key)
     if use_cache and path.exists():
         try:
             fs = _load(path)

@@ -25,6 +25,7 @@ def _fit_settings(args: argparse.Namespace):
         strategies=tuple(args.strategies) if args.strategies else None,
         backbones=tuple(args.backbones) if args.backbones else None,
         top_k=args.top_k,
+        rank_share=args.rank_share,
         cuts=args.cuts,
         resolution=args.resolution,
         batch_size=args.batch_size,
@@ -51,8 +52,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     result = autotransfer.fit(
         args.data,
         _fit_settings(args),
-        data_settings=DataSettings(val_fraction=args.val_fraction, seed=args.seed,
-                                   strict=args.strict),
+        data_settings=DataSettings(
+            val_fraction=args.val_fraction, seed=args.seed, strict=args.strict
+        ),
         progress=args.progress,
     )
     if args.json:
@@ -90,9 +92,7 @@ def _image_paths(items: list[str]) -> list[str]:
     for item in items:
         p = Path(item)
         if p.is_dir():
-            out.extend(
-                str(f) for f in sorted(p.rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES
-            )
+            out.extend(str(f) for f in sorted(p.rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES)
         else:
             out.append(item)
     return out
@@ -176,6 +176,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strategies", type=_csv, default=None, help="default: all registered")
     p.add_argument("--backbones", type=_csv, default=None, help="default: all offline")
     p.add_argument("--top-k", type=int, default=3, help="backbones kept from the ranking")
+    p.add_argument(
+        "--rank-share",
+        type=float,
+        default=0.25,
+        help="the most of the time budget the ranking may take (default 0.25; 1: no limit)",
+    )
     p.add_argument("--cuts", type=_cuts, default=(), help=CUTS_HELP)
     p.add_argument("--resolution", type=int, default=None, help="default: by device and data")
     p.add_argument("--batch-size", type=int, default=None, help="default: 32 CPU, 128 CUDA")

@@ -117,3 +117,17 @@ def test_study_records_are_complete(folder, tmp_path):
             assert t.user_attrs["metrics"]["accuracy"] == t.value
         if t.user_attrs.get("prior"):  # enqueued priors run to the end, never pruned
             assert t.state == optuna.trial.TrialState.COMPLETE
+
+
+def test_a_ranking_out_of_time_shortlists_what_it_scored(folder, tmp_path):
+    """A budget too short to rank every candidate: the fit goes on with those scored."""
+    run = tmp_path / "run"
+    result = autotransfer.fit(folder, run_dir=str(run), trackers=(),
+                              strategies=("feature_extraction",),
+                              **{**TINY, "time_budget": "60s", "n_trials": 2,
+                                 "rank_share": 1e-9})
+    saved = json.loads((run / "ranking.json").read_text())
+    assert len(saved["rows"]) == 1 and len(saved["skipped"]) == 1
+    assert saved["shortlist"] == [saved["rows"][0]["backbone"]]
+    assert {r.backbone for r in result.leaderboard} == set(saved["shortlist"])
+    assert result.ranking.skipped == saved["skipped"]
