@@ -154,7 +154,9 @@ def main(argv=None) -> int:
                     continue
                 res = run_methods(ds, frac * cost, whole, candidates, protocol,
                                   None if args.device == "cpu" else args.device, work, todo)
-                entry["runs"][key] = {**have, **res}
+                commit = machine_info()["commit"]
+                entry["runs"][key] = {**have, **{m: {**r, "commit": commit}
+                                                 for m, r in res.items()}}
                 entry["commit"] = machine_info()["commit"]
                 data["machine"] = machine_info()
                 out.with_suffix(".json").write_text(json.dumps(data, indent=1))
