@@ -26,7 +26,7 @@ from autotransfer.data.types import ImageDataset
 from autotransfer.search.budget import Budget
 from autotransfer.search.checkpoints import checkpoint_dir
 from autotransfer.search.selection import worth_keeping
-from autotransfer.search.study import record_of, worker_id
+from autotransfer.search.study import FINISHED_VALUE, record_of, worker_id
 from autotransfer.strategies.base import SearchContext, Strategy, TrainContext
 from autotransfer.strategies.images import ImageCache
 from autotransfer.tracking.base import RunContext, Tracker, TrialInfo
@@ -181,6 +181,9 @@ def objective(sr: SearchRun, trial: optuna.Trial) -> float:
     )
     if worth_keeping(trial.study, value, int(metrics.get("num_images", 0))):
         model.save(checkpoint_dir(sr.run_dir, trial.number))
+    # the trial's work is done and saved: a process killed from here on leaves a trial
+    # the next fit records complete with this value (see study.close_dead_trials)
+    trial.set_user_attr(FINISHED_VALUE, value)
     _finish(sr, trial, info, "complete", start, history, value)
     return value
 

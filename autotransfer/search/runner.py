@@ -22,7 +22,7 @@ from autotransfer.data.types import ImageDataset
 from autotransfer.search.budget import Budget
 from autotransfer.search.objective import SearchRun, notify, objective
 from autotransfer.search.plan import similarity_score
-from autotransfer.search.study import fail_dead_trials, open_study
+from autotransfer.search.study import close_dead_trials, open_study, record_of
 from autotransfer.strategies.base import SearchContext
 from autotransfer.strategies.images import ImageCache
 from autotransfer.tracking.base import RunContext
@@ -98,7 +98,7 @@ def prepare(
         pruner=settings.pruner,
         create=not is_worker,
     )
-    stale = fail_dead_trials(study)
+    stale, completed = close_dead_trials(study)
     specs = {s.id: s for s in resolve_backbones(plan["shortlist"])}
     strategies = {n: plugins.lookup("strategies", n) for n in plan["strategies"]}
     batch = int(settings.batch_size or (128 if device.type == "cuda" else 32))
@@ -121,6 +121,9 @@ def prepare(
         ranking=ranking,
         is_worker=is_worker,
         stale_trials=tuple(stale),
+        recovered_trials=tuple(
+            record_of(t) for t in study.get_trials(deepcopy=False) if t.number in completed
+        ),
     )
     trackers = [plugins.lookup("trackers", n) for n in settings.trackers]
     sr = SearchRun(

@@ -3,8 +3,9 @@
 The default storage is a SQLite file in the run folder (``study.db``); any Optuna
 storage URL works (PostgreSQL or MySQL for workers on several machines). Trials carry
 the host and process that ran them, so a trial left ``RUNNING`` by a killed process on
-this host is marked failed the next time the study is opened; Optuna's heartbeat does
-the same for other hosts after its grace period.
+this host is closed the next time the study is opened: complete with its value when its
+work was done and saved before the kill, else failed. Optuna's heartbeat fails those of
+other hosts after its grace period.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from autotransfer.results import TrialRecord
 
 log = logging.getLogger(__name__)
 
+FINISHED_VALUE = "finished_value"  # user attribute: the trial's work is done and saved
 HEARTBEAT_SECONDS = 30
 GRACE_SECONDS = 120
 _STATES = {
@@ -99,20 +101,31 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def fail_dead_trials(study: optuna.Study) -> list[int]:
-    """Mark failed the trials left running by a dead process of this host; their numbers."""
+def close_dead_trials(study: optuna.Study) -> tuple[list[int], list[int]]:
+    """Close the trials left running by a dead process of this host: those whose work was
+    done and saved (the process died while recording them) complete with their value, the
+    others fail. Returns the numbers of both: (failed, completed)."""
     host = socket.gethostname()
-    out = []
+    out, completed = [], []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         who = t.user_attrs.get("worker") or {}
         if (
-            who.get("host") == host
-            and who.get("pid") != os.getpid()
-            and not _alive(int(who.get("pid", -1)))
+            who.get("host") != host
+            or who.get("pid") == os.getpid()
+            or _alive(int(who.get("pid", -1)))
         ):
-            study._storage.set_trial_user_attr(t._trial_id, "error", "the process running it died")
-            study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-            out.append(t.number)
+            continue
+        if FINISHED_VALUE in t.user_attrs:
+            study.tell(t.number, float(t.user_attrs[FINISHED_VALUE]))
+            completed.append(t.number)
+            continue
+        study._storage.set_trial_user_attr(t._trial_id, "error", "the process running it died")
+        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        out.append(t.number)
+    if completed:
+        log.warning(
+            "Trials %s had finished when their process stopped; recorded complete.", completed
+        )
     running = {
         t.number
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
@@ -127,7 +140,7 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
     out.extend(sorted(running - still))
     if out:
         log.warning("Trials %s were left running by a stopped process; marked failed.", out)
-    return out
+    return out, completed
 
 
 def record_of(t: optuna.trial.FrozenTrial) -> TrialRecord:
@@ -135,8 +148,8 @@ def record_of(t: optuna.trial.FrozenTrial) -> TrialRecord:
     strategy = str(t.params.get("strategy", ""))
     prefix = f"{strategy}."
     params = {k[len(prefix) :]: v for k, v in t.params.items() if k.startswith(prefix)}
-    seconds = None
-    if t.datetime_start and t.datetime_complete:
+    seconds = t.user_attrs.get("seconds")  # the trial's own time, set when it finished
+    if seconds is None and t.datetime_start and t.datetime_complete:
         seconds = round((t.datetime_complete - t.datetime_start).total_seconds(), 2)
     state = _STATES.get(t.state, str(t.state).lower())
     value = t.value if t.state == optuna.trial.TrialState.COMPLETE else None

@@ -39,7 +39,9 @@ class RunContext:
     ``settings`` is ``FitSettings.to_dict()``; ``is_worker`` is True for a process that
     joined a study started by ``fit``; ``stale_trials`` are the numbers of trials a
     killed process left running, now marked failed (their tracker runs should be closed
-    as killed). ``state`` holds per-tracker state, keyed by tracker name.
+    as killed); ``recovered_trials`` are the records of trials a killed process had
+    finished but not yet recorded, now complete (a tracker run of theirs left open should
+    be ended with their scores). ``state`` holds per-tracker state, keyed by tracker name.
     """
 
     run_dir: Path
@@ -50,6 +52,7 @@ class RunContext:
     ranking: Ranking | None = None
     is_worker: bool = False
     stale_trials: tuple[int, ...] = ()
+    recovered_trials: tuple[TrialRecord, ...] = ()
     state: dict[str, Any] = field(default_factory=dict)
 
 

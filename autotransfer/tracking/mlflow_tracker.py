@@ -120,6 +120,23 @@ class MLflowTracker:
                 log_fit_facts(client, parent_id, run)
         for number in run.stale_trials:
             _close_stale_trial(client, state, number)
+        for trial in run.recovered_trials:
+            self._close_recovered_trial(run, client, trial)
+
+    def _close_recovered_trial(
+        self, run: RunContext, client: MlflowClient, record: TrialRecord
+    ) -> None:
+        """End with its scores the child run of a trial whose process died after the trial
+        finished but before its run was ended (its epochs were logged then)."""
+        state = run.state[NAME]
+        for run_id in find_trial_runs(client, state, record.number, status="RUNNING"):
+            state["trial_runs"][str(record.number)] = run_id
+            steps = state.setdefault("_steps", {}).setdefault(str(record.number), {})
+            steps["step"] = max(len(record.history) - 1, 0)
+            self.trial_end(run, record)
+            logger.info(
+                "MLflow: trial %d (run %s) closed as %s", record.number, run_id, record.state
+            )
 
     def fit_end(self, run: RunContext, result: FitResult | None) -> None:
         """Log the best trial, leaderboard and model on the parent run, then end it."""

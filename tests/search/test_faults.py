@@ -33,11 +33,15 @@ F11 the run folder's plan.json cut short       reported and planned again from t
 F12 feature-cache files cut short, bits        detected (zip CRC, checksums), logged and
     flipped, garbage; score files garbage      recomputed; the ranking equals the clean one
     (tests/backbones/test_features.py)
+F13 SIGKILL while a finished trial is being    ``fit`` again records it complete with its
+    recorded (before or after MLflow ends      value, its checkpoint serves, its MLflow run
+    its run; Optuna not yet told)              is FINISHED with its scores, logged once
 ==  =========================================  =============================================
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -653,3 +657,74 @@ def test_a_damaged_plan_is_made_again_and_the_study_goes_on(folder, tmp_path, ca
     assert trials_lost(before, after) == []
     assert [t.state for t in after] == [COMPLETE] * 4 and len(result.leaderboard) == 4
     assert (run / "plan.json").read_text() == plan
+
+
+# F13
+KILL_WHILE_RECORDING = textwrap.dedent(
+    """
+    import json, os, signal, sys, autotransfer
+    from autotransfer import plugins
+
+    class Killer:
+        name = "killer"
+        def fit_start(self, run): pass
+        def trial_start(self, run, trial): pass
+        def epoch_end(self, run, trial, epoch, metrics): pass
+        def fit_end(self, run, result): pass
+        def trial_end(self, run, record):
+            if record.strategy == "partial_freeze" and record.state == "complete":
+                with open(sys.argv[3], "w") as f:
+                    json.dump({"number": record.number, "value": record.val_accuracy}, f)
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    class Plugin:
+        @autotransfer.hookimpl
+        def autotransfer_register_trackers(self):
+            return [Killer()]
+
+    plugins.register_plugin(Plugin(), name="killer_plugin")
+    trackers = ("killer", "mlflow") if sys.argv[4] == "before" else ("mlflow", "killer")
+    autotransfer.fit(sys.argv[1], run_dir=sys.argv[2], n_trials=20, pruner="none",
+                     strategies=("feature_extraction", "partial_freeze"), trackers=trackers,
+                     backbones=("random:test_resnet", "random:test_efficientnet"),
+                     resolution=32, time_budget=None, trial_time_limit="60s", progress=False)
+    """
+)
+
+
+@pytest.mark.parametrize("mlflow_run", ["before", "after"])
+def test_a_trial_killed_while_being_recorded_is_kept_complete(folder, tmp_path, mlflow_run):
+    run, killed = tmp_path / "run", tmp_path / "killed.json"
+    script = tmp_path / "fit.py"
+    script.write_text(KILL_WHILE_RECORDING)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(folder), str(run), str(killed), mlflow_run],
+        env=os.environ, capture_output=True, text=True, timeout=CHILD_WAIT,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    victim = json.loads(killed.read_text())
+    n = victim["number"]
+    before = _study(run).get_trials()
+    assert before[n].state == RUNNING  # Optuna was not told
+    status = "RUNNING" if mlflow_run == "before" else "FINISHED"
+    assert [r.info.status for r in _mlflow_children(run)[n]] == [status]
+
+    result = autotransfer.fit(folder, run_dir=str(run), n_trials=len(before) + 1,
+                              strategies=("feature_extraction", "partial_freeze"),
+                              trial_time_limit="20s", **TINY)
+    after = {t.number: t for t in _study(run).get_trials()}
+    assert trials_lost(before, after.values()) == []
+    assert after[n].state == COMPLETE and after[n].value == victim["value"]
+    assert "error" not in after[n].user_attrs
+    runs = _mlflow_children(run)[n]
+    assert [r.info.status for r in runs] == ["FINISHED"]
+    assert runs[0].data.tags["autotransfer.state"] == "complete"
+    assert runs[0].data.metrics["val_accuracy"] == victim["value"]
+    # its epochs were logged once, by the process that trained it
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{run / 'mlflow.db'}")
+    steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "train_loss")]
+    assert steps and len(steps) == len(set(steps))
+    if result.best.number == n:
+        assert autotransfer.load(checkpoint_dir(run, n)).classes == result.classes
