@@ -125,6 +125,9 @@ def main(argv=None) -> int:
                    help="comma-separated (default: every variant with complete ground truth)")
     p.add_argument("--fractions", default=",".join(map(str, FRACTIONS)))
     p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--rank-share", type=float, default=None,
+                   help="run only fit, with this rank_share, into the ranking-share table "
+                        "(default: the engine's, into the main table)")
     p.add_argument("--render", action="store_true", help="only rewrite the tables and plot")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -148,6 +151,18 @@ def main(argv=None) -> int:
                          candidates=candidates)
             for frac in map(float, args.fractions.split(",")):
                 key = f"{frac:g}"
+                if args.rank_share is not None:
+                    share = entry.setdefault("rank_share", {}).setdefault(
+                        f"{args.rank_share:g}", {})
+                    if key not in share:
+                        share[key] = {**_fit(ds, work, frac * cost, protocol,
+                                             None if args.device == "cpu" else args.device,
+                                             backbones=tuple(c for c in candidates
+                                                             if c != CONTROL),
+                                             strategies=BUILTIN, rank_share=args.rank_share),
+                                      "commit": machine_info()["commit"]}
+                        out.with_suffix(".json").write_text(json.dumps(data, indent=1))
+                    continue
                 have = entry["runs"].get(key, {})
                 todo = tuple(m for m in args.methods.split(",") if m not in have)
                 if not todo:
@@ -237,12 +252,43 @@ def write(data: dict, out: Path, device: str) -> None:
         "",
         markdown_table(rows, list(rows[0])),
         "",
+        *_rank_share_section(data),
         "Machine: " + ", ".join(f"{k} {v}" for k, v in (data.get("machine") or {}).items()),
         "",
         f"Reproduce: `python benchmarks/budget_efficiency.py --device {device}`",
     ]
     out.with_suffix(".md").write_text("\n".join(md) + "\n")
     plot(data, out.with_suffix(".png"))
+
+
+def _rank_share_section(data: dict) -> list[str]:
+    """fit at one budget with the ranking limited to several shares of it (``rank_share``;
+    1 = no limit): what scoring fewer candidates costs, and whether the budget holds."""
+    rows = []
+    for variant, e in sorted(data["variants"].items()):
+        for share, runs in sorted(e.get("rank_share", {}).items(), key=lambda kv: -float(kv[0])):
+            for key, r in sorted(runs.items(), key=lambda kv: float(kv[0])):
+                rows.append({
+                    "variant": variant, "budget": f"{float(key):.0%}",
+                    "budget s": round(float(key) * e["exhaustive_seconds"]),
+                    "rank_share": share, "val acc": r["val"],
+                    "of exhaustive best": round(r["val"] / e["exhaustive_best"], 3),
+                    "pick": r["pick"], "trials": r["trials"], "seconds": r["seconds"],
+                    "commit": r.get("commit", ""),
+                })
+    if not rows:
+        return []
+    return [
+        "## How much of the budget the ranking may take",
+        "",
+        "`fit` with `rank_share` (the most of the time budget the ranking may spend; 1: no "
+        "limit, the engine before 95c0585). Candidates are scored cached first, then by "
+        "ImageNet top-1; those not reached in time are left out of the shortlist. "
+        "Reproduce a row: `--rank-share S --fractions F`.",
+        "",
+        markdown_table(rows, list(rows[0])),
+        "",
+    ]
 
 
 def plot(data: dict, path: Path) -> None:
