@@ -13,6 +13,8 @@ from autotransfer.strategies.base import SearchContext, TrainContext, TrainOutco
 from autotransfer.strategies.models import new_classifier, preprocessing, set_linear_head
 from autotransfer.strategies.probe import fit_linear_head
 
+DEFAULT_C = 0.1  # inverse L2 strength of the head when no C is searched
+
 
 class FeatureExtraction:
     name = "feature_extraction"
@@ -23,7 +25,11 @@ class FeatureExtraction:
         return {"C": space.suggest_float("C", 1e-3, 1e2, log=True)}
 
     def defaults(self, *, search: SearchContext) -> dict[str, Any]:
-        return {"C": 1.0}
+        # Of C in (0.1, 1, 10), 0.1 gave the best linear probe (ties included) in 45 of
+        # 72 ground-truth cells (C = 1: 42), and the best probe over the backbones on 8 of
+        # 12 datasets (C = 1: 4), aerial scenes and textures among them; mean loss against
+        # the best C 0.005 (C = 1: 0.006). benchmarks/results/ground_truth_cpu.md
+        return {"C": DEFAULT_C}
 
     def train(self, ctx: TrainContext) -> TrainOutcome:
         tr, va = ctx.features("train"), ctx.features("val")
@@ -34,7 +40,7 @@ class FeatureExtraction:
             (tr.features - mu) / sd,
             tr.labels,
             k,
-            C=float(ctx.params.get("C", 1.0)),
+            C=float(ctx.params.get("C", DEFAULT_C)),
             class_weights=ctx.class_weights,
         )
         proba_acc = float((((va.features - mu) / sd @ w.T + b).argmax(1) == va.labels).mean())
