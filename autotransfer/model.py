@@ -134,7 +134,8 @@ class Classifier:
         """Class probabilities, float32 of shape (N, len(classes)), columns in ``classes`` order.
 
         Paths are read with :func:`autotransfer.data.images.load_image` (EXIF rotation
-        applied, any mode made RGB); PIL images are converted to RGB as they are (apply
+        applied, any mode made RGB; a JPEG much larger than the model's input decoded at a
+        reduced scale, exactly as for training); PIL images are converted to RGB as they are (apply
         ``PIL.ImageOps.exif_transpose`` yourself if they come straight from a camera file);
         arrays are HWC (or HW) uint8, or float in [0, 1]; tensors are CHW or NCHW, uint8 or
         float in [0, 1] (not already normalised). Device ``None``: CUDA when present (bf16
@@ -143,7 +144,7 @@ class Classifier:
         >>> clf.predict_proba(torch.rand(4, 3, 64, 64)).sum(axis=1)   # doctest: +SKIP
         array([1., 1., 1., 1.], dtype=float32)
         """
-        from autotransfer.backbones.features import default_batch_size, resolve_device
+        from autotransfer.backbones.features import default_batch_size, resize_side, resolve_device
 
         items = flatten_inputs(inputs)
         dev = resolve_device(device)
@@ -157,11 +158,17 @@ class Classifier:
         if cuda:
             module = module.to(memory_format=torch.channels_last)
         transform = self._eval_transform()
+        # files are decoded as training decoded them (large JPEGs at a reduced scale)
+        draft = resize_side(self.preprocessing.timm_config())
         out = []
         workers = max(1, min(4, os.cpu_count() or 1, size))
         with ThreadPoolExecutor(workers) as pool:
             for start in range(0, len(items), size):
-                batch = list(pool.map(lambda x: transform(to_pil(x)), items[start : start + size]))
+                batch = list(
+                    pool.map(
+                        lambda x: transform(to_pil(x, draft=draft)), items[start : start + size]
+                    )
+                )
                 x = torch.stack(batch).to(dev, non_blocking=True)
                 if cuda:
                     x = x.contiguous(memory_format=torch.channels_last)

@@ -34,12 +34,17 @@ def flatten_inputs(inputs: Any) -> list[Any]:
     return out
 
 
-def to_pil(item: Any) -> Image.Image:
-    """An 8-bit RGB PIL image from a path, PIL image, HWC array or CHW tensor."""
+def to_pil(item: Any, *, draft: int | None = None) -> Image.Image:
+    """An 8-bit RGB PIL image from a path, PIL image, HWC array or CHW tensor.
+
+    ``draft``: for a path, the side the image will be resized to; a large JPEG is then
+    decoded at a reduced scale, as :func:`~autotransfer.data.images.load_image` does for
+    training and feature extraction, so that a file gets the pixels its model learnt from.
+    """
     from autotransfer.data.images import load_image, to_rgb
 
     if isinstance(item, (str, os.PathLike)):
-        return load_image(item)
+        return load_image(item, draft=draft)
     if isinstance(item, Image.Image):
         return to_rgb(item)
     if isinstance(item, torch.Tensor):

@@ -138,6 +138,30 @@ def test_every_input_kind_gives_the_same_probabilities(clf, paths):
     assert clf.predict(paths) == [CLASSES[i] for i in expected.argmax(axis=1)]
 
 
+def test_a_large_jpeg_file_is_decoded_as_for_training(clf, tmp_path):
+    """The feature pass and fine-tuning decode a JPEG much larger than the model's input at
+    a reduced DCT scale; a prediction from the file must see those pixels, not a full
+    decode (the two gave trial scores 2 validation images apart on real photographs)."""
+    from PIL import Image
+
+    from autotransfer.backbones.features import resize_side
+
+    rng = np.random.default_rng(0)
+    coarse = rng.integers(0, 256, size=(60, 80, 3), dtype=np.uint8)
+    big = Image.fromarray(coarse).resize((640, 480), Image.Resampling.BICUBIC)
+    noisy = np.clip(np.asarray(big, np.int16) + rng.integers(-40, 40, (480, 640, 3)), 0, 255)
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(noisy.astype(np.uint8)).save(path, quality=90)
+
+    as_trained = load_image(path, draft=resize_side(PREP.timm_config()))
+    assert as_trained.size[0] < 640  # decoded at a reduced scale
+    expected = clf.predict_proba(as_trained)  # a PIL image: used as it is
+    full = clf.predict_proba(load_image(path))
+    assert not np.allclose(full, expected, atol=1e-4)  # the decodes differ visibly
+    np.testing.assert_allclose(clf.predict_proba(path), expected, atol=1e-6)
+    np.testing.assert_allclose(clf.predict_proba([str(path)]), expected, atol=1e-6)
+
+
 def test_a_single_item_gives_a_list_of_one(clf, paths):
     labels = clf.predict(paths[0])
     assert isinstance(labels, list) and len(labels) == 1 and labels[0] in CLASSES
