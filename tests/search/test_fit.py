@@ -9,6 +9,7 @@ import pytest
 
 import autotransfer
 from autotransfer.search.study import open_study
+from autotransfer.strategies.feature_extraction import DEFAULT_C
 
 from .conftest import TINY
 
@@ -59,7 +60,7 @@ def test_fit_again_resumes_without_rerunning_finished_trials(folder, tmp_path):
     assert len(trials) == 5
     assert {t.number: t.params for t in trials[:3]} == before
     # the enqueued priors were not enqueued (and run) a second time
-    priors = [t for t in trials if t.params.get("feature_extraction.C") == 1.0]
+    priors = [t for t in trials if t.params.get("feature_extraction.C") == DEFAULT_C]
     assert len(priors) == 2
     assert len(result.leaderboard) == 5
 
