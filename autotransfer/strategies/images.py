@@ -1,9 +1,10 @@
 """Decoded training images, kept in memory as uint8 squares and augmented on the fly.
 
-Every image is decoded once per fit (not once per epoch): its shorter side is resized
-to ``side`` and the centre square kept, the same geometry as timm's evaluation
-transform (resize to ``resolution / crop_pct``, centre crop). Training crops and flips
-these squares in the training process, on the training device.
+Every image is decoded once per fit (not once per epoch), as timm's evaluation transform
+does it, with torchvision's own resize and crop: the shorter side resized to ``side``
+(``resolution / crop_pct``) with the weights' interpolation, then the centre square
+kept (training crops and flips it, on the training device) or, for validation, the
+centre ``resolution`` crop: the very pixels :meth:`Classifier.predict` gives the model.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 
 from autotransfer.data.images import load_image
 from autotransfer.data.types import ImageDataset, ImageRecord
@@ -25,15 +25,18 @@ AUGMENTATIONS = ("crop_flip", "crop", "none")
 MIN_AREA = 0.6  # smallest random crop, as a share of the image area
 
 
-def square(path: str, side: int) -> np.ndarray:
-    """One image as a (3, side, side) uint8 array: shorter side resized, centre square."""
+def square(
+    path: str, side: int, *, interpolation: str = "bicubic", crop: int | None = None
+) -> np.ndarray:
+    """One image as a (3, crop, crop) uint8 array (``crop`` default ``side``): shorter side
+    resized to ``side``, centre crop; the geometry and interpolation of timm's
+    evaluation transform, by the same torchvision functions."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as F
+
     img = load_image(path, draft=side)
-    w, h = img.size
-    scale = side / min(w, h)
-    nw, nh = max(side, round(w * scale)), max(side, round(h * scale))
-    img = img.resize((nw, nh), Image.Resampling.BICUBIC)
-    left, top = (nw - side) // 2, (nh - side) // 2
-    img = img.crop((left, top, left + side, top + side))
+    img = F.resize(img, side, interpolation=InterpolationMode(interpolation))
+    img = F.center_crop(img, crop or side)
     return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
 
 
@@ -56,24 +59,40 @@ class ImageCache:
         self.progress = progress
         self._store: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def split(self, name: str, *, side: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(images uint8 (N, 3, side, side), labels int64 (N,)) of one split."""
-        key = (name, int(side))
+    def split(
+        self,
+        name: str,
+        *,
+        side: int,
+        interpolation: str = "bicubic",
+        crop: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images uint8 (N, 3, c, c), labels int64 (N,)) of one split, ``c`` = ``crop``
+        or ``side`` (see :func:`square`)."""
+        key = (name, int(side), interpolation, crop)
         if key not in self._store:
-            self._store[key] = self._decode(self.dataset.split(name), int(side), name)
+            records = self.dataset.split(name)
+            self._store[key] = self._decode(records, int(side), interpolation, crop, name)
         return self._store[key]
 
     def _decode(
-        self, records: Sequence[ImageRecord], side: int, name: str
+        self,
+        records: Sequence[ImageRecord],
+        side: int,
+        interpolation: str,
+        crop: int | None,
+        name: str,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        out = torch.empty((len(records), 3, side, side), dtype=torch.uint8)
+        c = int(crop or side)
+        out = torch.empty((len(records), 3, c, c), dtype=torch.uint8)
         for i, rec in enumerate(records):
-            out[i] = torch.from_numpy(square(rec.path, side))
+            out[i] = torch.from_numpy(square(rec.path, side, interpolation=interpolation, crop=c))
             if self.progress is not None:
                 self.progress(f"decoding {name}", i + 1, len(records))
         labels = torch.tensor([r.label for r in records], dtype=torch.int64)
-        log.debug("decoded %d %s images at %d px (%.0f MB)", len(records), name, side,
-                  out.numel() / 2**20)
+        log.debug(
+            "decoded %d %s images at %d px (%.0f MB)", len(records), name, side, out.numel() / 2**20
+        )
         return out, labels
 
 
@@ -105,8 +124,13 @@ def augment_batch(
     ch = torch.sqrt(area / ratio).round().clamp(1, h)
     top, left = ((h - ch) * r[:, 2]).floor(), ((w - cw) * r[:, 3]).floor()
     boxes = torch.stack([torch.arange(n, dtype=torch.float64), left, top, left + cw, top + ch], 1)
-    out = roi_align(x.float(), boxes.to(x.device, torch.float32), output_size=resolution,
-                    sampling_ratio=2, aligned=True)
+    out = roi_align(
+        x.float(),
+        boxes.to(x.device, torch.float32),
+        output_size=resolution,
+        sampling_ratio=2,
+        aligned=True,
+    )
     if mode == "crop_flip":
         flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
         out = torch.where(flip.view(-1, 1, 1, 1), out.flip(-1), out)

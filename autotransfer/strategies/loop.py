@@ -105,8 +105,10 @@ def _train_once(
     dev, cuda = ctx.device, ctx.device.type == "cuda"
     res = int(prep["resolution"])
     side = int(math.floor(res / prep["crop_pct"]))
-    x_tr, y_tr = ctx.images.split("train", side=side)
-    x_va, y_va = ctx.images.split("val", side=side)
+    interp = str(prep.get("interpolation", "bicubic"))
+    x_tr, y_tr = ctx.images.split("train", side=side, interpolation=interp)
+    # validation sees exactly what predict gives the trained model
+    x_va, y_va = ctx.images.split("val", side=side, interpolation=interp, crop=res)
     gen = torch.Generator().manual_seed(ctx.seed)
     model = t.model.to(dev)
     if cuda:
@@ -153,8 +155,11 @@ def _train_once(
                 g["lr"] = lr * f
             with torch.autocast("cuda", torch.bfloat16, enabled=cuda):
                 if schedule.mixup_alpha > 0:
-                    lam = float(np.random.default_rng(ctx.seed + step).beta(
-                        schedule.mixup_alpha, schedule.mixup_alpha))
+                    lam = float(
+                        np.random.default_rng(ctx.seed + step).beta(
+                            schedule.mixup_alpha, schedule.mixup_alpha
+                        )
+                    )
                     j = torch.randperm(len(y), generator=gen).to(dev)
                     out = model(lam * x + (1 - lam) * x[j])
                     loss = lam * loss_fn(out, y) + (1 - lam) * loss_fn(out, y[j])
@@ -177,8 +182,9 @@ def _train_once(
             break
         val = _evaluate(model, x_va, y_va, prep, res, dev, batch)
         if not math.isfinite(val["val_loss"]):
-            diverged = _diverged("validation", val["val_loss"], step, epoch, base_lrs,
-                                 bool(t.frozen))
+            diverged = _diverged(
+                "validation", val["val_loss"], step, epoch, base_lrs, bool(t.frozen)
+            )
             break
         metrics = {"train_loss": train_loss, **val, "lr": base_lrs[-1] * f}
         history.append(metrics)
@@ -219,8 +225,9 @@ def _train_once(
     )
 
 
-def _diverged(what: str, value: float, step: int, epoch: int, lrs: list[float],
-              frozen_bn: bool) -> str:
+def _diverged(
+    what: str, value: float, step: int, epoch: int, lrs: list[float], frozen_bn: bool
+) -> str:
     """The message of a loss gone NaN or infinite: where, at what rate, what to change."""
     rates = ", ".join(f"{lr:g}" for lr in sorted(set(lrs)))
     hint = "Lower the learning rate"
