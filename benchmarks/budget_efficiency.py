@@ -70,6 +70,7 @@ def _fit(ds, work: Path, budget: float, protocol: dict, device: str | None, **op
     seconds = time.perf_counter() - start
     test = (r.test_metrics or {}).get("accuracy")
     return {
+        "rank_share": options.get("rank_share", autotransfer.FitSettings().rank_share),
         "val": round(float(r.val_metrics["accuracy"]), 4),
         "test": None if test is None else round(float(test), 4),
         "pick": f"{r.best.strategy} / {short(r.best.backbone)}",
@@ -266,7 +267,12 @@ def _rank_share_section(data: dict) -> list[str]:
     1 = no limit): what scoring fewer candidates costs, and whether the budget holds."""
     rows = []
     for variant, e in sorted(data["variants"].items()):
-        for share, runs in sorted(e.get("rank_share", {}).items(), key=lambda kv: -float(kv[0])):
+        shares = {k: dict(v) for k, v in e.get("rank_share", {}).items()}
+        for key, runs in e["runs"].items():  # the default's own rows, beside the others
+            fit = runs.get("fit", {})
+            if "rank_share" in fit and any(key in v for v in shares.values()):
+                shares.setdefault(f"{fit['rank_share']:g}", {}).setdefault(key, fit)
+        for share, runs in sorted(shares.items(), key=lambda kv: -float(kv[0])):
             for key, r in sorted(runs.items(), key=lambda kv: float(kv[0])):
                 rows.append({
                     "variant": variant, "budget": f"{float(key):.0%}",
@@ -281,10 +287,10 @@ def _rank_share_section(data: dict) -> list[str]:
     return [
         "## How much of the budget the ranking may take",
         "",
-        "`fit` with `rank_share` (the most of the time budget the ranking may spend; 1: no "
-        "limit, the engine before 95c0585). Candidates are scored cached first, then by "
-        "ImageNet top-1; those not reached in time are left out of the shortlist. "
-        "Reproduce a row: `--rank-share S --fractions F`.",
+        "`fit` with `rank_share`, the most of the time budget the ranking may spend (1: no "
+        "limit); the engine default's rows are those of the table above. Candidates are "
+        "scored cached first, then by ImageNet top-1; those not reached in time are left out "
+        "of the shortlist. Reproduce a row: `--rank-share S --fractions F`.",
         "",
         markdown_table(rows, list(rows[0])),
         "",
