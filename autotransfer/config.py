@@ -118,7 +118,7 @@ class FitSettings:
     strategies: tuple[str, ...] | None = None  # None: every registered strategy
     backbones: tuple[str, ...] | None = None  # None: every candidate available offline
     top_k: int = 3  # backbones kept from the ranking for the study
-    rank_share: float = 0.5  # the most of time_budget the ranking may take (1.0: no limit)
+    rank_share: float = 0.75  # the most of time_budget the ranking may take (1.0: no limit)
     cuts: tuple[int, ...] = ()  # also rank each candidate cut after these stages
     resolution: int | None = None
     batch_size: int | None = None  # None: 32 on CPU, 128 on CUDA; halved on out-of-memory

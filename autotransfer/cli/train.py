@@ -179,8 +179,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--rank-share",
         type=float,
-        default=0.5,
-        help="the most of the time budget the ranking may take (default 0.5; 1: no limit)",
+        default=0.75,
+        help="the most of the time budget the ranking may take (default 0.75; 1: no limit)",
     )
     p.add_argument("--cuts", type=_cuts, default=(), help=CUTS_HELP)
     p.add_argument("--resolution", type=int, default=None, help="default: by device and data")
