@@ -196,8 +196,8 @@ def rank(
     candidates of their own (``package:efficientnet_lite0@3``).
 
     With ``time_limit`` (seconds), candidates are scored cached ones first, then by
-    published ImageNet top-1, and one whose forward pass is not expected to end within
-    the limit (by the mean cost of those computed so far) is left out of the ranking and
+    published ImageNet top-1, and one not expected to be extracted and scored within the
+    limit (by the mean cost of those computed so far) is left out of the ranking and
     listed in its ``skipped``; at least one candidate is always scored.
 
     >>> r = autotransfer.rank("data/", top_k=2)   # doctest: +SKIP
@@ -237,7 +237,7 @@ def rank(
         settings.backbones, include_controls=settings.include_controls, cuts=settings.cuts
     )
     if time_limit is not None:
-        specs = _cheapest_then_likeliest(ds, specs, ex)
+        specs = _cached_then_likeliest(ds, specs, ex)
     features, scores, timings, skipped = {}, {}, {}, {}
     costs: list[float] = []  # seconds of each candidate computed here (not cached)
     for i, spec in enumerate(specs, 1):
@@ -301,7 +301,7 @@ def rank(
     )
 
 
-def _cheapest_then_likeliest(
+def _cached_then_likeliest(
     ds: ImageDataset, specs: Sequence[BackboneSpec], ex: ExtractionSettings
 ) -> list[BackboneSpec]:
     """Cached candidates first (they cost nothing), then by published ImageNet top-1."""

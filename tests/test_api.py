@@ -108,7 +108,7 @@ def test_rank_with_time_enough_scores_every_candidate(image_folder, tiny_backbon
 
 
 def test_uncached_candidates_are_scored_in_order_of_published_imagenet_accuracy(image_folder):
-    from autotransfer.api import _cheapest_then_likeliest
+    from autotransfer.api import _cached_then_likeliest
     from autotransfer.backbones.spec import BackboneSpec, WeightsRef
 
     def spec(name, top1):
@@ -118,7 +118,7 @@ def test_uncached_candidates_are_scored_in_order_of_published_imagenet_accuracy(
 
     specs = [spec("a", None), spec("b", 70.0), spec("c", 80.0), spec("d", 70.0)]
     ds = autotransfer.open_folder(image_folder)
-    order = _cheapest_then_likeliest(ds, specs, EX)
+    order = _cached_then_likeliest(ds, specs, EX)
     assert [s.id for s in order] == ["random:c", "random:b", "random:d", "random:a"]
 
 
