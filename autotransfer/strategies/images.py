@@ -57,7 +57,8 @@ class ImageCache:
     ) -> None:
         self.dataset = dataset
         self.progress = progress
-        self._store: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        # (split, side, interpolation, crop) -> (images, labels)
+        self._store: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def split(
         self,
