@@ -22,6 +22,10 @@ fraction: 1.0 is the best the grid found), its test accuracy, and the budget at 
 `fit` first reaches 99 % of the exhaustive best. Results: ``budget_efficiency_<device>``.
 
     python benchmarks/budget_efficiency.py --variants hymenoptera/vtab1k [--fractions 0.05,0.1]
+
+``--rank-share S`` runs only ``fit``, with the ranking limited to that share of the
+budget, into a table of its own (what scoring fewer candidates costs, and whether the
+budget holds).
 """
 
 from __future__ import annotations
