@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from autotransfer.backbones.features import resize_side
 from autotransfer.errors import TrainingDiverged
+from autotransfer.preprocessing import Preprocessing
 from autotransfer.strategies.base import TrainContext, TrainOutcome
 from autotransfer.strategies.images import augment_batch, center_crop, normalize
 
@@ -103,11 +105,11 @@ def _train_once(
     ctx: TrainContext, t: Trainable, schedule: Schedule, prep: dict, batch: int
 ) -> TrainOutcome:
     dev, cuda = ctx.device, ctx.device.type == "cuda"
-    res = int(prep["resolution"])
-    side = int(math.floor(res / prep["crop_pct"]))
-    interp = str(prep.get("interpolation", "bicubic"))
+    # the model's own preprocessing gives the resize side and interpolation, as predict
+    # takes them: validation sees exactly what predict gives the trained model
+    pp = Preprocessing.from_dict(prep)
+    res, side, interp = pp.resolution, resize_side(pp.timm_config()), pp.interpolation
     x_tr, y_tr = ctx.images.split("train", side=side, interpolation=interp)
-    # validation sees exactly what predict gives the trained model
     x_va, y_va = ctx.images.split("val", side=side, interpolation=interp, crop=res)
     gen = torch.Generator().manual_seed(ctx.seed)
     model = t.model.to(dev)
