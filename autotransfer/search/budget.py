@@ -57,3 +57,19 @@ class Budget:
     def left(self) -> float | None:
         """Seconds left (never negative), or None without a limit."""
         return None if self.seconds is None else max(0.0, self.deadline - time.monotonic())
+
+
+# Beyond scoring: loading the best checkpoint, saving the model and logging it.
+CLOSING_SECONDS = 2.0
+
+
+def closing_reserve(seconds_per_image: float, val_images: int, test_images: int) -> float:
+    """Seconds a fit keeps back from training for the work that follows it, so that it
+    ends within its budget: the last trial's validation scoring (its training loop's last
+    epoch and the final model's own pass), then once the best model's test scoring, plus
+    :data:`CLOSING_SECONDS`.
+
+    >>> closing_reserve(0.01, val_images=100, test_images=200)
+    6.0
+    """
+    return seconds_per_image * (2 * val_images + test_images) + CLOSING_SECONDS

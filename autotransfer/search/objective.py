@@ -23,7 +23,7 @@ import torch
 from autotransfer import plugins
 from autotransfer.backbones.spec import BackboneSpec
 from autotransfer.data.types import ImageDataset
-from autotransfer.search.budget import Budget
+from autotransfer.search.budget import Budget, closing_reserve
 from autotransfer.search.checkpoints import checkpoint_dir
 from autotransfer.search.selection import worth_keeping
 from autotransfer.search.study import FINISHED_VALUE, record_of, worker_id
@@ -91,6 +91,8 @@ class SearchRun:
     images: ImageCache
     feature_settings: Any  # ExtractionSettings for the frozen features
     _features: dict[tuple[str, str], Any] = field(default_factory=dict)
+    # seconds per image of scoring each backbone's models, measured in this process
+    scoring_rates: dict[str, float] = field(default_factory=dict)
 
     def features(self, backbone: str, split: str) -> Any:
         from autotransfer.api import extract_all
@@ -109,6 +111,26 @@ class SearchRun:
     @property
     def run_dir(self) -> Path:
         return self.run.run_dir
+
+    def closing_reserve(self) -> float:
+        """Seconds kept back from training for the scoring and saving that follow it
+        (:func:`~autotransfer.search.budget.closing_reserve`), at the slowest rate of the
+        shortlist: scoring measured here, else the ranking's forward pass."""
+        rates = {}
+        if self.run.ranking is not None:
+            rates = {
+                r.backbone: r.extract_seconds / r.images
+                for r in self.run.ranking.rows
+                if r.images and r.backbone in self.specs
+            }
+        rates.update(self.scoring_rates)
+        rate = max(rates.values(), default=0.0)
+        return closing_reserve(rate, len(self.dataset.val), len(self.dataset.test))
+
+    def training_left(self) -> float | None:
+        """Seconds of the budget left for training (None: no limit); may be negative."""
+        left = self.budget.left()
+        return None if left is None else left - self.closing_reserve()
 
 
 def plugin_error(strategy: str, hook: str, exc: BaseException) -> str:
@@ -159,7 +181,10 @@ def objective(sr: SearchRun, trial: optuna.Trial) -> float:
     try:
         model, outcome = train_model(sr, backbone, name, dict(params), trial.number, report)
         stage = "evaluate"
+        scored = time.monotonic()
         metrics = model.evaluate(sr.dataset, split="val", device=str(sr.device))
+        if sr.dataset.val:
+            sr.scoring_rates[backbone] = (time.monotonic() - scored) / len(sr.dataset.val)
     except optuna.TrialPruned:
         _finish(sr, trial, info, "pruned", start, history)
         raise
@@ -200,14 +225,16 @@ def train_model(
 ) -> tuple[Any, Any]:
     """Train trial ``number``'s configuration: the classifier and the strategy's outcome.
 
-    The deadline is the budget's, or the trial time limit from now when sooner (or
-    ``deadline`` when given); the seed is the fit's plus the trial number, so the same
-    trial trains the same way again.
+    The deadline is the budget's, less the time the scoring and saving after training
+    take (:meth:`SearchRun.closing_reserve`), or the trial time limit from now when
+    sooner (or ``deadline`` when given); the seed is the fit's plus the trial number, so
+    the same trial trains the same way again.
     """
     from autotransfer.model import Classifier, Preprocessing
 
     if deadline is None:
-        deadline = sr.budget.deadline
+        left = sr.training_left()
+        deadline = None if left is None else time.monotonic() + left
         if sr.trial_limit is not None:
             own = time.monotonic() + sr.trial_limit
             deadline = own if deadline is None else min(deadline, own)

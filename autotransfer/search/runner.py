@@ -29,7 +29,7 @@ from autotransfer.tracking.base import RunContext
 
 log = logging.getLogger(__name__)
 
-MIN_TRIAL_SECONDS = 5.0  # no trial starts with less than this left in the budget
+MIN_TRIAL_SECONDS = 5.0  # no trial starts with less than this left to train in the budget
 FINISHED = (
     optuna.trial.TrialState.COMPLETE,
     optuna.trial.TrialState.PRUNED,
@@ -239,11 +239,17 @@ def run_trials(
                 "" if left is None else f"; {math.ceil(left)} s left",
             )
 
+        def stop_when_spent(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            left = sr.training_left()
+            if left is not None and left < MIN_TRIAL_SECONDS:
+                study.stop()
+
         done = len(study.get_trials(deepcopy=False, states=FINISHED))
         update(done, **_bar_postfix(_best_value(study), sr.budget.left()))
-        callbacks.append(show)
+        callbacks += [show, stop_when_spent]
         left = sr.budget.left()
-        if left is not None and left < MIN_TRIAL_SECONDS and _best_value(study) is not None:
+        training = sr.training_left()
+        if training is not None and training < MIN_TRIAL_SECONDS and _best_value(study) is not None:
             log.info("The time budget is spent; no trial started.")
             return
         try:

@@ -1,0 +1,119 @@
+"""The time budget keeps back what follows training (scoring and saving), so that a fit
+ends within it: the reserve, the training deadline, and the search stopping for it."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+import autotransfer
+from autotransfer.config import FitSettings
+from autotransfer.search import runner
+from autotransfer.search.budget import CLOSING_SECONDS, Budget
+from autotransfer.search.objective import train_model
+from autotransfer.strategies.feature_extraction import FeatureExtraction
+from autotransfer.transferability.ranking import Ranking, RankingRow
+
+BACKBONE = "random:test_resnet"
+OTHER = "random:test_efficientnet"
+
+
+def _settings(**options) -> FitSettings:
+    return FitSettings(**{
+        "backbones": (BACKBONE,), "strategies": ("feature_extraction",), "resolution": 32,
+        "trackers": (), "time_budget": 600, **options,
+    })
+
+
+def _ranking(seconds_per_image: dict[str, float]) -> Ranking:
+    rows = tuple(
+        RankingRow(backbone=b, scores={}, aggregate=0.0, rank=i + 1, images=30,
+                   extract_seconds=30 * rate)
+        for i, (b, rate) in enumerate(seconds_per_image.items())
+    )
+    return Ranking(rows=rows, estimators=(), aggregate_estimators=(), top_k=1)
+
+
+def _search_run(folder, tmp_path, *, ranking=None, settings=None, budget=None,
+                shortlist=(BACKBONE,)):
+    s = settings or _settings()
+    ds = autotransfer.open_folder(folder)
+    plan = runner.make_plan(ds, s, None, list(shortlist))
+    (tmp_path / "run").mkdir(parents=True)
+    study, sr = runner.prepare(tmp_path / "run", ds, s, plan, ranking=ranking,
+                               budget=budget or Budget.start(s.time_budget_seconds))
+    return study, sr
+
+
+def test_the_reserve_is_the_scoring_of_val_twice_and_test_once_at_the_slowest_rate(
+        folder, tmp_path):
+    # the ranking's forward pass estimates the rate; a backbone off the shortlist is not
+    # counted; a rate measured in the search replaces the estimate
+    _, sr = _search_run(folder, tmp_path,
+                        ranking=_ranking({BACKBONE: 0.1, "random:test_vit": 5.0}))
+    val, test = len(sr.dataset.val), len(sr.dataset.test)
+    assert val > 0
+    assert sr.closing_reserve() == pytest.approx(0.1 * (2 * val + test) + CLOSING_SECONDS)
+    sr.scoring_rates[BACKBONE] = 0.5
+    assert sr.closing_reserve() == pytest.approx(0.5 * (2 * val + test) + CLOSING_SECONDS)
+
+
+def test_without_a_rate_known_only_the_fixed_part_is_kept(folder, tmp_path):
+    _, sr = _search_run(folder, tmp_path)
+    assert sr.closing_reserve() == CLOSING_SECONDS
+    _, unlimited = _search_run(folder, tmp_path / "b", settings=_settings(time_budget=None,
+                                                                           n_trials=1))
+    assert unlimited.training_left() is None
+
+
+class _SeesDeadline(FeatureExtraction):
+    """The built-in frozen-feature strategy, noting the deadline it is given."""
+
+    seen: list = []
+
+    def train(self, ctx):
+        self.seen.append(ctx.deadline)
+        return super().train(ctx)
+
+
+def test_training_ends_the_reserve_before_the_budget(folder, tmp_path):
+    # (a trial time limit beyond the budget, so that the budget sets the deadline)
+    _, sr = _search_run(folder, tmp_path, ranking=_ranking({BACKBONE: 0.2}),
+                        settings=_settings(trial_time_limit=3600))
+    sr.strategies["feature_extraction"] = _SeesDeadline()
+    _SeesDeadline.seen.clear()
+    train_model(sr, BACKBONE, "feature_extraction", {"C": 1.0}, 0, lambda e, m: None)
+    (deadline,) = _SeesDeadline.seen
+    assert deadline == pytest.approx(sr.budget.deadline - sr.closing_reserve(), abs=0.5)
+    assert sr.budget.deadline - deadline > CLOSING_SECONDS
+
+
+def _enqueue(study, n: int) -> None:
+    for c in range(n):
+        study.enqueue_trial({"backbone": BACKBONE, "strategy": "feature_extraction",
+                             "feature_extraction.C": 10.0 ** (c - 1)})
+
+
+def test_the_search_stops_when_only_the_reserve_is_left(folder, tmp_path):
+    # the shortlist's other candidate is slow to score (by the ranking's forward pass):
+    # all the budget's time is kept back for it. The first trial runs (a fit needs a
+    # model), then no other starts, though the budget has time and trials left.
+    s = _settings(n_trials=4, time_budget=600)
+    ds = autotransfer.open_folder(folder)
+    images = 2 * len(ds.val) + len(ds.test)
+    study, sr = _search_run(folder, tmp_path, settings=s, shortlist=[BACKBONE, OTHER],
+                            ranking=_ranking({BACKBONE: 0.01, OTHER: 600.0 / images}))
+    _enqueue(study, 4)
+    runner.run_trials(study, sr, s, progress=False)
+    states = [t.state for t in study.get_trials()]
+    assert states == [optuna.trial.TrialState.COMPLETE] + [optuna.trial.TrialState.WAITING] * 3
+    assert 0 < sr.scoring_rates[BACKBONE]  # the trial measured its own scoring
+
+
+def test_with_time_to_train_the_search_runs_its_trials(folder, tmp_path):
+    s = _settings(n_trials=3, time_budget=600)
+    study, sr = _search_run(folder, tmp_path, settings=s, shortlist=[BACKBONE, OTHER],
+                            ranking=_ranking({BACKBONE: 0.01, OTHER: 0.01}))
+    _enqueue(study, 3)
+    runner.run_trials(study, sr, s, progress=False)
+    assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 3
