@@ -177,6 +177,7 @@ def rank(
     backbones: Sequence[str] | None = None,
     estimators: Sequence[str] | None = None,
     top_k: int = 3,
+    hedge: bool = True,
     aggregate: Sequence[str] | None = None,
     include_controls: bool = False,
     cuts: Sequence[int] = (),
@@ -191,7 +192,10 @@ def rank(
     One forward pass per backbone (cached) gives features of the training split; every
     estimator scores them; the aggregate is the mean normalised rank over the
     estimators in ``aggregate`` (default: those that read features). The result's
-    ``shortlist`` holds the best ``top_k`` backbone ids. ``cuts`` adds each candidate cut
+    ``shortlist`` holds the best ``top_k`` backbone ids and, with ``hedge``, when they
+    are all of one architecture family, the best whole network of another (the
+    estimators err alike within a family; see :mod:`autotransfer.backbones.families`).
+    ``cuts`` adds each candidate cut
     after those feature stages (``(2, 3)``; ``-2`` is the stage before the last) as
     candidates of their own (``package:efficientnet_lite0@3``).
 
@@ -217,6 +221,7 @@ def rank(
         estimators=tuple(estimators) if estimators else None,
         aggregate=tuple(aggregate) if aggregate else None,
         top_k=top_k,
+        hedge=hedge,
         include_controls=include_controls,
         cuts=cuts,
     )
@@ -298,6 +303,7 @@ def rank(
         dataset=ds.root,
         seconds=round(time.perf_counter() - start, 2),
         skipped=skipped,
+        hedge=settings.hedge,
     )
 
 
@@ -477,6 +483,7 @@ def _describe_and_rank(ds, s: FitSettings, run_dir, plan, budget, progress):
         ds,
         backbones=s.backbones,
         top_k=s.top_k,
+        hedge=s.hedge,
         cuts=s.cuts,
         seed=s.seed,
         time_limit=None if left is None or s.rank_share >= 1 else s.rank_share * left,

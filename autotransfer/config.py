@@ -63,6 +63,7 @@ class RankSettings:
     estimators: tuple[str, ...] | None = None  # None: every registered estimator
     aggregate: tuple[str, ...] | None = None  # None: the estimators that read features
     top_k: int = 3
+    hedge: bool = True  # also shortlist another architecture family's best (families.py)
     include_controls: bool = False  # add random-init control backbones to the default set
     cuts: tuple[int, ...] = ()  # also each candidate cut after these stages (-2: before last)
 
@@ -118,6 +119,7 @@ class FitSettings:
     strategies: tuple[str, ...] | None = None  # None: every registered strategy
     backbones: tuple[str, ...] | None = None  # None: every candidate available offline
     top_k: int = 3  # backbones kept from the ranking for the study
+    hedge: bool = True  # and another architecture family's best, if the top_k are one family
     rank_share: float = 0.75  # the most of time_budget the ranking may take (1.0: no limit)
     cuts: tuple[int, ...] = ()  # also rank each candidate cut after these stages
     resolution: int | None = None

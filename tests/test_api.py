@@ -10,7 +10,8 @@ EX = autotransfer.ExtractionSettings(resolution=48, num_workers=0)
 
 
 def test_rank_scores_every_backbone_with_every_estimator(image_folder, tiny_backbones):
-    r = autotransfer.rank(image_folder, backbones=tiny_backbones, top_k=1, extraction=EX)
+    r = autotransfer.rank(image_folder, backbones=tiny_backbones, top_k=1, extraction=EX,
+                          hedge=False)
     assert {row.backbone for row in r.rows} == set(tiny_backbones)
     assert r.shortlist == [r.rows[0].backbone] and len(r.shortlist) == 1
     assert [row.rank for row in r.rows] == [1, 2]
@@ -30,6 +31,13 @@ def test_rank_scores_every_backbone_with_every_estimator(image_folder, tiny_back
     for row in r.rows:
         assert row.images == 24 and row.feature_dim > 0 and not row.from_cache
         assert set(row.scores) == set(r.estimators)
+
+
+def test_rank_hedges_a_one_family_top_k_with_another_family(image_folder, tiny_backbones):
+    # a ResNet and an EfficientNet: whichever ranks first, the other is another family's best
+    r = autotransfer.rank(image_folder, backbones=tiny_backbones, top_k=1, extraction=EX)
+    assert r.shortlist == [r.rows[0].backbone, r.rows[1].backbone]
+    assert r.hedged == r.rows[1].backbone
 
 
 def test_second_rank_is_served_from_the_cache(image_folder, tiny_backbones):

@@ -170,6 +170,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         backbones=args.backbones,
         estimators=args.estimators,
         top_k=args.top_k,
+        hedge=args.hedge,
         aggregate=args.aggregate,
         include_controls=args.controls,
         cuts=args.cuts,
@@ -296,6 +297,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="estimators averaged into the aggregate (default: those reading features)",
     )
     p.add_argument("--top-k", type=int, default=3, help="size of the shortlist")
+    p.add_argument(
+        "--no-hedge",
+        dest="hedge",
+        action="store_false",
+        help="shortlist only the top k, without another architecture family's best",
+    )
     p.add_argument("--controls", action="store_true", help="add random-init control backbones")
     p.add_argument("--cuts", type=_cuts, default=(), help=CUTS_HELP)
     p.set_defaults(func=cmd_rank)

@@ -25,6 +25,7 @@ def _fit_settings(args: argparse.Namespace):
         strategies=tuple(args.strategies) if args.strategies else None,
         backbones=tuple(args.backbones) if args.backbones else None,
         top_k=args.top_k,
+        hedge=args.hedge,
         rank_share=args.rank_share,
         cuts=args.cuts,
         resolution=args.resolution,
@@ -176,6 +177,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strategies", type=_csv, default=None, help="default: all registered")
     p.add_argument("--backbones", type=_csv, default=None, help="default: all offline")
     p.add_argument("--top-k", type=int, default=3, help="backbones kept from the ranking")
+    p.add_argument(
+        "--no-hedge",
+        dest="hedge",
+        action="store_false",
+        help="search only the top k, without another architecture family's best",
+    )
     p.add_argument(
         "--rank-share",
         type=float,

@@ -144,7 +144,7 @@ def _header(facts: RunFacts, ev: PickEvaluation | None) -> str:
             (
                 "backbones ranked",
                 str(len(facts.ranking.rows)),
-                f"top {facts.ranking.top_k} searched",
+                f"{len(facts.ranking.shortlist)} searched",
             )
         )
     cards.append(("fit time", duration(facts.fit_seconds), "ranking and search"))
@@ -274,8 +274,9 @@ def _ranking(facts: RunFacts) -> str:
         best_of[est] = max(vals) if vals else None
     pick = facts.best.backbone if facts.best else None
     rows = []
+    shortlist = set(rk.shortlist)
     for r in rk.rows:
-        short = ' <span class="badge short">shortlist</span>' if r.rank <= rk.top_k else ""
+        short = ' <span class="badge short">shortlist</span>' if r.backbone in shortlist else ""
         cells = [
             f'<td class="num">{r.rank}</td><td class="nowrap">{e(r.backbone)}{short}</td>',
             f'<td class="num"><b>{num(r.aggregate, 3)}</b></td>',
@@ -304,8 +305,9 @@ def _ranking(facts: RunFacts) -> str:
         "blue), from one forward pass of frozen features, before any training. The "
         "aggregate is the mean normalised rank over "
         + e(", ".join(rk.aggregate_estimators))
-        + f"; the top {rk.top_k} went into the search. The last columns are what the "
-        "search then measured."
+        + f"; the top {rk.top_k} went into the search"
+        + (f", and {e(rk.hedged)}, the best of another architecture family" if rk.hedged else "")
+        + ". The last columns are what the search then measured."
     )
     skipped = "".join(
         f'<div class="note">Not ranked: {e(b)}: {e(why)}</div>' for b, why in rk.skipped.items()

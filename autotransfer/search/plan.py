@@ -6,7 +6,10 @@ The rule of thumb from the transfer-learning literature (Yosinski et al. 2014; t
 backbone, large or dissimilar data wants fine-tuning. The study enqueues the cheapest
 trials first (a linear head on each shortlisted backbone's cached features, seconds
 each), then each strategy's prior configuration on the best-ranked backbone in the
-order the rule gives, the BiT-HyperRule full fine-tune among them.
+order the rule gives, the BiT-HyperRule full fine-tune among them; the rule's first
+choice also runs on the best shortlisted network of another architecture family, right
+after the top backbone's: the ranking estimates frozen features, and how well a network
+fine-tunes varies more between families than within one.
 """
 
 from __future__ import annotations
@@ -47,12 +50,28 @@ def prior_trials(
     """The enqueued trials as Optuna parameter dicts (strategy parameters prefixed).
 
     Every strategy cheaper than 0.1 (frozen features) runs on every shortlisted backbone
-    first; then each other strategy's defaults on the top backbone, in rule order.
+    first; then each other strategy's defaults on the top backbone, in rule order, the
+    first of them also on the best whole network of another family in the shortlist
+    (:func:`~autotransfer.backbones.families.other_family`) right after the top's.
+
+    >>> from autotransfer.builtin.strategies import autotransfer_register_strategies as reg
+    >>> s = SearchContext(300, 5, 200.0, 0.9, "cpu", 32)
+    >>> [(p["backbone"], p["strategy"]) for p in prior_trials(["t:vit", "t:resnet"], reg(), s)]
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [('t:vit', 'feature_extraction'), ('t:resnet', 'feature_extraction'),
+     ('t:vit', 'partial_freeze'), ('t:resnet', 'partial_freeze'),
+     ('t:vit', 'discriminative_lr'), ('t:vit', 'full_finetune')]
     """
+    from autotransfer.backbones.families import other_family
+
     ordered = strategy_order(strategies, search)
     cheap = [s for s in ordered if s.relative_cost < 0.1]
     pairs = [(b, s) for s in cheap for b in shortlist]
     pairs += [(shortlist[0], s) for s in ordered if s not in cheap]
+    hedge = other_family(shortlist)
+    if hedge is not None and len(pairs) > len(cheap) * len(shortlist):
+        first = pairs[len(cheap) * len(shortlist)][1]
+        pairs.insert(len(cheap) * len(shortlist) + 1, (hedge, first))
     out = []
     for b, s in pairs:
         try:

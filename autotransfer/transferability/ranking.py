@@ -66,7 +66,9 @@ def _float(x: float | None) -> float:
 
 @dataclass(frozen=True)
 class Ranking:
-    """Backbones best first. ``shortlist`` holds the ids of the top ``top_k``.
+    """Backbones best first. ``shortlist`` holds the ids of the top ``top_k`` and, with
+    ``hedge``, when none of them is, the best whole network of another architecture
+    family than the top one (:mod:`autotransfer.backbones.families`).
 
     ``aggregate_estimators`` are the estimators whose per-estimator ranks were
     averaged into ``aggregate`` (by default every estimator that reads features; the
@@ -81,10 +83,21 @@ class Ranking:
     split: str = "train"
     seconds: float = 0.0
     skipped: dict[str, str] = field(default_factory=dict)  # backbone -> why it was not ranked
+    hedge: bool = False  # also shortlist another family's best (rank's default: True)
+
+    @property
+    def hedged(self) -> str | None:
+        """The other family's best network the shortlist adds to the top ``top_k``, if any."""
+        from autotransfer.backbones.families import other_family
+
+        top = [r.backbone for r in self.rows[: self.top_k]]
+        pick = other_family([r.backbone for r in self.rows]) if self.hedge else None
+        return pick if pick is not None and pick not in top else None
 
     @property
     def shortlist(self) -> list[str]:
-        return [r.backbone for r in self.rows[: self.top_k]]
+        top = [r.backbone for r in self.rows[: self.top_k]]
+        return top + ([self.hedged] if self.hedged else [])
 
     @property
     def best(self) -> str:
@@ -94,10 +107,11 @@ class Ranking:
         """A plain-text table: rank, backbone, aggregate, every estimator, cost."""
         head = ["#", "backbone", "aggregate", *self.estimators, "params(M)", "extract(s)", "cached"]
         lines = []
+        shortlist = set(self.shortlist)
         for r in self.rows:
             lines.append(
                 [
-                    str(r.rank) + ("*" if r.rank <= self.top_k else ""),
+                    str(r.rank) + ("*" if r.backbone in shortlist else ""),
                     r.backbone,
                     _fmt(r.aggregate, digits),
                     *(_fmt(r.scores.get(e, float("nan")), digits) for e in self.estimators),
@@ -110,8 +124,9 @@ class Ranking:
         out = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
         out.append("  ".join("-" * w for w in widths))
         out += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in lines]
+        hedged = f" and {self.hedged}, another family's best" if self.hedged else ""
         out.append(
-            f"* shortlist (top {self.top_k}); aggregate = mean normalised rank over "
+            f"* shortlist (top {self.top_k}{hedged}); aggregate = mean normalised rank over "
             + ", ".join(self.aggregate_estimators)
         )
         for bid, why in self.skipped.items():
@@ -128,6 +143,7 @@ class Ranking:
             "split": self.split,
             "seconds": self.seconds,
             "skipped": dict(self.skipped),
+            "hedge": self.hedge,
             "shortlist": self.shortlist,
         }
 
@@ -145,6 +161,7 @@ class Ranking:
             split=d.get("split", "train"),
             seconds=float(d.get("seconds", 0.0)),
             skipped=dict(d.get("skipped", {})),
+            hedge=bool(d.get("hedge", False)),  # saved before the hedge: as it was
         )
 
 

@@ -110,7 +110,9 @@ def test_study_records_are_complete(folder, tmp_path):
     autotransfer.fit(folder, run_dir=str(run), n_trials=3, trackers=(),
                      strategies=("feature_extraction", "discriminative_lr"),
                      trial_time_limit="15s", **TINY)
-    for t in _study(run).get_trials():
+    ran = [t for t in _study(run).get_trials() if t.state != optuna.trial.TrialState.WAITING]
+    assert len(ran) == 3  # (priors enqueued beyond n_trials wait, never run)
+    for t in ran:
         assert t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
         assert t.user_attrs["worker"]["pid"] > 0
         assert t.user_attrs["history"] and "val_accuracy" in t.user_attrs["history"][0]
@@ -132,3 +134,17 @@ def test_a_ranking_out_of_time_shortlists_what_it_scored(folder, tmp_path):
     assert saved["shortlist"] == [saved["rows"][0]["backbone"]]
     assert {r.backbone for r in result.leaderboard} == set(saved["shortlist"])
     assert result.ranking.skipped == saved["skipped"]
+
+
+def test_fit_fine_tunes_another_familys_best_beside_the_top_pick(folder, tmp_path):
+    """top_k=1 of a ResNet and an EfficientNet: the other joins the shortlist (another
+    family), and the rule's first fine-tuning prior runs on both."""
+    run = tmp_path / "run"
+    result = autotransfer.fit(folder, run_dir=str(run), trackers=(), top_k=1,
+                              strategies=("feature_extraction", "partial_freeze"),
+                              **{**TINY, "n_trials": 4})
+    ranking = result.ranking
+    assert ranking.shortlist == [ranking.rows[0].backbone, ranking.hedged]
+    tuned = {r.backbone for r in result.leaderboard if r.strategy == "partial_freeze"}
+    assert tuned == set(ranking.shortlist)
+    assert json.loads((run / "ranking.json").read_text())["shortlist"] == ranking.shortlist

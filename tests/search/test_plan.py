@@ -30,16 +30,33 @@ def test_small_similar_data_freezes_first_large_or_far_data_fine_tunes_first():
 
 
 def test_priors_run_frozen_features_on_every_backbone_then_each_strategy_once():
-    shortlist = ["timm:a", "timm:b", "timm:c"]
+    shortlist = ["timm:resnet50", "timm:resnet34", "timm:resnet18"]  # one family
     trials = prior_trials(shortlist, _strategies(), _search(300, 0.2))
     assert [t["strategy"] for t in trials[:3]] == ["feature_extraction"] * 3
     assert [t["backbone"] for t in trials[:3]] == shortlist
     rest = trials[3:]
-    assert [t["backbone"] for t in rest] == ["timm:a"] * 3
+    assert [t["backbone"] for t in rest] == ["timm:resnet50"] * 3
     assert rest[0]["strategy"] == "full_finetune"  # far from the source: fine-tune first
     ft = rest[0]
     assert ft["full_finetune.lr"] == 0.003 and ft["full_finetune.decay"] == "step"
     assert ft["full_finetune.mixup_alpha"] == bit_hyperrule(300, 300.0)["mixup_alpha"] == 0.0
+
+
+def test_the_first_fine_tuning_prior_also_runs_on_another_familys_best():
+    # the top backbone's family, a cut of another family (not a hedge: cut), then its
+    # whole network: the rule's first strategy runs on it right after the top's
+    shortlist = ["p:efficientnet_lite2", "p:efficientnet_lite0", "p:mobilenetv2_100@3",
+                 "p:mobilenetv2_100"]
+    trials = prior_trials(shortlist, _strategies(), _search(300, 0.9))
+    pairs = [(t["backbone"], t["strategy"]) for t in trials[len(shortlist):]]
+    assert pairs == [
+        ("p:efficientnet_lite2", "partial_freeze"),
+        ("p:mobilenetv2_100", "partial_freeze"),
+        ("p:efficientnet_lite2", "discriminative_lr"),
+        ("p:efficientnet_lite2", "full_finetune"),
+    ]
+    assert trials[len(shortlist) + 1]["partial_freeze.lr"] == trials[len(shortlist)][
+        "partial_freeze.lr"]  # the same prior configuration
 
 
 def test_similarity_from_the_batchnorm_kl():

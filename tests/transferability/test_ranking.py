@@ -71,3 +71,34 @@ def test_a_new_revision_of_an_estimator_does_not_reuse_cached_scores():
     assert "@rev=2" in estimator_identity(new, 0) and estimator_identity(new, 0) != renamed
     assert estimator_identity(new, 0) == estimator_identity(KNNLeaveOneOut(k=5), 0)
     assert estimator_identity(new, 0) != estimator_identity(new, 1)
+
+
+def _zoo(hedge=True, top_k=2):
+    ids = ["p:efficientnet_lite2", "p:efficientnet_lite0", "p:mobilenetv2_100@3",
+           "p:efficientnet_lite1", "p:mobilenetv2_100"]
+    rows = tuple(RankingRow(backbone=b, scores={"logme": -i}, aggregate=1.0 - i / 4, rank=i + 1)
+                 for i, b in enumerate(ids))
+    return Ranking(rows=rows, estimators=("logme",), aggregate_estimators=("logme",),
+                   top_k=top_k, hedge=hedge)
+
+
+def test_a_one_family_shortlist_adds_the_best_whole_network_of_another():
+    r = _zoo()
+    assert r.hedged == "p:mobilenetv2_100"  # not its cut, ranked above it
+    assert r.shortlist == ["p:efficientnet_lite2", "p:efficientnet_lite0", "p:mobilenetv2_100"]
+    table = r.table().splitlines()
+    assert table[2 + 4].startswith("5*") and table[2 + 3].startswith("4 ")
+    assert "and p:mobilenetv2_100, another family's best" in table[-1]
+    again = Ranking.from_dict(r.to_dict())
+    assert again.shortlist == r.shortlist and again.to_dict()["shortlist"] == r.shortlist
+
+
+def test_no_hedge_when_asked_or_when_the_top_k_has_another_family_or_saved_without_it():
+    assert _zoo(hedge=False).shortlist == ["p:efficientnet_lite2", "p:efficientnet_lite0"]
+    assert _zoo(hedge=False).hedged is None
+    # the top 3 holds the cut of MobileNetV2: another family's whole network is still added
+    assert _zoo(top_k=3).hedged == "p:mobilenetv2_100"
+    assert len(_zoo(top_k=5).shortlist) == 5  # everything: nothing to add
+    saved = _zoo().to_dict()
+    del saved["hedge"]  # a ranking saved before the hedge keeps the shortlist it had
+    assert Ranking.from_dict(saved).shortlist == ["p:efficientnet_lite2", "p:efficientnet_lite0"]
