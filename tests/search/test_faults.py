@@ -68,6 +68,7 @@ from .conftest import TINY
 COMPLETE = optuna.trial.TrialState.COMPLETE
 RUNNING = optuna.trial.TrialState.RUNNING
 FAIL = optuna.trial.TrialState.FAIL
+WAITING = optuna.trial.TrialState.WAITING
 
 
 def _study(run_dir):
@@ -602,11 +603,13 @@ def _ctrl_c_during_a_slow_trial(folder, tmp_path, epochs, presses):
     watch = _Watch(run)
 
     def slow_trial_under_way():
-        trials = watch.trials()
+        # (the running trial, not the last: enqueued priors wait after it)
+        trials = watch.trials() or []  # (None: no study yet)
+        running = [t for t in trials if t.state == RUNNING]
         return (
-            bool(trials)
-            and sum(t.state == COMPLETE for t in trials) >= 2
-            and (trials[-1].state == RUNNING and len(trials[-1].intermediate_values) >= 2)
+            sum(t.state == COMPLETE for t in trials) >= 2
+            and bool(running)
+            and len(running[0].intermediate_values) >= 2
         )
 
     try:
@@ -620,7 +623,8 @@ def _ctrl_c_during_a_slow_trial(folder, tmp_path, epochs, presses):
     finally:
         proc.kill()
     assert proc.returncode == 0, out + log.read_text(errors="replace")[-3000:]
-    return run, before, before[-1].number, _study(run).get_trials(), out
+    interrupted = next(t.number for t in before if t.state == RUNNING)
+    return run, before, interrupted, _study(run).get_trials(), out
 
 
 # F2
@@ -632,9 +636,9 @@ def test_ctrl_c_stops_after_the_current_trial_and_returns_the_best(folder, tmp_p
     # the trial in progress finished normally, and no other started
     assert trials[interrupted].state == COMPLETE
     assert len(trials[interrupted].intermediate_values) == 40
-    assert len(trials) == interrupted + 1
+    assert all(t.state == WAITING for t in trials[interrupted + 1 :])  # none started after
     best, n = out.split("BEST", 1)[1].split()
-    assert trials[int(best)].state == COMPLETE and int(n) == len(trials)
+    assert trials[int(best)].state == COMPLETE and int(n) == interrupted + 1  # all that ran
     children = _mlflow_children(run)
     assert [r.info.status for r in children[interrupted]] == ["FINISHED"]
 
@@ -647,9 +651,9 @@ def test_ctrl_c_twice_stops_the_trial_and_closes_its_mlflow_run(folder, tmp_path
     assert trials_lost(before, trials) == []
     assert trials[interrupted].state == FAIL
     assert trials[interrupted].user_attrs["error"] == "interrupted (Ctrl-C)"
-    assert len(trials) == interrupted + 1
+    assert all(t.state == WAITING for t in trials[interrupted + 1 :])  # none started after
     best, n = out.split("BEST", 1)[1].split()
-    assert trials[int(best)].state == COMPLETE and int(n) == len(trials)
+    assert trials[int(best)].state == COMPLETE and int(n) == interrupted + 1  # all that ran
     children = _mlflow_children(run)
     assert [r.info.status for r in children[interrupted]] == ["FAILED"]
     assert not [k for k, runs in children.items() for r in runs if r.info.status == "RUNNING"]
