@@ -67,11 +67,11 @@ def prior_trials(
     ordered = strategy_order(strategies, search)
     cheap = [s for s in ordered if s.relative_cost < 0.1]
     pairs = [(b, s) for s in cheap for b in shortlist]
-    pairs += [(shortlist[0], s) for s in ordered if s not in cheap]
+    tuning = [s for s in ordered if s not in cheap]
+    pairs += [(shortlist[0], s) for s in tuning]
     hedge = other_family(shortlist)
-    if hedge is not None and len(pairs) > len(cheap) * len(shortlist):
-        first = pairs[len(cheap) * len(shortlist)][1]
-        pairs.insert(len(cheap) * len(shortlist) + 1, (hedge, first))
+    if hedge is not None and tuning:
+        pairs.insert(len(cheap) * len(shortlist) + 1, (hedge, tuning[0]))
     out = []
     for b, s in pairs:
         try:

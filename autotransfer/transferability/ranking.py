@@ -96,8 +96,8 @@ class Ranking:
 
     @property
     def shortlist(self) -> list[str]:
-        top = [r.backbone for r in self.rows[: self.top_k]]
-        return top + ([self.hedged] if self.hedged else [])
+        hedged = self.hedged
+        return [r.backbone for r in self.rows[: self.top_k]] + ([hedged] if hedged else [])
 
     @property
     def best(self) -> str:
