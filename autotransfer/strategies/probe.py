@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from autotransfer.threads import on_one_blas_thread
+
 MISSING_CLASS_BIAS = -1e4  # a class absent from the training split is never predicted
 
 
+@on_one_blas_thread
 def fit_linear_head(
     features: np.ndarray,
     labels: np.ndarray,

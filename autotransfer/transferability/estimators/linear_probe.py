@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 
+from autotransfer.threads import on_one_blas_thread
 from autotransfer.transferability.base import ScoringInput
 from autotransfer.transferability.estimators._util import check_inputs, check_positive
 
@@ -63,6 +64,7 @@ class LinearProbeCV:
     def __repr__(self) -> str:
         return f"LinearProbeCV(folds={self.folds}, C={self.C}, max_iter={self.max_iter})"
 
+    @on_one_blas_thread
     def score(self, inputs: ScoringInput) -> float:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.model_selection import StratifiedKFold

@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 
 from autotransfer.errors import ConfigError
+from autotransfer.threads import on_one_blas_thread
 from autotransfer.transferability.base import ScoringInput
 from autotransfer.transferability.estimators._util import (
     check_inputs,
@@ -119,6 +120,7 @@ class NLEEP:
             return 0
         return int(min(self.components_per_class * num_classes, num_samples // 2))
 
+    @on_one_blas_thread
     def score(self, inputs: ScoringInput) -> float:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.mixture import GaussianMixture
