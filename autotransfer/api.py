@@ -98,12 +98,16 @@ def extract_all(
     split: str = "train",
     progress: bool | None = None,
 ) -> dict[str, FeatureSet]:
-    """Features of ``split`` for each backbone, in order, served from the cache when possible."""
+    """Features of ``split`` for each backbone, in order, served from the cache when
+    possible; a network's cuts among ``specs`` come from its own pass."""
     s = settings or ExtractionSettings()
-    return {
-        spec.id: _extract_one(dataset, spec, s, split, f"[{i}/{len(specs)}]", progress)
-        for i, spec in enumerate(specs, 1)
-    }
+    out: dict[str, FeatureSet] = {}
+    for i, spec in enumerate(specs, 1):
+        if spec.id not in out:
+            out.update(
+                _extract_one(dataset, spec, s, split, f"[{i}/{len(specs)}]", progress, specs)
+            )
+    return {spec.id: out[spec.id] for spec in specs}
 
 
 def _extract_one(
@@ -113,14 +117,16 @@ def _extract_one(
     split: str,
     label: str,
     progress: bool | None,
-) -> FeatureSet:
+    others: Sequence[BackboneSpec] = (),
+) -> dict[str, FeatureSet]:
+    """Features of ``spec``, and of its cuts among ``others`` from the same pass, by id."""
+    from autotransfer.backbones.cut_taps import extract_group
+    from autotransfer.backbones.cuts import split_cut
     from autotransfer.backbones.features import extract_features
     from autotransfer.progress import progress_bar
 
     with progress_bar(f"{label} {spec.id}", enabled=progress) as update:
-        fs = extract_features(
-            dataset,
-            spec,
+        opts = dict(
             split=split,
             resolution=s.resolution,
             batch_size=s.batch_size,
@@ -130,13 +136,17 @@ def _extract_one(
             use_cache=s.use_cache,
             progress=update,
         )
-    log.info(
-        "%s: %d x %d features %s",
-        spec.id,
-        *fs.features.shape,
-        "from cache" if fs.from_cache else f"in {fs.seconds:.1f}s",
-    )
-    return fs
+        if spec.cut is None:
+            cuts = [c for c in others if c.cut is not None and split_cut(c.id)[0] == spec.id]
+            got = extract_group(dataset, spec, cuts, **opts)
+        else:
+            got = {spec.id: extract_features(dataset, spec, **opts)}
+    for sid, fs in got.items():
+        how = "from cache" if fs.from_cache else f"in {fs.seconds:.1f}s"
+        if "pass" in fs.meta and not fs.from_cache:
+            how = f"from the pass of {fs.meta['pass']}"
+        log.info("%s: %d x %d features %s", sid, *fs.features.shape, how)
+    return got
 
 
 def describe(
@@ -197,12 +207,14 @@ def rank(
     estimators err alike within a family; see :mod:`autotransfer.backbones.families`).
     ``cuts`` adds each candidate cut
     after those feature stages (``(2, 3)``; ``-2`` is the stage before the last) as
-    candidates of their own (``package:efficientnet_lite0@3``).
+    candidates of their own (``package:efficientnet_lite0@3``); their features come from
+    their whole network's pass (:mod:`autotransfer.backbones.cut_taps`).
 
     With ``time_limit`` (seconds), candidates are scored cached ones first, then by
-    published ImageNet top-1, and one not expected to be extracted and scored within the
-    limit (by the mean cost of those computed so far) is left out of the ranking and
-    listed in its ``skipped``; at least one candidate is always scored.
+    published ImageNet top-1 (a network's cuts right after it: their features are in
+    hand), and one not expected to be extracted and scored within the limit (by the
+    mean cost of those computed so far) is left out of the ranking and listed in its
+    ``skipped``; at least one candidate is always scored.
 
     >>> r = autotransfer.rank("data/", top_k=2)   # doctest: +SKIP
     >>> print(r.table()); r.shortlist              # doctest: +SKIP
@@ -244,9 +256,15 @@ def rank(
     if time_limit is not None:
         specs = _cached_then_likeliest(ds, specs, ex)
     features, scores, timings, skipped = {}, {}, {}, {}
+    ready: dict[str, FeatureSet] = {}  # cuts that came with their whole network's pass
     costs: list[float] = []  # seconds of each candidate computed here (not cached)
-    for i, spec in enumerate(specs, 1):
-        expected = sum(costs) / len(costs) if costs else 0.0
+    scoring: list[float] = []  # seconds of scoring each candidate
+    queue = list(specs)
+    for i in range(1, len(specs) + 1):
+        spec = queue.pop(0)
+        in_hand = spec.id in ready
+        spent = scoring if in_hand else costs
+        expected = sum(spent) / len(spent) if spent else 0.0
         if (
             time_limit is not None
             and features
@@ -258,13 +276,20 @@ def rank(
             )
             continue
         t0 = time.perf_counter()
-        fs = features[spec.id] = _extract_one(
-            ds, spec, ex, "train", f"[{i}/{len(specs)}]", progress
-        )
+        if in_hand:
+            fs = ready.pop(spec.id)
+        else:
+            got = _extract_one(ds, spec, ex, "train", f"[{i}/{len(specs)}]", progress, queue)
+            fs = got.pop(spec.id)
+            ready.update(got)  # its cuts are scored next: their features are in hand
+            queue = [c for c in queue if c.id in got] + [c for c in queue if c.id not in got]
+        features[spec.id] = fs
+        t1 = time.perf_counter()
         scores[spec.id], timings[spec.id] = score_backbone(
             ests, fs, spec, seed=seed, cache_dir=ex.cache_dir, use_cache=ex.use_cache
         )
-        if not fs.from_cache:
+        scoring.append(time.perf_counter() - t1)
+        if not fs.from_cache and not in_hand:
             costs.append(time.perf_counter() - t0)
     if skipped:
         log.warning(

@@ -284,38 +284,59 @@ def extract_features(
     (1437, 1280)
     """
     from autotransfer.backbones.load import load_backbone
-    from autotransfer.errors import CacheError
 
+    records = _records(dataset, split)
+    dev = resolve_device(device)
+    cfg = data_config(spec, resolution)
+    key = _extraction_key(dataset, split, spec, cfg)
+    path = _cache_path(cache_dir, key)
+    fs = _read_cache(path, spec) if use_cache else None
+    if fs is not None:
+        return fs
+
+    start = time.perf_counter()
+    model = load_backbone(spec)
+    fs = _compute(model, records, cfg, dev, batch_size, num_workers, progress)
+    fs = _stamped(fs, key, time.perf_counter() - start, spec, split, cfg)
+    if use_cache:
+        _save(path, fs)
+    return fs
+
+
+def _records(dataset: ImageDataset, split: str) -> Sequence[ImageRecord]:
     records = dataset.split(split)
     if not records:
         from autotransfer.errors import DataError
 
         raise DataError(f"The {split!r} split of {dataset.root} has no images to extract.")
-    dev = resolve_device(device)
-    cfg = data_config(spec, resolution)
-    key = _extraction_key(dataset, split, spec, cfg)
-    path = _cache_path(cache_dir, key)
-    if use_cache and path.exists():
-        try:
-            fs = _load(path)
-            log.debug("feature cache hit %s for %s", path.name, spec.id)
-            return fs
-        except CacheError as exc:
-            log.warning("%s Recomputing it.", exc)
-            path.unlink(missing_ok=True)
+    return records
 
-    start = time.perf_counter()
-    model = load_backbone(spec)
-    fs = _compute(model, records, cfg, dev, batch_size, num_workers, progress)
-    fs = dataclasses.replace(
+
+def _read_cache(path: Path, spec: BackboneSpec) -> FeatureSet | None:
+    """The cached features at ``path``, or None (a broken file is removed, to recompute)."""
+    from autotransfer.errors import CacheError
+
+    if not path.exists():
+        return None
+    try:
+        fs = _load(path)
+    except CacheError as exc:
+        log.warning("%s Recomputing it.", exc)
+        path.unlink(missing_ok=True)
+        return None
+    log.debug("feature cache hit %s for %s", path.name, spec.id)
+    return fs
+
+
+def _stamped(
+    fs: FeatureSet, key: str, seconds: float, spec: BackboneSpec, split: str, cfg: dict, **meta
+) -> FeatureSet:
+    return dataclasses.replace(
         fs,
         key=key,
-        seconds=time.perf_counter() - start,
-        meta={"backbone": spec.id, "split": split, "resolution": cfg["input_size"][-1]},
+        seconds=seconds,
+        meta={"backbone": spec.id, "split": split, "resolution": cfg["input_size"][-1], **meta},
     )
-    if use_cache:
-        _save(path, fs)
-    return fs
 
 
 def _compute(
@@ -326,7 +347,10 @@ def _compute(
     batch_size: int | None,
     num_workers: int | None,
     progress: Callable[[int, int], None] | None,
+    taps: Sequence[Any] = (),
 ) -> FeatureSet:
+    """One pass of ``model`` over ``records``. ``taps`` (:class:`~autotransfer.backbones.
+    cut_taps.CutTap`) read the cuts of the same network from it as it goes."""
     cuda = dev.type == "cuda"
     batch_size = batch_size or default_batch_size(dev)
     model = model.eval().to(dev)
@@ -345,6 +369,8 @@ def _compute(
     stats = _ChannelStats()
     bn = _last_batchnorm(model)
     handle = bn.register_forward_pre_hook(stats) if bn is not None else None
+    for tap in taps:
+        tap.attach(model, dev)
     feats, logits, labels = [], [], []
     done = 0
     try:
@@ -354,6 +380,8 @@ def _compute(
                 if cuda:
                     x = x.contiguous(memory_format=torch.channels_last)
                 f, lg = forward_batch(model, x)
+                for tap in taps:
+                    tap.collect(x)
                 feats.append(f.float().cpu())
                 if lg is not None:
                     logits.append(lg.float().cpu())
@@ -364,16 +392,22 @@ def _compute(
     finally:
         if handle is not None:
             handle.remove()
-    source_bn = None
-    if bn is not None:
-        source_bn = (
-            bn.running_mean.detach().float().cpu().numpy(),
-            bn.running_var.detach().float().cpu().numpy(),
-        )
+        for tap in taps:
+            tap.detach()
     return FeatureSet(
         features=torch.cat(feats).numpy().astype(np.float32),
         labels=torch.cat(labels).numpy().astype(np.int64),
         logits=torch.cat(logits).numpy().astype(np.float32) if logits else None,
         target_bn=stats.result(),
-        source_bn=source_bn,
+        source_bn=_running_stats(bn),
+    )
+
+
+def _running_stats(bn: torch.nn.Module | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """A BatchNorm layer's running (source) mean and variance, or None without one."""
+    if bn is None:
+        return None
+    return (
+        bn.running_mean.detach().float().cpu().numpy(),
+        bn.running_var.detach().float().cpu().numpy(),
     )

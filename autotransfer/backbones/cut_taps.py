@@ -1,0 +1,183 @@
+"""A network and its cuts from one forward pass.
+
+A cut (``<id>@<stage>``, :mod:`autotransfer.backbones.cuts`) is the same network's first
+stages: the whole network's pass computes its stage output anyway. :func:`extract_group`
+extracts a whole network and reads each of its cuts from that pass (a hook on the
+stage's module, pooled by the cut model's own head), instead of a pass per cut.
+
+Each tap checks itself on the first batch: the cut model's own ``forward_features`` must
+give what the hook read. Architectures that keep layers after the cut stage (a ViT keeps
+its final norm) fail the check and are extracted in a pass of their own, as before. The
+features, and the statistics entering the cut's last BatchNorm layer, are those a pass of
+the cut alone gives (tests/backbones/test_cut_taps.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from autotransfer.backbones.cuts import cut_model, split_cut
+from autotransfer.backbones.features import (
+    FeatureSet,
+    _cache_path,
+    _ChannelStats,
+    _compute,
+    _extraction_key,
+    _last_batchnorm,
+    _read_cache,
+    _records,
+    _running_stats,
+    _save,
+    _stamped,
+    data_config,
+    extract_features,
+    resolve_device,
+)
+from autotransfer.backbones.spec import BackboneSpec
+from autotransfer.data.types import ImageDataset
+
+log = logging.getLogger(__name__)
+
+
+class CutTap:
+    """Reads one cut of ``model`` from the whole network's pass (see the module doc)."""
+
+    def __init__(self, whole: torch.nn.Module, spec: BackboneSpec) -> None:
+        self.spec = spec
+        self.model = cut_model(copy.deepcopy(whole), spec.cut, spec.arch).eval()
+        self.module_name = whole.feature_info[spec.cut]["module"]
+        bn = _last_batchnorm(self.model)
+        self.bn_name = None
+        if bn is not None:
+            self.bn_name = next(n for n, m in self.model.named_modules() if m is bn)
+        self.ok = True  # until the first batch says otherwise
+        self._out: torch.Tensor | None = None
+        self._feats: list[torch.Tensor] = []
+        self._stats = _ChannelStats()
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._bn: torch.nn.Module | None = None
+
+    def attach(self, whole: torch.nn.Module, dev: torch.device) -> None:
+        self.model.to(dev)
+        module = whole.get_submodule(self.module_name)
+        self._handles.append(module.register_forward_hook(self._keep))
+        if self.bn_name is not None:
+            self._bn = whole.get_submodule(self.bn_name)
+            self._handles.append(self._bn.register_forward_pre_hook(self._stats))
+
+    def _keep(self, module, args, output) -> None:
+        self._out = output
+
+    def collect(self, x: torch.Tensor) -> None:
+        """After the whole network's forward of batch ``x``: pool the stage's output."""
+        if not self.ok or self._out is None:
+            self.ok = False
+            return
+        pooled = self.model.forward_head(self._out, pre_logits=True)
+        if not self._feats:  # first batch: the cut alone must agree
+            own = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+            if own.shape != pooled.shape or not torch.allclose(
+                own.float(), pooled.float(), rtol=1e-3, atol=1e-4
+            ):
+                log.debug("%s: its stage output differs from the cut's; own pass", self.spec.id)
+                self.ok = False
+                self.detach()
+                return
+        self._feats.append(pooled.float().cpu())
+        self._out = None
+
+    def detach(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def result(self, labels: np.ndarray) -> FeatureSet | None:
+        if not self.ok or not self._feats:
+            return None
+        return FeatureSet(
+            features=torch.cat(self._feats).numpy().astype(np.float32),
+            labels=labels,
+            logits=None,  # a cut has no source classifier
+            target_bn=self._stats.result(),
+            source_bn=_running_stats(self._bn),
+        )
+
+
+def extract_group(
+    dataset: ImageDataset,
+    spec: BackboneSpec,
+    cuts: Sequence[BackboneSpec],
+    *,
+    split: str = "train",
+    resolution: int | None = None,
+    batch_size: int | None = None,
+    num_workers: int | None = None,
+    device: str | torch.device | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    use_cache: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, FeatureSet]:
+    """Features of the whole network ``spec`` and of ``cuts`` (its own cuts), by id.
+
+    Cached ones are read from the cache. When the whole network is computed, the cuts
+    that are not cached come from its pass (their ``seconds`` is the shared pass's, their
+    ``meta["pass"]`` the whole network's id); a cut the pass cannot give, or any cut when
+    the whole network is cached, gets a pass of its own (:func:`extract_features`).
+    """
+    from autotransfer.backbones.load import load_backbone
+
+    if spec.cut is not None or any(c.cut is None or split_cut(c.id)[0] != spec.id for c in cuts):
+        raise ValueError(f"extract_group takes a whole network and its cuts, got {spec.id!r}")
+    opts = dict(
+        split=split,
+        resolution=resolution,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        cache_dir=cache_dir,
+        use_cache=use_cache,
+    )
+    cfg = data_config(spec, resolution)
+    key = _extraction_key(dataset, split, spec, cfg)
+    path = _cache_path(cache_dir, key)
+    whole = _read_cache(path, spec) if use_cache else None
+    out: dict[str, FeatureSet] = {}
+    if whole is None:
+        missing = []
+        for c in cuts:
+            ckey = _extraction_key(dataset, split, c, data_config(c, resolution))
+            cached = _read_cache(_cache_path(cache_dir, ckey), c) if use_cache else None
+            if cached is not None:
+                out[c.id] = cached
+            elif data_config(c, resolution) == cfg:
+                missing.append((c, ckey))
+        start = time.perf_counter()
+        model = load_backbone(spec)
+        taps = [CutTap(model, c) for c, _ in missing]
+        records = _records(dataset, split)
+        dev = resolve_device(device)
+        whole = _compute(model, records, cfg, dev, batch_size, num_workers, progress, taps)
+        seconds = time.perf_counter() - start
+        whole = _stamped(whole, key, seconds, spec, split, cfg)
+        if use_cache:
+            _save(path, whole)
+        for tap, (c, ckey) in zip(taps, missing):
+            fs = tap.result(whole.labels)
+            if fs is None:
+                continue
+            fs = _stamped(fs, ckey, seconds, c, split, cfg, **{"pass": spec.id})
+            if use_cache:
+                _save(_cache_path(cache_dir, ckey), fs)
+            out[c.id] = fs
+    out[spec.id] = whole
+    for c in cuts:
+        if c.id not in out:
+            out[c.id] = extract_features(dataset, c, **opts)
+    return {s.id: out[s.id] for s in (spec, *cuts)}
