@@ -95,17 +95,28 @@ class SearchRun:
     scoring_rates: dict[str, float] = field(default_factory=dict)
 
     def features(self, backbone: str, split: str) -> Any:
+        """Frozen features of ``split`` under a shortlisted backbone; a whole network's
+        shortlisted cuts come from the same pass (kept for their own trials)."""
         from autotransfer.api import extract_all
+        from autotransfer.backbones.cuts import split_cut
 
         key = (backbone, split)
         if key not in self._features:
-            self._features[key] = extract_all(
-                self.dataset,
-                [self.specs[backbone]],
-                self.feature_settings,
-                split=split,
-                progress=False,
-            )[backbone]
+            spec = self.specs[backbone]
+            same_pass = [spec]
+            if spec.cut is None:
+                same_pass += [
+                    s
+                    for s in self.specs.values()
+                    if s.cut is not None
+                    and split_cut(s.id)[0] == backbone
+                    and (s.id, split) not in self._features
+                ]
+            got = extract_all(
+                self.dataset, same_pass, self.feature_settings, split=split, progress=False
+            )
+            for sid, fs in got.items():
+                self._features[(sid, split)] = fs
         return self._features[key]
 
     @property
