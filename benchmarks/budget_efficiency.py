@@ -145,18 +145,16 @@ def main(argv=None) -> int:
     data = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(
         ".json").exists() else {"variants": {}}
     if not args.render:
+        from_truth(data, truth)
         variants = args.variants.split(",") if args.variants else sorted(truth["cells"])
         work = Path(tempfile.mkdtemp(prefix="autotransfer-budget-"))
         for variant in variants:
-            cells = truth["cells"][variant]
-            candidates = sorted(cells)
+            candidates = sorted(truth["cells"][variant])
             whole = [c for c in candidates if "@" not in c and c != CONTROL]
-            cost = sum(c["seconds"] for c in cells.values())
-            best = max(c["best"] for c in cells.values())
             ds = load_variant(variant)
             entry = data["variants"].setdefault(variant, {"runs": {}})
-            entry.update(exhaustive_seconds=round(cost, 1), exhaustive_best=best,
-                         candidates=candidates)
+            entry.update(_truth_of(truth, variant), candidates=candidates)
+            cost = entry["exhaustive_seconds"]
             for frac in map(float, args.fractions.split(",")):
                 key = f"{frac:g}"
                 if args.rank_share is not None:
@@ -168,6 +166,7 @@ def main(argv=None) -> int:
                                              backbones=tuple(c for c in candidates
                                                              if c != CONTROL),
                                              strategies=BUILTIN, rank_share=args.rank_share),
+                                      "budget_seconds": round(frac * cost, 1),
                                       "commit": machine_info()["commit"]}
                         out.with_suffix(".json").write_text(json.dumps(data, indent=1))
                     continue
@@ -178,17 +177,45 @@ def main(argv=None) -> int:
                 res = run_methods(ds, frac * cost, whole, candidates, protocol,
                                   None if args.device == "cpu" else args.device, work, todo)
                 commit = machine_info()["commit"]
-                entry["runs"][key] = {**have, **{m: {**r, "commit": commit}
-                                                 for m, r in res.items()}}
+                entry["runs"][key] = {**have, **{
+                    m: {**r, "commit": commit, "budget_seconds": round(frac * cost, 1)}
+                    for m, r in res.items()}}
                 entry["commit"] = machine_info()["commit"]
                 data["machine"] = machine_info()
                 out.with_suffix(".json").write_text(json.dumps(data, indent=1))
                 print(json.dumps({"variant": variant, "fraction": frac, **{
                     m: r["val"] for m, r in res.items()}}), flush=True)
-    for variant, entry in data["variants"].items():  # how coarse each validation split is
-        entry["val_images"] = int(truth["variants"][variant]["train/val/test"].split("/")[1])
+    from_truth(data, truth)
+    out.with_suffix(".json").write_text(json.dumps(data, indent=1))
     write(data, out, args.device)
     return 0
+
+
+def _truth_of(truth: dict, variant: str) -> dict:
+    """What the ground truth says of a variant: the grid's cost and best validation
+    accuracy, and the validation split's size (how coarse its accuracies are)."""
+    cells = truth["cells"][variant].values()
+    return {
+        "exhaustive_seconds": round(sum(c["seconds"] for c in cells), 1),
+        "exhaustive_best": max(c["best"] for c in cells),
+        "val_images": int(truth["variants"][variant]["train/val/test"].split("/")[1]),
+    }
+
+
+def from_truth(data: dict, truth: dict) -> None:
+    """Every variant's entry from the ground truth as it is now (its cells may have been
+    measured again). A run keeps the budget it was given: runs from before runs recorded
+    it were given their fraction of the grid's cost as stored beside them."""
+    for variant, entry in data["variants"].items():
+        old = entry.get("exhaustive_seconds")
+        runs = [*entry["runs"].items()]
+        runs += [(k, {"_": r}) for share in entry.get("rank_share", {}).values()
+                 for k, r in share.items()]
+        for key, by_method in runs:
+            for r in by_method.values():
+                if "budget_seconds" not in r and old is not None:
+                    r["budget_seconds"] = round(float(key) * old, 1)
+        entry.update(_truth_of(truth, variant))
 
 
 def rows_of(data: dict) -> list[dict]:
@@ -202,7 +229,7 @@ def rows_of(data: dict) -> list[dict]:
                 rows.append({
                     "variant": variant,
                     "budget": f"{float(key):.0%}",
-                    "budget s": round(float(key) * e["exhaustive_seconds"]),
+                    "budget s": round(r["budget_seconds"]),
                     "method": m,
                     "val acc": r["val"],
                     "of exhaustive best": round(r["val"] / e["exhaustive_best"], 3),
@@ -242,8 +269,8 @@ def reach(data: dict, share: float = 0.99, within_se: bool = False,
 
 def overrun(e: dict) -> str:
     """fit's longest run past its budget over the budgets tried: "+4.9 s", or "none"."""
-    over = [r["fit"]["seconds"] - float(k) * e["exhaustive_seconds"]
-            for k, r in e["runs"].items() if "fit" in r]
+    over = [r["fit"]["seconds"] - r["fit"]["budget_seconds"]
+            for r in e["runs"].values() if "fit" in r]
     worst = max(over, default=0.0)
     return f"+{worst:.1f} s" if worst > 0 else "none"
 
@@ -303,7 +330,7 @@ def _rank_share_section(data: dict) -> list[str]:
             for key, r in sorted(runs.items(), key=lambda kv: float(kv[0])):
                 rows.append({
                     "variant": variant, "budget": f"{float(key):.0%}",
-                    "budget s": round(float(key) * e["exhaustive_seconds"]),
+                    "budget s": round(r["budget_seconds"]),
                     "rank_share": share, "val acc": r["val"],
                     "of exhaustive best": round(r["val"] / e["exhaustive_best"], 3),
                     "pick": r["pick"], "trials": r["trials"], "seconds": r["seconds"],
