@@ -121,7 +121,7 @@ def _extract_one(
 ) -> dict[str, FeatureSet]:
     """Features of ``spec``, and of its cuts among ``others`` from the same pass, by id."""
     from autotransfer.backbones.cut_taps import extract_group
-    from autotransfer.backbones.cuts import split_cut
+    from autotransfer.backbones.cuts import cuts_of
     from autotransfer.backbones.features import extract_features
     from autotransfer.progress import progress_bar
 
@@ -137,8 +137,7 @@ def _extract_one(
             progress=update,
         )
         if spec.cut is None:
-            cuts = [c for c in others if c.cut is not None and split_cut(c.id)[0] == spec.id]
-            got = extract_group(dataset, spec, cuts, **opts)
+            got = extract_group(dataset, spec, cuts_of(spec, others), **opts)
         else:
             got = {spec.id: extract_features(dataset, spec, **opts)}
     for sid, fs in got.items():

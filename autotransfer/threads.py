@@ -3,8 +3,9 @@
 A logistic-regression probe on a few thousand pooled features calls BLAS thousands of
 times on small matrices (scipy's L-BFGS-B, scikit-learn's loss and gradient). OpenBLAS's
 threads cost more there than they save: on a 2-core machine a 5-fold
-``linear_probe_cv`` on 800 x 1280 features took 5.1 s with its default two threads and
-1.2 s with one, with the same predictions (the benchmark is in the README); scipy
+``linear_probe_cv`` on 800 x 1280 features (30 classes) took 4.5 s with its default two
+threads and 1.1 s with one, with the same score
+(benchmarks/results/blas_threads_cpu.md, ``python benchmarks/blas_threads.py``); scipy
 and OpenBLAS track the slowdown (scipy/scipy#23161, OpenMathLib/OpenBLAS#5383), and
 scikit-learn measured no gain from threads below 10^4 samples (scikit-learn#32162).
 

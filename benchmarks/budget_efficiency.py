@@ -145,15 +145,17 @@ def main(argv=None) -> int:
     data = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(
         ".json").exists() else {"variants": {}}
     if not args.render:
-        from_truth(data, truth)
         variants = args.variants.split(",") if args.variants else sorted(truth["cells"])
+        for variant in variants:
+            data["variants"].setdefault(variant, {"runs": {}})
+        from_truth(data, truth)
         work = Path(tempfile.mkdtemp(prefix="autotransfer-budget-"))
         for variant in variants:
             candidates = sorted(truth["cells"][variant])
             whole = [c for c in candidates if "@" not in c and c != CONTROL]
             ds = load_variant(variant)
-            entry = data["variants"].setdefault(variant, {"runs": {}})
-            entry.update(_truth_of(truth, variant), candidates=candidates)
+            entry = data["variants"][variant]
+            entry["candidates"] = candidates
             cost = entry["exhaustive_seconds"]
             for frac in map(float, args.fractions.split(",")):
                 key = f"{frac:g}"

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from autotransfer.backbones.cuts import cut_model, split_cut
+from autotransfer.backbones.cuts import cut_model, cuts_of
 from autotransfer.backbones.features import (
     FeatureSet,
     _cache_path,
@@ -79,6 +79,7 @@ class CutTap:
         """After the whole network's forward of batch ``x``: pool the stage's output."""
         if not self.ok or self._out is None:
             self.ok = False
+            self.detach()
             return
         pooled = self.model.forward_head(self._out, pre_logits=True)
         if not self._feats:  # first batch: the cut alone must agree
@@ -133,7 +134,7 @@ def extract_group(
     """
     from autotransfer.backbones.load import load_backbone
 
-    if spec.cut is not None or any(c.cut is None or split_cut(c.id)[0] != spec.id for c in cuts):
+    if spec.cut is not None or len(cuts_of(spec, cuts)) != len(cuts):
         raise ValueError(f"extract_group takes a whole network and its cuts, got {spec.id!r}")
     opts = dict(
         split=split,
@@ -152,11 +153,12 @@ def extract_group(
     if whole is None:
         missing = []
         for c in cuts:
-            ckey = _extraction_key(dataset, split, c, data_config(c, resolution))
+            ccfg = data_config(c, resolution)
+            ckey = _extraction_key(dataset, split, c, ccfg)
             cached = _read_cache(_cache_path(cache_dir, ckey), c) if use_cache else None
             if cached is not None:
                 out[c.id] = cached
-            elif data_config(c, resolution) == cfg:
+            elif ccfg == cfg:  # same preprocessing: the whole network's pass serves it
                 missing.append((c, ckey))
         start = time.perf_counter()
         model = load_backbone(spec)

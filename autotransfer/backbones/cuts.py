@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 CUT_ATTR = "autotransfer_cut"  # set on a cut module, so a Classifier saves its cut
 _CUT_RE = re.compile(r"^(?P<base>.+)@(?P<cut>-?\d+)$")
 
-__all__ = ["cut_model", "cut_of", "split_cut", "stage_channels", "with_cut", "with_cuts"]
+__all__ = ["cut_model", "cut_of", "cuts_of", "split_cut", "stage_channels", "with_cut", "with_cuts"]
 
 
 def split_cut(name: str) -> tuple[str, int | None]:
@@ -120,6 +120,19 @@ def with_cut(spec: BackboneSpec, cut: int) -> BackboneSpec:
         weights=dataclasses.replace(spec.weights, imagenet_top1=None),
         description=f"{spec.description or spec.arch}, cut after stage {k} ({channels} ch)",
     )
+
+
+def cuts_of(spec: BackboneSpec, specs: Iterable[BackboneSpec]) -> list[BackboneSpec]:
+    """The cuts of the whole network ``spec`` among ``specs`` (none when ``spec`` is a cut).
+
+    >>> from autotransfer.backbones.load import resolve_backbones
+    >>> specs = with_cuts(resolve_backbones("random:test_resnet, random:test_vit"), (2,))
+    >>> [s.id for s in cuts_of(specs[0], specs)], cuts_of(specs[1], specs)
+    (['random:test_resnet@2'], [])
+    """
+    if spec.cut is not None:
+        return []
+    return [s for s in specs if s.cut is not None and split_cut(s.id)[0] == spec.id]
 
 
 def with_cuts(specs: Iterable[BackboneSpec], cuts: Sequence[int]) -> list[BackboneSpec]:

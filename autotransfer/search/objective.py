@@ -98,20 +98,13 @@ class SearchRun:
         """Frozen features of ``split`` under a shortlisted backbone; a whole network's
         shortlisted cuts come from the same pass (kept for their own trials)."""
         from autotransfer.api import extract_all
-        from autotransfer.backbones.cuts import split_cut
+        from autotransfer.backbones.cuts import cuts_of
 
         key = (backbone, split)
         if key not in self._features:
             spec = self.specs[backbone]
-            same_pass = [spec]
-            if spec.cut is None:
-                same_pass += [
-                    s
-                    for s in self.specs.values()
-                    if s.cut is not None
-                    and split_cut(s.id)[0] == backbone
-                    and (s.id, split) not in self._features
-                ]
+            cuts = cuts_of(spec, self.specs.values())
+            same_pass = [spec, *(c for c in cuts if (c.id, split) not in self._features)]
             got = extract_all(
                 self.dataset, same_pass, self.feature_settings, split=split, progress=False
             )
