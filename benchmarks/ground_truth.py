@@ -12,10 +12,12 @@ training loop (``search.objective.train_model``):
   epochs: a few-shot set gets more epochs), its best validation accuracy.
 
 Each configuration is scored on the validation split (its best epoch) and, with the
-weights kept, on the test split. The ground truth of a cell is the test accuracy of the
-configuration with the best validation accuracy over both grids (the LogME paper's
-protocol: the test splits here are 1.5-3x the validation splits), and its best validation
-accuracy is kept beside it (the budget benchmark compares `fit` with it). Candidates:
+weights kept, on the test split; the kept weights' validation and test log-losses are
+recorded too (``selection_rules.py`` replays a search's choice from them). The ground
+truth of a cell is the test accuracy of the configuration with the best validation
+accuracy over both grids (the LogME paper's protocol: the test splits here are 1.5-3x the
+validation splits), and its best validation accuracy is kept beside it (the budget
+benchmark compares `fit` with it). Candidates:
 every ImageNet backbone available offline, each also cut after the protocol's stages,
 and the random-init control.
 The grid is the same for every cell. Results are cached per cell in
@@ -24,6 +26,7 @@ run that stops resumes where it was, and a later session (or a GPU) adds cells.
 
     python benchmarks/ground_truth.py                       # the CPU scale: vtab1k variants
     python benchmarks/ground_truth.py --variants flowers5_subset/vtab1k,aid_subset/5shot
+    python benchmarks/ground_truth.py --backbones package:efficientnet_lite0 --again
     python benchmarks/ground_truth.py --render              # tables and plot from the JSON
 """
 
@@ -132,11 +135,19 @@ def measure_cell(sr, backbone: str, protocol: dict) -> dict:
     def quiet(epoch, metrics):
         return None
 
-    def test_accuracy(model) -> float | None:
-        if not sr.dataset.test:
-            return None
-        m = model.evaluate(sr.dataset, split="test", device=str(sr.device))
-        return round(float(m["accuracy"]), 4)
+    def scored(model) -> dict:
+        """The kept weights' validation log-loss, and test accuracy and log-loss (the
+        selection-rule benchmark replays a search from them; not counted in seconds)."""
+        out = {}
+        for split in ("val", "test"):
+            if split == "test" and not sr.dataset.test:
+                out["test_accuracy"] = None
+                continue
+            m = model.evaluate(sr.dataset, split=split, device=str(sr.device))
+            if split == "test":
+                out["test_accuracy"] = round(float(m["accuracy"]), 4)
+            out[f"{split}_log_loss"] = round(float(m["log_loss"]), 4)
+        return out
 
     cell: dict = {"linear_probe": {}, "finetune": {}}
     # the forward passes' time when they were computed (also when served from the cache)
@@ -149,7 +160,7 @@ def measure_cell(sr, backbone: str, protocol: dict) -> dict:
         seconds = time.perf_counter() - t
         cell["linear_probe"][str(C)] = {
             "val_accuracy": round(out.val_accuracy, 4),
-            "test_accuracy": test_accuracy(model),
+            **scored(model),
             "seconds": round(seconds, 2),
         }
     epochs = epochs_for(sr.search.num_train, protocol)
@@ -161,7 +172,7 @@ def measure_cell(sr, backbone: str, protocol: dict) -> dict:
         seconds = time.perf_counter() - t
         cell["finetune"][str(lr)] = {
             "val_accuracy": round(out.val_accuracy, 4),
-            "test_accuracy": test_accuracy(model),
+            **scored(model),
             "seconds": round(seconds, 2),
             "epochs": epochs,
             "epochs_run": out.info.get("epochs_run"),
@@ -214,6 +225,8 @@ def main(argv=None) -> int:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--variants", default=None, help="comma-separated (default: all)")
     p.add_argument("--backbones", default=None, help="comma-separated (default: all candidates)")
+    p.add_argument("--again", action="store_true",
+                   help="measure the named cells again (default: only cells not measured)")
     p.add_argument("--render", action="store_true", help="only write the tables and plot")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -232,7 +245,8 @@ def main(argv=None) -> int:
         backbones = args.backbones.split(",") if args.backbones else candidates(protocol)
         work = Path(tempfile.mkdtemp(prefix="autotransfer-gt-"))
         for variant in variants:
-            todo = [b for b in backbones if b not in data["cells"].get(variant, {})]
+            done = data["cells"].get(variant, {})
+            todo = [b for b in backbones if args.again or b not in done]
             if not todo:
                 continue
             ds = load_variant(variant)
@@ -241,9 +255,11 @@ def main(argv=None) -> int:
                 "classes": len(ds.classes),
                 "epochs": epochs_for(len(ds.train), protocol),
             }
-            sr = search_run(ds, todo, protocol, device, work / variant.replace("/", "_"))
             for b in todo:
-                cell = measure_cell(sr, b, protocol)
+                # a search run of its own: a cut's features come from its own forward
+                # pass, not its network's, so a cell's seconds are what it costs alone
+                place = work / variant.replace("/", "_") / b.replace(":", "_")
+                cell = measure_cell(search_run(ds, [b], protocol, device, place), b, protocol)
                 cell["commit"] = machine_info()["commit"]
                 data["cells"].setdefault(variant, {})[b] = cell
                 data["machine"] = machine_info()
