@@ -119,15 +119,24 @@ class SearchRun:
     def closing_reserve(self) -> float:
         """Seconds kept back from training for the scoring and saving that follow it
         (:func:`~autotransfer.search.budget.closing_reserve`), at the slowest rate of the
-        shortlist: scoring measured here, else the ranking's forward pass."""
-        rates = {}
+        shortlist. A backbone scored in this search has its measured rate; the others the
+        ranking's forward pass, scaled as the measured ones compare with theirs: the
+        ranking's seconds include loading the weights and starting the loader, which
+        outweigh the images of a small split (the five of a one-shot set read as a fifth
+        of a second each, ten times the real rate), and a cached ranking's seconds may
+        come from another machine."""
+        ranked = {}
         if self.run.ranking is not None:
-            rates = {
+            ranked = {
                 r.backbone: r.extract_seconds / r.images
                 for r in self.run.ranking.rows
-                if r.images and r.backbone in self.specs
+                if r.images and r.extract_seconds > 0 and r.backbone in self.specs
             }
-        rates.update(self.scoring_rates)
+        measured = dict(self.scoring_rates)
+        ratios = [measured[b] / ranked[b] for b in measured if b in ranked]
+        scale = float(np.median(ratios)) if ratios else 1.0
+        rates = {b: rate * scale for b, rate in ranked.items()}
+        rates.update(measured)
         rate = max(rates.values(), default=0.0)
         return closing_reserve(rate, len(self.dataset.val), len(self.dataset.test))
 

@@ -58,6 +58,21 @@ def test_the_reserve_is_the_scoring_of_val_twice_and_test_once_at_the_slowest_ra
     assert sr.closing_reserve() == pytest.approx(0.5 * (2 * val + test) + CLOSING_SECONDS)
 
 
+def test_a_measured_rate_scales_the_ranking_estimate_of_the_backbones_not_yet_scored(
+        folder, tmp_path):
+    # a ranking on a few images reads ten times slower than the search's own scoring
+    # (loading the weights and starting the loader outweigh the images); the backbone not
+    # yet scored keeps its ratio to the measured one
+    _, sr = _search_run(folder, tmp_path, ranking=_ranking({BACKBONE: 1.0, OTHER: 2.0}),
+                        shortlist=(BACKBONE, OTHER))
+    images = 2 * len(sr.dataset.val) + len(sr.dataset.test)
+    assert sr.closing_reserve() == pytest.approx(2.0 * images + CLOSING_SECONDS)
+    sr.scoring_rates[BACKBONE] = 0.1
+    assert sr.closing_reserve() == pytest.approx(0.2 * images + CLOSING_SECONDS)
+    sr.scoring_rates[OTHER] = 0.15  # measured: the estimate goes
+    assert sr.closing_reserve() == pytest.approx(0.15 * images + CLOSING_SECONDS)
+
+
 def test_without_a_rate_known_only_the_fixed_part_is_kept(folder, tmp_path):
     _, sr = _search_run(folder, tmp_path)
     assert sr.closing_reserve() == CLOSING_SECONDS
@@ -97,12 +112,13 @@ def _enqueue(study, n: int) -> None:
 def test_the_search_stops_when_only_the_reserve_is_left(folder, tmp_path):
     # the shortlist's other candidate is slow to score (by the ranking's forward pass):
     # all the budget's time is kept back for it. The first trial runs (a fit needs a
-    # model), then no other starts, though the budget has time and trials left.
+    # model), then no other starts, though the budget has time and trials left (the first
+    # backbone scores slower than its ranking figure, so the other's estimate only grows).
     s = _settings(n_trials=4, time_budget=600)
     ds = autotransfer.open_folder(folder)
     images = 2 * len(ds.val) + len(ds.test)
     study, sr = _search_run(folder, tmp_path, settings=s, shortlist=[BACKBONE, OTHER],
-                            ranking=_ranking({BACKBONE: 0.01, OTHER: 600.0 / images}))
+                            ranking=_ranking({BACKBONE: 1e-6, OTHER: 600.0 / images}))
     _enqueue(study, 4)
     runner.run_trials(study, sr, s, progress=False)
     states = [t.state for t in study.get_trials()]
