@@ -155,9 +155,26 @@ def main(argv=None) -> int:
     return 0
 
 
+REGIMES = {
+    "all variants": lambda v: True,
+    "VTAB-1k-style": lambda v: v.endswith("/vtab1k"),
+    "few-shot": lambda v: v.endswith("shot"),
+}
+
+
 def means(results: dict) -> dict:
-    """Per k: each rule's test accuracy and regret averaged over variants, and on how many
-    variants the engine's rule beats best accuracy on mean test accuracy (and loses)."""
+    """Per regime (``REGIMES``) and k: each rule's test accuracy and regret averaged over
+    the variants, and on how many the engine's rule beats best accuracy on mean test
+    accuracy (and loses)."""
+    out = {}
+    for regime, member in REGIMES.items():
+        chosen = {v: r for v, r in results.items() if member(v)}
+        if chosen:
+            out[regime] = _means(chosen)
+    return out
+
+
+def _means(results: dict) -> dict:
     out = {}
     for k in (str(k or "all") for k in SIZES):
         rows = [r["by k"][k] for r in results.values()]
@@ -169,16 +186,23 @@ def means(results: dict) -> dict:
                        for rule in RULES},
             "variants engine better": int(sum(d > 1e-9 for d in diff)),
             "variants engine worse": int(sum(d < -1e-9 for d in diff)),
+            "variants": len(rows),
         }
     return out
 
 
 def write_markdown(data: dict, path: Path, device: str) -> None:
     rows = []
-    for k, m in data["mean"].items():
-        for rule in RULES:
-            rows.append({"trials per search": k, "rule": rule, "mean test": m["test"][rule],
-                         "mean regret": m["regret"][rule]})
+    for regime, by_k in data["mean"].items():
+        for k, m in by_k.items():
+            for rule in RULES:
+                rows.append({
+                    "variants": f"{regime} ({m['variants']})", "trials per search": k,
+                    "rule": rule, "mean test": m["test"][rule], "mean regret": m["regret"][rule],
+                    "engine better / worse (variants)": (
+                        f"{m['variants engine better']} / {m['variants engine worse']}"
+                        if rule == ENGINE else ""),
+                })
     per = []
     for variant, r in data["variants"].items():
         for k, x in r["by k"].items():
@@ -190,9 +214,6 @@ def write_markdown(data: dict, path: Path, device: str) -> None:
                 "lowest log-loss: test": x["test"]["lowest log-loss"],
                 "engine better / worse": f"{x['engine better']} / {x['engine worse']}",
             })
-    wins = ", ".join(f"k={k}: {m['variants engine better']} better, "
-                     f"{m['variants engine worse']} worse"
-                     for k, m in data["mean"].items())
     md = [
         f"# Selection rules replayed on the ground truth's trials ({device})",
         "",
@@ -204,11 +225,12 @@ def write_markdown(data: dict, path: Path, device: str) -> None:
         "pick's. `engine` is `search.selection.ranked` itself. The validation split is "
         "fixed per variant: the replay varies which trials ran.",
         "",
-        "## Mean over variants",
+        "## Mean over variants, all and by regime",
         "",
         markdown_table(rows, list(rows[0])),
         "",
-        f"Variants where the engine's rule has the higher mean test accuracy: {wins}.",
+        "`engine better / worse (variants)`: on how many variants the engine's rule has the "
+        "higher (lower) mean test accuracy than best accuracy.",
         "",
         "## Per variant",
         "",
@@ -228,10 +250,11 @@ def plot(data: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ks = list(data["mean"])
+    mean = data["mean"]["all variants"]
+    ks = list(mean)
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.2))
     for rule in RULES:
-        a.plot(ks, [data["mean"][k]["regret"][rule] for k in ks], marker="o", label=rule)
+        a.plot(ks, [mean[k]["regret"][rule] for k in ks], marker="o", label=rule)
     a.set_xlabel("trials per search")
     a.set_ylabel("mean test regret of the pick")
     a.set_title("Mean over variants (lower is better)")
