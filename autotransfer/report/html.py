@@ -360,7 +360,9 @@ def _leaderboard(facts: RunFacts) -> str:
     numeric = (True, True, False, True, True, True, True)
     lead = (
         "Every trial of the Optuna study, best first (complete trials by validation "
-        "accuracy, ties by lower log-loss, then pruned, then failed); the pick is marked."
+        "accuracy, those within one standard error of the best by lower log-loss, exact "
+        "ties only on a few-shot training set; then pruned, then failed); the pick is "
+        "marked."
     )
     return _section("leaderboard", "Leaderboard", lead, _table(head, rows, numeric))
 

@@ -25,7 +25,7 @@ from autotransfer.backbones.spec import BackboneSpec
 from autotransfer.data.types import ImageDataset
 from autotransfer.search.budget import Budget, closing_reserve
 from autotransfer.search.checkpoints import checkpoint_dir
-from autotransfer.search.selection import worth_keeping
+from autotransfer.search.selection import PER_CLASS, worth_keeping
 from autotransfer.search.study import FINISHED_VALUE, record_of, worker_id
 from autotransfer.strategies.base import SearchContext, Strategy, TrainContext
 from autotransfer.strategies.images import ImageCache
@@ -217,7 +217,9 @@ def objective(sr: SearchRun, trial: optuna.Trial) -> float:
     trial.set_user_attr(
         "info", {**_jsonable(outcome.info), "train_val_accuracy": outcome.val_accuracy}
     )
-    if worth_keeping(trial.study, value, int(metrics.get("num_images", 0))):
+    per_class = len(sr.dataset.train) / max(1, len(sr.dataset.classes))
+    trial.set_user_attr(PER_CLASS, round(per_class, 2))
+    if worth_keeping(trial.study, value, int(metrics.get("num_images", 0)), per_class):
         model.save(checkpoint_dir(sr.run_dir, trial.number))
     # the trial's work is done and saved: a process killed from here on leaves a trial
     # the next fit records complete with this value (see study.close_dead_trials)

@@ -8,6 +8,7 @@ import optuna
 import pytest
 
 import autotransfer
+from autotransfer.search.selection import PER_CLASS
 from autotransfer.search.study import open_study
 from autotransfer.strategies.feature_extraction import DEFAULT_C
 
@@ -118,6 +119,9 @@ def test_study_records_are_complete(folder, tmp_path):
         assert t.user_attrs["history"] and "val_accuracy" in t.user_attrs["history"][0]
         if t.state == optuna.trial.TrialState.COMPLETE:
             assert t.user_attrs["metrics"]["accuracy"] == t.value
+            # what the selection reads to tell a few-shot search
+            ds = autotransfer.open_folder(folder)
+            assert t.user_attrs[PER_CLASS] == round(len(ds.train) / len(ds.classes), 2)
         if t.user_attrs.get("prior"):  # enqueued priors run to the end, never pruned
             assert t.state == optuna.trial.TrialState.COMPLETE
 

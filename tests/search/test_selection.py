@@ -5,14 +5,22 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from autotransfer.search.selection import contenders, ranked, tolerance, worth_keeping
+from autotransfer.search.selection import (
+    FEW_PER_CLASS,
+    PER_CLASS,
+    contenders,
+    ranked,
+    tolerance,
+    worth_keeping,
+)
 
 
-def _trial(number, acc, loss, n=49, state=optuna.trial.TrialState.COMPLETE):
+def _trial(number, acc, loss, n=49, state=optuna.trial.TrialState.COMPLETE, per_class=None):
+    extra = {} if per_class is None else {PER_CLASS: per_class}
     t = optuna.trial.create_trial(
         state=state,
         value=acc if state == optuna.trial.TrialState.COMPLETE else None,
-        user_attrs={"metrics": {"accuracy": acc, "log_loss": loss, "num_images": n}},
+        user_attrs={"metrics": {"accuracy": acc, "log_loss": loss, "num_images": n}, **extra},
     )
     t.number = number
     return t
@@ -21,6 +29,24 @@ def _trial(number, acc, loss, n=49, state=optuna.trial.TrialState.COMPLETE):
 def test_tolerance_is_one_binomial_standard_error():
     assert tolerance(0.9, 100) == pytest.approx(0.03)
     assert tolerance(0.5, 0) == 0.0
+    assert tolerance(0.9, 100, per_class=FEW_PER_CLASS) == pytest.approx(0.03)
+    assert tolerance(0.9, 100, per_class=FEW_PER_CLASS - 1) == 0.0
+
+
+@pytest.mark.parametrize("per_class", [None, 80.0])
+def test_a_lucky_image_does_not_beat_a_better_calibrated_model_of_many_examples(per_class):
+    # trials of a study made before the attribute read as many examples
+    lucky, calibrated = _trial(6, 46 / 49, 0.238, per_class=per_class), _trial(
+        0, 45 / 49, 0.165, per_class=per_class)
+    assert ranked([lucky, calibrated])[0].number == 0
+
+
+def test_on_a_few_shot_training_set_accuracy_decides_and_log_loss_only_breaks_ties():
+    # a head held near uniform has the lower log-loss and the lower accuracy
+    better, timid, tied = (_trial(1, 46 / 49, 0.9, per_class=5), _trial(2, 45 / 49, 0.3,
+                           per_class=5), _trial(3, 46 / 49, 0.7, per_class=5))
+    assert {t.number for t in contenders([better, timid, tied])} == {1, 3}
+    assert [t.number for t in ranked([better, timid, tied])] == [3, 1, 2]
 
 
 def test_a_lucky_image_does_not_beat_a_better_calibrated_model():
@@ -52,3 +78,6 @@ def test_models_worth_keeping_are_those_that_may_still_win():
     assert worth_keeping(study, 0.89, 49)  # within the tolerance of 0.9
     assert not worth_keeping(study, 0.7, 49)
     assert worth_keeping(study, 0.95, 49)
+    # a few-shot search keeps only what ties or beats the best
+    assert not worth_keeping(study, 0.89, 49, per_class=5)
+    assert worth_keeping(study, 0.9, 49, per_class=5)
