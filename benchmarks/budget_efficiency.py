@@ -256,7 +256,7 @@ def reach(data: dict, share: float = 0.99, within_se: bool = False,
     """Per variant: the smallest budget at which fit's pick (``trial``: any of its trials)
     reached ``share`` of the best, or (``within_se``) came within one binomial standard
     error of it on the validation split, the tolerance inside which fit's own selection
-    counts trials as tied."""
+    counts trials as tied (from 15 training images per class)."""
     from autotransfer.search.selection import tolerance
 
     out = {}
@@ -304,8 +304,8 @@ def write(data: dict, out: Path, device: str) -> None:
         "",
         "One SE: the binomial standard error of the best validation accuracy, "
         "sqrt(p (1 - p) / n); within it `fit`'s own selection counts trials as tied "
-        "(autotransfer/search/selection.py). On a small validation split 99 % is less "
-        "than one image.",
+        "from 15 training images per class (autotransfer/search/selection.py). On a small "
+        "validation split 99 % is less than one image.",
         "",
         markdown_table(rows, list(rows[0])),
         "",
