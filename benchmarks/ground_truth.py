@@ -139,18 +139,17 @@ def measure_cell(sr, backbone: str, protocol: dict) -> dict:
         """The kept weights' validation accuracy and log-loss as a trial scores them, and
         their test accuracy and log-loss (the selection-rule benchmark replays a search
         from them; not counted in seconds)."""
-        out = {}
-        for split in ("val", "test"):
-            if split == "test" and not sr.dataset.test:
-                out["test_accuracy"] = None
-                continue
+        def on(split: str) -> tuple[float, float]:
             m = model.evaluate(sr.dataset, split=split, device=str(sr.device))
-            # the validation accuracy as a fit's trial scores it (the kept weights, the
-            # prediction path), beside the training loop's best-epoch figure
-            out["test_accuracy" if split == "test" else "val_scored_accuracy"] = round(
-                float(m["accuracy"]), 4
-            )
-            out[f"{split}_log_loss"] = round(float(m["log_loss"]), 4)
+            return round(float(m["accuracy"]), 4), round(float(m["log_loss"]), 4)
+
+        # the validation accuracy as a fit's trial scores it (the kept weights, the
+        # prediction path), beside the training loop's best-epoch figure
+        out = dict(zip(("val_scored_accuracy", "val_log_loss"), on("val"), strict=True))
+        if sr.dataset.test:
+            out.update(zip(("test_accuracy", "test_log_loss"), on("test"), strict=True))
+        else:
+            out["test_accuracy"] = None
         return out
 
     cell: dict = {"linear_probe": {}, "finetune": {}}

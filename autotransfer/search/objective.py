@@ -217,8 +217,9 @@ def objective(sr: SearchRun, trial: optuna.Trial) -> float:
     trial.set_user_attr(
         "info", {**_jsonable(outcome.info), "train_val_accuracy": outcome.val_accuracy}
     )
-    per_class = len(sr.dataset.train) / max(1, len(sr.dataset.classes))
-    trial.set_user_attr(PER_CLASS, round(per_class, 2))
+    # the figure the selection reads back from the trial, so both decide alike
+    per_class = round(len(sr.dataset.train) / max(1, len(sr.dataset.classes)), 2)
+    trial.set_user_attr(PER_CLASS, per_class)
     if worth_keeping(trial.study, value, int(metrics.get("num_images", 0)), per_class):
         model.save(checkpoint_dir(sr.run_dir, trial.number))
     # the trial's work is done and saved: a process killed from here on leaves a trial
