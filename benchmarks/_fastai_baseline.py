@@ -51,8 +51,12 @@ class FastaiFineTune:
             return loop.Trainable(model, [{"params": [by_name[n] for n in head], "lr": base}])
 
         first = loop.train(
-            ctx, frozen_body, loop.Schedule(epochs=1, optimizer="adamw", weight_decay=0.01,
-                                            warmup=0.99, decay="cosine"), prep
+            ctx,
+            frozen_body,
+            loop.Schedule(
+                epochs=1, optimizer="adamw", weight_decay=0.01, warmup=0.99, decay="cosine"
+            ),
+            prep,
         )
 
         def unfrozen() -> loop.Trainable:
@@ -63,11 +67,13 @@ class FastaiFineTune:
             by_name = dict(model.named_parameters())
             hi, lo = base / 2, base / 2 / float(p["lr_mult"])
             k = len(groups)
-            return loop.Trainable(model, [
-                {"params": [by_name[n] for n in g],
-                 "lr": lo * (hi / lo) ** (i / max(1, k - 1))}
-                for i, g in enumerate(groups)
-            ])
+            return loop.Trainable(
+                model,
+                [
+                    {"params": [by_name[n] for n in g], "lr": lo * (hi / lo) ** (i / max(1, k - 1))}
+                    for i, g in enumerate(groups)
+                ],
+            )
 
         def report(epoch: int, metrics: Any) -> None:
             ctx.report(epoch + 1, metrics)
@@ -75,8 +81,13 @@ class FastaiFineTune:
         second = loop.train(
             dataclasses.replace(ctx, report=report, seed=ctx.seed + 1),
             unfrozen,
-            loop.Schedule(epochs=int(p["epochs"]), optimizer="adamw", weight_decay=0.01,
-                          warmup=0.3, decay="cosine"),
+            loop.Schedule(
+                epochs=int(p["epochs"]),
+                optimizer="adamw",
+                weight_decay=0.01,
+                warmup=0.3,
+                decay="cosine",
+            ),
             prep,
         )
         second.history = first.history + second.history

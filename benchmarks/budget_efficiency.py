@@ -83,16 +83,28 @@ def _fit(ds, work: Path, budget: float, protocol: dict, device: str | None, **op
         "seconds": round(seconds, 1),
         # what the search tried, best first: which candidates a budget let it reach
         "tried": [
-            {"strategy": t.strategy, "backbone": short(t.backbone), "state": t.state,
-             "val": None if t.val_accuracy is None else round(float(t.val_accuracy), 4),
-             "seconds": None if t.seconds is None else round(float(t.seconds), 1)}
+            {
+                "strategy": t.strategy,
+                "backbone": short(t.backbone),
+                "state": t.state,
+                "val": None if t.val_accuracy is None else round(float(t.val_accuracy), 4),
+                "seconds": None if t.seconds is None else round(float(t.seconds), 1),
+            }
             for t in r.leaderboard
         ],
     }
 
 
-def run_methods(ds, budget: float, whole: list[str], candidates: list[str], protocol: dict,
-                device: str | None, work: Path, methods: tuple[str, ...]) -> dict:
+def run_methods(
+    ds,
+    budget: float,
+    whole: list[str],
+    candidates: list[str],
+    protocol: dict,
+    device: str | None,
+    work: Path,
+    methods: tuple[str, ...],
+) -> dict:
     from autotransfer.backbones.candidates import count_params
     from autotransfer.backbones.load import resolve_backbones
 
@@ -102,48 +114,94 @@ def run_methods(ds, budget: float, whole: list[str], candidates: list[str], prot
     out = {}
     for m in methods:
         if m == "fit":  # the built-in strategies, not the baseline registered below
-            out[m] = _fit(ds, work, budget, protocol, device, backbones=space,
-                          strategies=BUILTIN)
+            out[m] = _fit(ds, work, budget, protocol, device, backbones=space, strategies=BUILTIN)
         elif m == "seed-style default":
-            out[m] = _fit(ds, work, budget, protocol, device, backbones=(largest,), top_k=1,
-                          strategies=("full_finetune",), n_trials=1, trial_time_limit=budget)
+            out[m] = _fit(
+                ds,
+                work,
+                budget,
+                protocol,
+                device,
+                backbones=(largest,),
+                top_k=1,
+                strategies=("full_finetune",),
+                n_trials=1,
+                trial_time_limit=budget,
+            )
         elif m == "fastai fine_tune":
             register_fastai()
-            out[m] = _fit(ds, work, budget, protocol, device, backbones=(largest,), top_k=1,
-                          strategies=("fastai_fine_tune",), n_trials=1, trial_time_limit=budget)
+            out[m] = _fit(
+                ds,
+                work,
+                budget,
+                protocol,
+                device,
+                backbones=(largest,),
+                top_k=1,
+                strategies=("fastai_fine_tune",),
+                n_trials=1,
+                trial_time_limit=budget,
+            )
         elif m == "BiT-HyperRule every backbone":
             share = budget / len(whole)
             runs = [
-                _fit(ds, work, share, protocol, device, backbones=(b,), top_k=1,
-                     strategies=("full_finetune",), n_trials=1, trial_time_limit=share)
+                _fit(
+                    ds,
+                    work,
+                    share,
+                    protocol,
+                    device,
+                    backbones=(b,),
+                    top_k=1,
+                    strategies=("full_finetune",),
+                    n_trials=1,
+                    trial_time_limit=share,
+                )
                 for b in whole
             ]
             best = max(runs, key=lambda r: r["val"])
-            out[m] = {**best, "seconds": round(sum(r["seconds"] for r in runs), 1),
-                      "trials": sum(r["trials"] for r in runs)}
+            out[m] = {
+                **best,
+                "seconds": round(sum(r["seconds"] for r in runs), 1),
+                "trials": sum(r["trials"] for r in runs),
+            }
     return out
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu", help="whose ground truth, and where to run")
-    p.add_argument("--variants", required=False, default=None,
-                   help="comma-separated (default: every variant with complete ground truth)")
+    p.add_argument(
+        "--variants",
+        required=False,
+        default=None,
+        help="comma-separated (default: every variant with complete ground truth)",
+    )
     p.add_argument("--fractions", default=",".join(map(str, FRACTIONS)))
     p.add_argument("--methods", default=",".join(METHODS))
-    p.add_argument("--rank-share", type=float, default=None,
-                   help="run only fit, with this rank_share, into the ranking-share table "
-                        "(default: the engine's, into the main table)")
-    p.add_argument("--again", action="store_true",
-                   help="run the methods again where they have results (after an engine change)")
+    p.add_argument(
+        "--rank-share",
+        type=float,
+        default=None,
+        help="run only fit, with this rank_share, into the ranking-share table "
+        "(default: the engine's, into the main table)",
+    )
+    p.add_argument(
+        "--again",
+        action="store_true",
+        help="run the methods again where they have results (after an engine change)",
+    )
     p.add_argument("--render", action="store_true", help="only rewrite the tables and plot")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     truth = load_truth(args.device)
     protocol = truth["protocol"]
     out = RESULTS / f"budget_efficiency_{args.device}"
-    data = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(
-        ".json").exists() else {"variants": {}}
+    data = (
+        json.loads(out.with_suffix(".json").read_text())
+        if out.with_suffix(".json").exists()
+        else {"variants": {}}
+    )
     if not args.render:
         variants = args.variants.split(",") if args.variants else sorted(truth["cells"])
         for variant in variants:
@@ -161,32 +219,60 @@ def main(argv=None) -> int:
                 key = f"{frac:g}"
                 if args.rank_share is not None:
                     share = entry.setdefault("rank_share", {}).setdefault(
-                        f"{args.rank_share:g}", {})
+                        f"{args.rank_share:g}", {}
+                    )
                     if key not in share:
-                        share[key] = {**_fit(ds, work, frac * cost, protocol,
-                                             None if args.device == "cpu" else args.device,
-                                             backbones=tuple(c for c in candidates
-                                                             if c != CONTROL),
-                                             strategies=BUILTIN, rank_share=args.rank_share),
-                                      "budget_seconds": round(frac * cost, 1),
-                                      "commit": machine_info()["commit"]}
+                        share[key] = {
+                            **_fit(
+                                ds,
+                                work,
+                                frac * cost,
+                                protocol,
+                                None if args.device == "cpu" else args.device,
+                                backbones=tuple(c for c in candidates if c != CONTROL),
+                                strategies=BUILTIN,
+                                rank_share=args.rank_share,
+                            ),
+                            "budget_seconds": round(frac * cost, 1),
+                            "commit": machine_info()["commit"],
+                        }
                         out.with_suffix(".json").write_text(json.dumps(data, indent=1))
                     continue
                 have = entry["runs"].get(key, {})
                 todo = tuple(m for m in args.methods.split(",") if args.again or m not in have)
                 if not todo:
                     continue
-                res = run_methods(ds, frac * cost, whole, candidates, protocol,
-                                  None if args.device == "cpu" else args.device, work, todo)
+                res = run_methods(
+                    ds,
+                    frac * cost,
+                    whole,
+                    candidates,
+                    protocol,
+                    None if args.device == "cpu" else args.device,
+                    work,
+                    todo,
+                )
                 commit = machine_info()["commit"]
-                entry["runs"][key] = {**have, **{
-                    m: {**r, "commit": commit, "budget_seconds": round(frac * cost, 1)}
-                    for m, r in res.items()}}
+                entry["runs"][key] = {
+                    **have,
+                    **{
+                        m: {**r, "commit": commit, "budget_seconds": round(frac * cost, 1)}
+                        for m, r in res.items()
+                    },
+                }
                 entry["commit"] = machine_info()["commit"]
                 data["machine"] = machine_info()
                 out.with_suffix(".json").write_text(json.dumps(data, indent=1))
-                print(json.dumps({"variant": variant, "fraction": frac, **{
-                    m: r["val"] for m, r in res.items()}}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "variant": variant,
+                            "fraction": frac,
+                            **{m: r["val"] for m, r in res.items()},
+                        }
+                    ),
+                    flush=True,
+                )
     from_truth(data, truth)
     out.with_suffix(".json").write_text(json.dumps(data, indent=1))
     write(data, out, args.device)
@@ -211,8 +297,11 @@ def from_truth(data: dict, truth: dict) -> None:
     for variant, entry in data["variants"].items():
         old = entry.get("exhaustive_seconds")
         runs = [*entry["runs"].items()]
-        runs += [(k, {"_": r}) for share in entry.get("rank_share", {}).values()
-                 for k, r in share.items()]
+        runs += [
+            (k, {"_": r})
+            for share in entry.get("rank_share", {}).values()
+            for k, r in share.items()
+        ]
         for key, by_method in runs:
             for r in by_method.values():
                 if "budget_seconds" not in r and old is not None:
@@ -228,19 +317,21 @@ def rows_of(data: dict) -> list[dict]:
                 if m not in runs:
                     continue
                 r = runs[m]
-                rows.append({
-                    "variant": variant,
-                    "budget": f"{float(key):.0%}",
-                    "budget s": round(r["budget_seconds"]),
-                    "method": m,
-                    "val acc": r["val"],
-                    "of exhaustive best": round(r["val"] / e["exhaustive_best"], 3),
-                    "best trial": _best_trial(r),
-                    "test acc": r["test"],
-                    "pick": r["pick"],
-                    "trials": r["trials"],
-                    "seconds": r["seconds"],
-                })
+                rows.append(
+                    {
+                        "variant": variant,
+                        "budget": f"{float(key):.0%}",
+                        "budget s": round(r["budget_seconds"]),
+                        "method": m,
+                        "val acc": r["val"],
+                        "of exhaustive best": round(r["val"] / e["exhaustive_best"], 3),
+                        "best trial": _best_trial(r),
+                        "test acc": r["test"],
+                        "pick": r["pick"],
+                        "trials": r["trials"],
+                        "seconds": r["seconds"],
+                    }
+                )
     return rows
 
 
@@ -251,8 +342,9 @@ def _best_trial(run: dict) -> float:
     return max([run["val"], *vals])
 
 
-def reach(data: dict, share: float = 0.99, within_se: bool = False,
-          trial: bool = False) -> dict[str, str]:
+def reach(
+    data: dict, share: float = 0.99, within_se: bool = False, trial: bool = False
+) -> dict[str, str]:
     """Per variant: the smallest budget at which fit's pick (``trial``: any of its trials)
     reached ``share`` of the best, or (``within_se``) came within one binomial standard
     error of it on the validation split, the tolerance inside which fit's own selection
@@ -263,16 +355,21 @@ def reach(data: dict, share: float = 0.99, within_se: bool = False,
     for variant, e in data["variants"].items():
         best = e["exhaustive_best"]
         floor = best - tolerance(best, e["val_images"]) if within_se else share * best
-        hit = [float(k) for k, runs in e["runs"].items() if "fit" in runs
-               and (_best_trial(runs["fit"]) if trial else runs["fit"]["val"]) >= floor - 1e-9]
+        hit = [
+            float(k)
+            for k, runs in e["runs"].items()
+            if "fit" in runs
+            and (_best_trial(runs["fit"]) if trial else runs["fit"]["val"]) >= floor - 1e-9
+        ]
         out[variant] = f"{min(hit):.0%}" if hit else "not within the budgets tried"
     return out
 
 
 def overrun(e: dict) -> str:
     """fit's longest run past its budget over the budgets tried: "+4.9 s", or "none"."""
-    over = [r["fit"]["seconds"] - r["fit"]["budget_seconds"]
-            for r in e["runs"].values() if "fit" in r]
+    over = [
+        r["fit"]["seconds"] - r["fit"]["budget_seconds"] for r in e["runs"].values() if "fit" in r
+    ]
     worst = max(over, default=0.0)
     return f"+{worst:.1f} s" if worst > 0 else "none"
 
@@ -298,9 +395,11 @@ def write(data: dict, out: Path, device: str) -> None:
         "| variant | exhaustive s | exhaustive best | validation images | fit reaches 99 % at "
         "| fit within one SE at | a fit trial reaches 99 % at | fit past its budget, at most |",
         "|---|---|---|---|---|---|---|---|",
-        *[f"| {v} | {round(e['exhaustive_seconds'])} | {e['exhaustive_best']} | "
-          f"{e['val_images']} | {reached[v]} | {tied[v]} | {searched[v]} | {overrun(e)} |"
-          for v, e in sorted(data["variants"].items())],
+        *[
+            f"| {v} | {round(e['exhaustive_seconds'])} | {e['exhaustive_best']} | "
+            f"{e['val_images']} | {reached[v]} | {tied[v]} | {searched[v]} | {overrun(e)} |"
+            for v, e in sorted(data["variants"].items())
+        ],
         "",
         "One SE: the binomial standard error of the best validation accuracy, "
         "sqrt(p (1 - p) / n); within it `fit`'s own selection counts trials as tied "
@@ -330,14 +429,20 @@ def _rank_share_section(data: dict) -> list[str]:
                 shares.setdefault(f"{fit['rank_share']:g}", {}).setdefault(key, fit)
         for share, runs in sorted(shares.items(), key=lambda kv: -float(kv[0])):
             for key, r in sorted(runs.items(), key=lambda kv: float(kv[0])):
-                rows.append({
-                    "variant": variant, "budget": f"{float(key):.0%}",
-                    "budget s": round(r["budget_seconds"]),
-                    "rank_share": share, "val acc": r["val"],
-                    "of exhaustive best": round(r["val"] / e["exhaustive_best"], 3),
-                    "pick": r["pick"], "trials": r["trials"], "seconds": r["seconds"],
-                    "commit": r.get("commit", ""),
-                })
+                rows.append(
+                    {
+                        "variant": variant,
+                        "budget": f"{float(key):.0%}",
+                        "budget s": round(r["budget_seconds"]),
+                        "rank_share": share,
+                        "val acc": r["val"],
+                        "of exhaustive best": round(r["val"] / e["exhaustive_best"], 3),
+                        "pick": r["pick"],
+                        "trials": r["trials"],
+                        "seconds": r["seconds"],
+                        "commit": r.get("commit", ""),
+                    }
+                )
     if not rows:
         return []
     return [
@@ -365,8 +470,11 @@ def plot(data: dict, path: Path) -> None:
         e = data["variants"][v]
         keys = sorted(e["runs"], key=float)
         for m in METHODS:
-            pts = [(float(k), e["runs"][k][m]["val"] / e["exhaustive_best"])
-                   for k in keys if m in e["runs"][k]]
+            pts = [
+                (float(k), e["runs"][k][m]["val"] / e["exhaustive_best"])
+                for k in keys
+                if m in e["runs"][k]
+            ]
             if pts:
                 ax.plot([100 * x for x, _ in pts], [y for _, y in pts], marker="o", label=m)
         ax.axhline(0.99, color="grey", ls="--", lw=0.8)

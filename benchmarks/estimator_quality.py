@@ -41,8 +41,15 @@ from autotransfer.search.plan import SIMILAR  # noqa: E402  (the plan's near/far
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-FEATURE_ESTIMATORS = ("logme", "leep", "nleep", "hscore", "knn_loo_k1", "knn_loo_k5",
-                      "linear_probe_cv")
+FEATURE_ESTIMATORS = (
+    "logme",
+    "leep",
+    "nleep",
+    "hscore",
+    "knn_loo_k1",
+    "knn_loo_k5",
+    "linear_probe_cv",
+)
 # name -> estimators whose normalised ranks are averaged
 AGGREGATES = {
     "aggregate (default: all that read features)": FEATURE_ESTIMATORS,
@@ -52,13 +59,22 @@ AGGREGATES = {
     "linear_probe_cv + imagenet_top1": ("linear_probe_cv", "imagenet_top1"),
     # H-score and NLEEP grow with the feature dimension (a trace over it; PCA components),
     # which differs between whole and cut backbones: the aggregate without them
-    "aggregate without hscore, nleep": ("logme", "leep", "knn_loo_k1", "knn_loo_k5",
-                                        "linear_probe_cv"),
+    "aggregate without hscore, nleep": (
+        "logme",
+        "leep",
+        "knn_loo_k1",
+        "knn_loo_k5",
+        "linear_probe_cv",
+    ),
 }
 DEFAULT = "aggregate (default: all that read features)"
 # what each estimator adds: the default aggregate less one of its members
-AGGREGATES.update({f"default without {e}": tuple(x for x in FEATURE_ESTIMATORS if x != e)
-                   for e in FEATURE_ESTIMATORS})
+AGGREGATES.update(
+    {
+        f"default without {e}": tuple(x for x in FEATURE_ESTIMATORS if x != e)
+        for e in FEATURE_ESTIMATORS
+    }
+)
 # Published figures, from other datasets and model zoos (for orientation only):
 # * the SFDA benchmark (Shao et al., ECCV 2022: 11 supervised ImageNet models, 11 targets),
 #   mean weighted tau as summarised in issue 4: the static ImageNet top-1 prior about 0.60,
@@ -148,8 +164,9 @@ def regime(variant: str) -> str:
     return "few-shot" if variant.endswith("shot") else "VTAB-1k-style"
 
 
-def evaluate(data: dict, truth_kind: str, scores: dict[str, dict], *,
-             whole_only: bool = False) -> dict:
+def evaluate(
+    data: dict, truth_kind: str, scores: dict[str, dict], *, whole_only: bool = False
+) -> dict:
     """Per variant and per row (estimator or aggregate): the metrics. ``whole_only``: only
     the whole ImageNet networks compete (the ranking is recomputed among them)."""
     from autotransfer.transferability.ranking import aggregate_scores
@@ -159,8 +176,12 @@ def evaluate(data: dict, truth_kind: str, scores: dict[str, dict], *,
         cells = data["cells"][variant]
         keep = [b for b in cells if is_whole(b) or not whole_only]
         sc = {b: entry["scores"][b] for b in keep}
-        key = {"test": "test", "val": "best", "finetune": "finetune_test",
-               "linear_probe": "linear_probe_test"}[truth_kind]
+        key = {
+            "test": "test",
+            "val": "best",
+            "finetune": "finetune_test",
+            "linear_probe": "linear_probe_test",
+        }[truth_kind]
         truth = {b: cells[b][key] for b in keep}
         rows = {}
         for est in sorted({e for b in sc.values() for e in b}):
@@ -183,41 +204,50 @@ def evaluate(data: dict, truth_kind: str, scores: dict[str, dict], *,
         others = [v for v in per_variant if v != variant]
         if not others:
             continue
-        chosen = max(AGGREGATES, key=lambda a: np.mean(
-            [per_variant[v][a]["weighted tau"] for v in others]))
+        chosen = max(
+            AGGREGATES, key=lambda a: np.mean([per_variant[v][a]["weighted tau"] for v in others])
+        )
         rows["leave-one-out choice of aggregate"] = {**rows[chosen], "chose": chosen}
     return per_variant
 
 
 def summary(per_variant: dict) -> list[dict]:
-    names = sorted({n for rows in per_variant.values() for n in rows},
-                   key=lambda n: (n not in FEATURE_ESTIMATORS + ("imagenet_top1",), n))
+    names = sorted(
+        {n for rows in per_variant.values() for n in rows},
+        key=lambda n: (n not in FEATURE_ESTIMATORS + ("imagenet_top1",), n),
+    )
     out = []
     for n in names:
         vals = [rows[n] for rows in per_variant.values() if n in rows]
-        out.append({
-            "estimator / aggregate": n,
-            "variants": len(vals),
-            "mean tau": round(float(np.mean([v["tau"] for v in vals])), 3),
-            "mean weighted tau": round(float(np.mean([v["weighted tau"] for v in vals])), 3),
-            "top-1 hit rate": round(float(np.mean([v["top-1 hit"] for v in vals])), 3),
-            "mean regret": round(float(np.mean([v["regret"] for v in vals])), 4),
-            "max regret": round(float(np.max([v["regret"] for v in vals])), 4),
-            "regret within 1 SE": f"{sum(v['regret'] <= v['se'] for v in vals)}/{len(vals)}",
-            "control ranked last": (
-                f"{sum(v['control last'] for v in vals if 'control last' in v):.0f}"
-                f"/{sum('control last' in v for v in vals)}"
-            ),
-            "published mean weighted tau (SFDA benchmark)": PUBLISHED.get(n, ""),
-        })
+        out.append(
+            {
+                "estimator / aggregate": n,
+                "variants": len(vals),
+                "mean tau": round(float(np.mean([v["tau"] for v in vals])), 3),
+                "mean weighted tau": round(float(np.mean([v["weighted tau"] for v in vals])), 3),
+                "top-1 hit rate": round(float(np.mean([v["top-1 hit"] for v in vals])), 3),
+                "mean regret": round(float(np.mean([v["regret"] for v in vals])), 4),
+                "max regret": round(float(np.max([v["regret"] for v in vals])), 4),
+                "regret within 1 SE": f"{sum(v['regret'] <= v['se'] for v in vals)}/{len(vals)}",
+                "control ranked last": (
+                    f"{sum(v['control last'] for v in vals if 'control last' in v):.0f}"
+                    f"/{sum('control last' in v for v in vals)}"
+                ),
+                "published mean weighted tau (SFDA benchmark)": PUBLISHED.get(n, ""),
+            }
+        )
     return out
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu", help="whose ground truth: cpu or cuda")
-    p.add_argument("--truth", default="test", choices=("test", "val", "finetune", "linear_probe"),
-                   help="test: test accuracy of the validation-selected configuration (default)")
+    p.add_argument(
+        "--truth",
+        default="test",
+        choices=("test", "val", "finetune", "linear_probe"),
+        help="test: test accuracy of the validation-selected configuration (default)",
+    )
     p.add_argument("--min-candidates", type=int, default=4)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -234,16 +264,33 @@ def main(argv=None) -> int:
     return 0
 
 
-SHOWN = ("linear_probe_cv", "knn_loo_k1", "logme", "imagenet_top1", DEFAULT,
-         "descriptor choice of aggregate", "leave-one-out choice of aggregate")
+SHOWN = (
+    "linear_probe_cv",
+    "knn_loo_k1",
+    "logme",
+    "imagenet_top1",
+    DEFAULT,
+    "descriptor choice of aggregate",
+    "leave-one-out choice of aggregate",
+)
 
 
 def short_summary(per_variant: dict, label: str) -> list[dict]:
     """A few rows of ``summary`` for a subset of variants, labelled."""
-    keep = ("estimator / aggregate", "variants", "mean tau", "mean weighted tau",
-            "top-1 hit rate", "mean regret", "max regret")
-    return [{"subset": label, **{k: r[k] for k in keep}} for r in summary(per_variant)
-            if r["estimator / aggregate"] in SHOWN]
+    keep = (
+        "estimator / aggregate",
+        "variants",
+        "mean tau",
+        "mean weighted tau",
+        "top-1 hit rate",
+        "mean regret",
+        "max regret",
+    )
+    return [
+        {"subset": label, **{k: r[k] for k in keep}}
+        for r in summary(per_variant)
+        if r["estimator / aggregate"] in SHOWN
+    ]
 
 
 def write(per_variant: dict, whole: dict, scores: dict, data: dict, args) -> None:
@@ -256,22 +303,32 @@ def write(per_variant: dict, whole: dict, scores: dict, data: dict, args) -> Non
     subsets += short_summary(whole, "all variants, whole ImageNet networks only")
     detail = []
     for variant, by_name in sorted(per_variant.items()):
-        for n in (*FEATURE_ESTIMATORS, "imagenet_top1", DEFAULT,
-                  "descriptor choice of aggregate", "leave-one-out choice of aggregate"):
+        for n in (
+            *FEATURE_ESTIMATORS,
+            "imagenet_top1",
+            DEFAULT,
+            "descriptor choice of aggregate",
+            "leave-one-out choice of aggregate",
+        ):
             if n in by_name:
                 m = by_name[n]
-                detail.append({"variant": variant,
-                               "similarity": scores[variant]["similarity"],
-                               "estimator / aggregate": n,
-                               "tau": round(m["tau"], 3),
-                               "weighted tau": round(m["weighted tau"], 3),
-                               "pick": short(m["pick"]), "regret": m["regret"],
-                               "chose": m.get("chose", "")})
+                detail.append(
+                    {
+                        "variant": variant,
+                        "similarity": scores[variant]["similarity"],
+                        "estimator / aggregate": n,
+                        "tau": round(m["tau"], 3),
+                        "weighted tau": round(m["weighted tau"], 3),
+                        "pick": short(m["pick"]),
+                        "regret": m["regret"],
+                        "chose": m.get("chose", ""),
+                    }
+                )
     suffix = "" if args.truth == "test" else f"_{args.truth}"
     out = RESULTS / f"estimator_quality_{args.device}{suffix}"
     truth_text = {
         "test": "test accuracy of the configuration (linear-probe C or fine-tune lr) with the "
-                "best validation accuracy",
+        "best validation accuracy",
         "val": "the best validation accuracy over both grids",
         "finetune": "test accuracy of the fine-tune grid's validation-selected lr",
         "linear_probe": "test accuracy of the linear probe's validation-selected C",
@@ -314,13 +371,25 @@ def write(per_variant: dict, whole: dict, scores: dict, data: dict, args) -> Non
         "Machine: " + ", ".join(f"{k} {v}" for k, v in machine_info().items()),
         "",
         f"Reproduce: `python benchmarks/estimator_quality.py --device {args.device}"
-        + ("" if args.truth == "test" else f" --truth {args.truth}") + "`",
+        + ("" if args.truth == "test" else f" --truth {args.truth}")
+        + "`",
     ]
     out.with_suffix(".md").write_text("\n".join(md) + "\n")
-    out.with_suffix(".json").write_text(json.dumps(
-        {"truth": args.truth, "summary": rows, "subsets": subsets, "per_variant": per_variant,
-         "whole_networks_only": whole, "scores": scores,
-         "machine": machine_info()}, indent=1, default=str))
+    out.with_suffix(".json").write_text(
+        json.dumps(
+            {
+                "truth": args.truth,
+                "summary": rows,
+                "subsets": subsets,
+                "per_variant": per_variant,
+                "whole_networks_only": whole,
+                "scores": scores,
+                "machine": machine_info(),
+            },
+            indent=1,
+            default=str,
+        )
+    )
     plot(rows, out.with_suffix(".png"))
 
 

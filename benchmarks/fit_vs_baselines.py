@@ -55,11 +55,25 @@ def bench_dataset(name: str, budget: str, work: Path, strategies: tuple[str, ...
     root = SHARED / name
     fit, t_fit = _run(root, work / name / "fit", time_budget=budget, strategies=strategies)
     first = fit.ranking.rows[0].backbone
-    lp, t_lp = _run(root, work / name / "linear_probe", backbones=(first,), top_k=1,
-                    strategies=("feature_extraction",), n_trials=1, time_budget=None)
-    ft, t_ft = _run(root, work / name / "fixed_finetune", backbones=(first,), top_k=1,
-                    strategies=("full_finetune",), n_trials=1, time_budget=budget,
-                    trial_time_limit=budget)
+    lp, t_lp = _run(
+        root,
+        work / name / "linear_probe",
+        backbones=(first,),
+        top_k=1,
+        strategies=("feature_extraction",),
+        n_trials=1,
+        time_budget=None,
+    )
+    ft, t_ft = _run(
+        root,
+        work / name / "fixed_finetune",
+        backbones=(first,),
+        top_k=1,
+        strategies=("full_finetune",),
+        n_trials=1,
+        time_budget=budget,
+        trial_time_limit=budget,
+    )
     row = {
         "dataset": name,
         "train": fit.descriptor.split_sizes["train"],
@@ -108,8 +122,11 @@ def main(argv=None) -> int:
     work = Path(args.work or tempfile.mkdtemp(prefix="autotransfer-fitbench-"))
     os.environ.setdefault("AUTOTRANSFER_CACHE", str(work / "cache"))
     out = Path(args.out)
-    previous = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(
-        ".json").exists() else {"datasets": {}}
+    previous = (
+        json.loads(out.with_suffix(".json").read_text())
+        if out.with_suffix(".json").exists()
+        else {"datasets": {}}
+    )
     records = previous.get("datasets", {})
     if args.render:
         _write(out, records, previous.get("budget", args.budget), previous.get("machine"))
@@ -162,8 +179,7 @@ def _write(out: Path, records: dict, budget: str, info: dict | None = None) -> N
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text("\n".join(md) + "\n")
     out.with_suffix(".json").write_text(
-        json.dumps({"machine": info, "budget": budget, "datasets": records}, indent=2,
-                   default=str)
+        json.dumps({"machine": info, "budget": budget, "datasets": records}, indent=2, default=str)
     )
 
 

@@ -139,6 +139,7 @@ def measure_cell(sr, backbone: str, protocol: dict) -> dict:
         """The kept weights' validation accuracy and log-loss as a trial scores them, and
         their test accuracy and log-loss (the selection-rule benchmark replays a search
         from them; not counted in seconds)."""
+
         def on(split: str) -> tuple[float, float]:
             m = model.evaluate(sr.dataset, split=split, device=str(sr.device))
             return round(float(m["accuracy"]), 4), round(float(m["log_loss"]), 4)
@@ -168,8 +169,11 @@ def measure_cell(sr, backbone: str, protocol: dict) -> dict:
         }
     epochs = epochs_for(sr.search.num_train, protocol)
     for i, lr in enumerate(protocol["lrs"]):
-        params = {**sr.strategies["full_finetune"].defaults(search=sr.search),
-                  "lr": lr, "epochs": epochs}
+        params = {
+            **sr.strategies["full_finetune"].defaults(search=sr.search),
+            "lr": lr,
+            "epochs": epochs,
+        }
         t = time.perf_counter()
         model, out = train_model(sr, backbone, "full_finetune", params, 100 + i, quiet)
         seconds = time.perf_counter() - t
@@ -228,8 +232,11 @@ def main(argv=None) -> int:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--variants", default=None, help="comma-separated (default: all)")
     p.add_argument("--backbones", default=None, help="comma-separated (default: all candidates)")
-    p.add_argument("--again", action="store_true",
-                   help="measure the named cells again (default: only cells not measured)")
+    p.add_argument(
+        "--again",
+        action="store_true",
+        help="measure the named cells again (default: only cells not measured)",
+    )
     p.add_argument("--render", action="store_true", help="only write the tables and plot")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -267,9 +274,20 @@ def main(argv=None) -> int:
                 data["cells"].setdefault(variant, {})[b] = cell
                 data["machine"] = machine_info()
                 save(data, device)
-                print(json.dumps({"variant": variant, "backbone": b, "best": cell["best"],
-                                  "lp": cell["linear_probe_best"], "ft": cell["finetune_best"],
-                                  "test": cell["test"], "s": cell["seconds"]}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "variant": variant,
+                            "backbone": b,
+                            "best": cell["best"],
+                            "lp": cell["linear_probe_best"],
+                            "ft": cell["finetune_best"],
+                            "test": cell["test"],
+                            "s": cell["seconds"],
+                        }
+                    ),
+                    flush=True,
+                )
     write_report(data, device)
     return 0
 
@@ -283,6 +301,7 @@ def write_report(data: dict, device: str) -> None:
     cells = data["cells"]
     if not cells:
         return
+
     def best_key(grid: dict) -> str:
         return max(grid, key=lambda k: grid[k]["val_accuracy"])
 
@@ -290,19 +309,21 @@ def write_report(data: dict, device: str) -> None:
     for variant in sorted(cells):
         v = data["variants"].get(variant, {})
         for b, c in sorted(cells[variant].items(), key=lambda kv: -kv[1]["best"]):
-            rows.append({
-                "variant": variant,
-                "train/val/test": v.get("train/val/test", ""),
-                "backbone": short(b),
-                "linear probe": c["linear_probe_best"],
-                "best C": best_key(c["linear_probe"]),
-                "fine-tune": c["finetune_best"],
-                "best lr": best_key(c["finetune"]),
-                "ground truth (val)": c["best"],
-                "test (val-selected)": c["test"],
-                "epochs": v.get("epochs", ""),
-                "seconds": round(c["seconds"]),
-            })
+            rows.append(
+                {
+                    "variant": variant,
+                    "train/val/test": v.get("train/val/test", ""),
+                    "backbone": short(b),
+                    "linear probe": c["linear_probe_best"],
+                    "best C": best_key(c["linear_probe"]),
+                    "fine-tune": c["finetune_best"],
+                    "best lr": best_key(c["finetune"]),
+                    "ground truth (val)": c["best"],
+                    "test (val-selected)": c["test"],
+                    "epochs": v.get("epochs", ""),
+                    "seconds": round(c["seconds"]),
+                }
+            )
     proto = data["protocol"]
     md = [
         f"# Ground truth: each candidate trained on each dataset variant ({device})",
@@ -324,7 +345,8 @@ def write_report(data: dict, device: str) -> None:
         "Machine: " + ", ".join(f"{k} {v}" for k, v in (data["machine"] or {}).items()),
         "",
         "Reproduce: `python benchmarks/ground_truth.py"
-        + (" --device cpu" if device == "cpu" else "") + "` (resumes; cells are cached in "
+        + (" --device cpu" if device == "cpu" else "")
+        + "` (resumes; cells are cached in "
         f"`ground_truth_{device}.json`).",
     ]
     (RESULTS / f"ground_truth_{device}.md").write_text("\n".join(md) + "\n")
@@ -353,8 +375,15 @@ def plot(data: dict, path: Path) -> None:
     for i in range(len(variants)):
         for j in range(len(backbones)):
             if grid[i, j] == grid[i, j]:
-                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                        color="white" if grid[i, j] < 0.6 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{grid[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if grid[i, j] < 0.6 else "black",
+                )
     fig.colorbar(im, ax=ax, label="test accuracy")
     ax.set_title("Ground truth: linear-probe and fine-tune grids, chosen on validation")
     fig.tight_layout()

@@ -60,12 +60,14 @@ def trials_of(cells: dict) -> list[dict]:
             for param, v in sorted(cell[method].items()):
                 if v.get("val_log_loss") is None or v.get("test_accuracy") is None:
                     continue
-                out.append({
-                    "trial": f"{short(backbone)} {method} {param}",
-                    "val": v.get("val_scored_accuracy", v["val_accuracy"]),
-                    "loss": v["val_log_loss"],
-                    "test": v["test_accuracy"],
-                })
+                out.append(
+                    {
+                        "trial": f"{short(backbone)} {method} {param}",
+                        "val": v.get("val_scored_accuracy", v["val_accuracy"]),
+                        "loss": v["val_log_loss"],
+                        "test": v["test_accuracy"],
+                    }
+                )
     return out
 
 
@@ -79,10 +81,17 @@ def frozen(trials: list[dict], n_val: int, per_class: float | None) -> list:
     attrs = {} if per_class is None else {PER_CLASS: per_class}
     return [
         optuna.trial.FrozenTrial(
-            number=i, trial_id=i, state=optuna.trial.TrialState.COMPLETE, value=t["val"],
-            datetime_start=None, datetime_complete=None, params={}, distributions={},
+            number=i,
+            trial_id=i,
+            state=optuna.trial.TrialState.COMPLETE,
+            value=t["val"],
+            datetime_start=None,
+            datetime_complete=None,
+            params={},
+            distributions={},
             user_attrs={"metrics": {"num_images": n_val, "log_loss": t["loss"]}, **attrs},
-            system_attrs={}, intermediate_values={},
+            system_attrs={},
+            intermediate_values={},
         )
         for i, t in enumerate(trials)
     ]
@@ -105,12 +114,16 @@ def picks(trials: list[dict], n_val: int, per_class: float) -> dict[str, float]:
     }
 
 
-def replay(trials: list[dict], n_val: int, per_class: float, k: int | None, draws: int,
-           seed: int) -> dict:
+def replay(
+    trials: list[dict], n_val: int, per_class: float, k: int | None, draws: int, seed: int
+) -> dict:
     """The rules over ``draws`` random searches of ``k`` trials (all of them when None)."""
     rng = np.random.default_rng(seed)
-    sets = ([list(range(len(trials)))] if k is None or k >= len(trials) else
-            [rng.choice(len(trials), size=k, replace=False).tolist() for _ in range(draws)])
+    sets = (
+        [list(range(len(trials)))]
+        if k is None or k >= len(trials)
+        else [rng.choice(len(trials), size=k, replace=False).tolist() for _ in range(draws)]
+    )
     got = {r: [] for r in RULES}
     regret = {r: [] for r in RULES}
     for idx in sets:
@@ -148,9 +161,10 @@ def main(argv=None) -> int:
             "trials": len(trials),
             "val images": n_val,
             "train images per class": per_class,
-            "by k": {str(k or "all"): replay(trials, n_val, per_class, k, args.draws,
-                                             args.seed)
-                     for k in SIZES},
+            "by k": {
+                str(k or "all"): replay(trials, n_val, per_class, k, args.draws, args.seed)
+                for k in SIZES
+            },
         }
         print(variant, len(trials), "trials", flush=True)
     if not results:
@@ -158,8 +172,14 @@ def main(argv=None) -> int:
             f"No cell of results/ground_truth_{args.device}.json has validation log-losses; "
             "measure cells with benchmarks/ground_truth.py (--again for old ones) first."
         )
-    data = {"machine": machine_info(), "draws": args.draws, "seed": args.seed,
-            "rules": list(RULES), "variants": results, "mean": means(results)}
+    data = {
+        "machine": machine_info(),
+        "draws": args.draws,
+        "seed": args.seed,
+        "rules": list(RULES),
+        "variants": results,
+        "mean": means(results),
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / f"selection_rules_{args.device}"
     stem.with_suffix(".json").write_text(json.dumps(data, indent=1, sort_keys=True))
@@ -193,15 +213,20 @@ def _means(results: dict) -> dict:
     for k in (str(k or "all") for k in SIZES):
         rows = [r["by k"][k] for r in results.values()]
         out[k] = {
-            "test": {rule: round(float(np.mean([r["test"][rule] for r in rows])), 4)
-                     for rule in RULES},
-            "regret": {rule: round(float(np.mean([r["regret"][rule] for r in rows])), 4)
-                       for rule in RULES},
+            "test": {
+                rule: round(float(np.mean([r["test"][rule] for r in rows])), 4) for rule in RULES
+            },
+            "regret": {
+                rule: round(float(np.mean([r["regret"][rule] for r in rows])), 4) for rule in RULES
+            },
             # per rule: on how many variants it beats best accuracy (and loses)
             "variants better / worse": {
-                rule: [int(sum(r["test"][rule] - r["test"][ACCURACY] > 1e-9 for r in rows)),
-                       int(sum(r["test"][rule] - r["test"][ACCURACY] < -1e-9 for r in rows))]
-                for rule in RULES if rule != ACCURACY
+                rule: [
+                    int(sum(r["test"][rule] - r["test"][ACCURACY] > 1e-9 for r in rows)),
+                    int(sum(r["test"][rule] - r["test"][ACCURACY] < -1e-9 for r in rows)),
+                ]
+                for rule in RULES
+                if rule != ACCURACY
             },
             "variants": len(rows),
         }
@@ -213,26 +238,38 @@ def write_markdown(data: dict, path: Path, device: str) -> None:
     for regime, by_k in data["mean"].items():
         for k, m in by_k.items():
             for rule in RULES:
-                rows.append({
-                    "variants": f"{regime} ({m['variants']})", "trials per search": k,
-                    "rule": rule, "mean test": m["test"][rule], "mean regret": m["regret"][rule],
-                    "variants better / worse than best accuracy": (
-                        " / ".join(map(str, m["variants better / worse"][rule]))
-                        if rule != ACCURACY else ""),
-                })
+                rows.append(
+                    {
+                        "variants": f"{regime} ({m['variants']})",
+                        "trials per search": k,
+                        "rule": rule,
+                        "mean test": m["test"][rule],
+                        "mean regret": m["regret"][rule],
+                        "variants better / worse than best accuracy": (
+                            " / ".join(map(str, m["variants better / worse"][rule]))
+                            if rule != ACCURACY
+                            else ""
+                        ),
+                    }
+                )
     per = []
     for variant, r in data["variants"].items():
         for k, x in r["by k"].items():
-            per.append({
-                "variant": variant, "trials": r["trials"], "val images": r["val images"],
-                "train per class": r["train images per class"],
-                "k": k, "best accuracy: test": x["test"][ACCURACY],
-                "one-SE: test": x["test"][ONE_SE],
-                "engine: test": x["test"][ENGINE],
-                "log-loss breaks ties: test": x["test"]["best accuracy, log-loss breaks ties"],
-                "lowest log-loss: test": x["test"]["lowest log-loss"],
-                "engine better / worse": f"{x['engine better']} / {x['engine worse']}",
-            })
+            per.append(
+                {
+                    "variant": variant,
+                    "trials": r["trials"],
+                    "val images": r["val images"],
+                    "train per class": r["train images per class"],
+                    "k": k,
+                    "best accuracy: test": x["test"][ACCURACY],
+                    "one-SE: test": x["test"][ONE_SE],
+                    "engine: test": x["test"][ENGINE],
+                    "log-loss breaks ties: test": x["test"]["best accuracy, log-loss breaks ties"],
+                    "lowest log-loss: test": x["test"]["lowest log-loss"],
+                    "engine better / worse": f"{x['engine better']} / {x['engine worse']}",
+                }
+            )
     md = [
         f"# Selection rules replayed on the ground truth's trials ({device})",
         "",
@@ -280,8 +317,11 @@ def plot(data: dict, path: Path) -> None:
     a.legend(fontsize=8)
     variants = list(data["variants"])
     for k in ks:
-        diff = [data["variants"][v]["by k"][k]["test"][ENGINE]
-                - data["variants"][v]["by k"][k]["test"][ACCURACY] for v in variants]
+        diff = [
+            data["variants"][v]["by k"][k]["test"][ENGINE]
+            - data["variants"][v]["by k"][k]["test"][ACCURACY]
+            for v in variants
+        ]
         b.plot(range(len(variants)), diff, marker="o", linestyle="none", label=f"k={k}")
     b.axhline(0, color="grey", linewidth=0.8)
     b.set_xticks(range(len(variants)), variants, rotation=40, ha="right", fontsize=8)

@@ -104,8 +104,14 @@ def extract_rate(ds, spec, res: int, batch: int, dev: torch.device, workers, ima
     marks: list[tuple[float, int]] = []
     with tempfile.TemporaryDirectory() as tmp:
         extract_features(
-            ds, spec, resolution=res, batch_size=batch, num_workers=workers, device=dev,
-            cache_dir=tmp, use_cache=False,
+            ds,
+            spec,
+            resolution=res,
+            batch_size=batch,
+            num_workers=workers,
+            device=dev,
+            cache_dir=tmp,
+            use_cache=False,
             progress=lambda done, total: marks.append((time.perf_counter(), done)),
         )
     (t_first, n_first), (t_last, n_last) = marks[0], marks[-1]
@@ -119,8 +125,12 @@ def engine_train_rate(ds, spec, res: int, batch: int, dev: torch.device, epochs:
 
     stamps: list[float] = []
     ctx = make_train_context(
-        ds, {"epochs": epochs, "mixup_alpha": 0.0, "freeze_bn": False}, backbone=spec.id,
-        resolution=res, batch_size=batch, device=str(dev),
+        ds,
+        {"epochs": epochs, "mixup_alpha": 0.0, "freeze_bn": False},
+        backbone=spec.id,
+        resolution=res,
+        batch_size=batch,
+        device=str(dev),
     )
     report = ctx.report
 
@@ -168,8 +178,9 @@ def fit_utilisation(data: str, budget: str, run_dir: Path) -> dict:
     """GPU utilisation while a real fit runs, overall and during its trials only."""
     with GpuSampler() as s:
         t0 = time.perf_counter()
-        result = autotransfer.fit(data, time_budget=budget, run_dir=str(run_dir), trackers=(),
-                                  progress=False)
+        result = autotransfer.fit(
+            data, time_budget=budget, run_dir=str(run_dir), trackers=(), progress=False
+        )
         t1 = time.perf_counter()
     records = [r for r in result.leaderboard if r.state == "complete"]
     trials_from = t1 - sum(r.seconds or 0.0 for r in result.leaderboard)
@@ -221,8 +232,12 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers of extraction")
     p.add_argument("--epochs", type=int, default=None, help="engine epochs (default CUDA 8, CPU 3)")
     p.add_argument("--seconds", type=float, default=None, help="timing window of plain rates")
-    p.add_argument("--extract-images", type=int, default=None,
-                   help="images per extraction run (default: CUDA 4096, CPU 512)")
+    p.add_argument(
+        "--extract-images",
+        type=int,
+        default=None,
+        help="images per extraction run (default: CUDA 4096, CPU 512)",
+    )
     p.add_argument("--fit-budget", default=None, help="also run fit and sample GPU utilisation")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
@@ -242,19 +257,22 @@ def main(argv=None) -> int:
     for spec in resolve_backbones(args.backbones.split(",")):
         fwd, step = plain_rates(spec, res, batch, dev, seconds)
         # best of two: the first read of the JPEG files may come from a cold disk
-        ext = max(extract_rate(ds, spec, res, batch, dev, args.workers, extract_images)
-                  for _ in range(2))
+        ext = max(
+            extract_rate(ds, spec, res, batch, dev, args.workers, extract_images) for _ in range(2)
+        )
         train, n_epochs = engine_train_rate(ds, spec, res, batch, dev, epochs)
-        rows.append({
-            "backbone": spec.id,
-            "plain forward img/s": round(fwd, 1),
-            "extract img/s": round(ext, 1),
-            "extract ratio": round(ext / fwd, 3),
-            "plain train img/s": round(step, 1),
-            "train img/s": round(train, 1),
-            "train ratio": round(train / step, 3),
-            "epochs timed": n_epochs - 1,
-        })
+        rows.append(
+            {
+                "backbone": spec.id,
+                "plain forward img/s": round(fwd, 1),
+                "extract img/s": round(ext, 1),
+                "extract ratio": round(ext / fwd, 3),
+                "plain train img/s": round(step, 1),
+                "train img/s": round(train, 1),
+                "train ratio": round(train / step, 3),
+                "epochs timed": n_epochs - 1,
+            }
+        )
         print(rows[-1], flush=True)
     fit_row = None
     if args.fit_budget and cuda:
@@ -290,8 +308,12 @@ def main(argv=None) -> int:
     md.append("Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text("\n".join(md) + "\n")
-    settings = vars(args) | {"resolution": res, "batch_size": batch, "epochs": epochs,
-                             "extract_images": extract_images}
+    settings = vars(args) | {
+        "resolution": res,
+        "batch_size": batch,
+        "epochs": epochs,
+        "extract_images": extract_images,
+    }
     out.with_suffix(".json").write_text(
         json.dumps({"machine": info, "settings": settings, "rows": rows, "fit": fit_row}, indent=2)
     )

@@ -10,8 +10,9 @@ EX = autotransfer.ExtractionSettings(resolution=48, num_workers=0)
 
 
 def test_rank_scores_every_backbone_with_every_estimator(image_folder, tiny_backbones):
-    r = autotransfer.rank(image_folder, backbones=tiny_backbones, top_k=1, extraction=EX,
-                          hedge=False)
+    r = autotransfer.rank(
+        image_folder, backbones=tiny_backbones, top_k=1, extraction=EX, hedge=False
+    )
     assert {row.backbone for row in r.rows} == set(tiny_backbones)
     assert r.shortlist == [r.rows[0].backbone] and len(r.shortlist) == 1
     assert [row.rank for row in r.rows] == [1, 2]

@@ -11,8 +11,21 @@ TINY = ["--backbones", "random:test_resnet,random:test_efficientnet", "--resolut
 
 def test_fit_then_predict_and_evaluate(image_folder, tmp_path, capsys):
     run = tmp_path / "run"
-    rc = main(["-q", "fit", str(image_folder), *TINY, "--n-trials", "3", "--run-dir", str(run),
-               "--strategies", "feature_extraction", "--no-tracking"])
+    rc = main(
+        [
+            "-q",
+            "fit",
+            str(image_folder),
+            *TINY,
+            "--n-trials",
+            "3",
+            "--run-dir",
+            str(run),
+            "--strategies",
+            "feature_extraction",
+            "--no-tracking",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     assert out.startswith("pick: feature_extraction on random:test_")
@@ -35,12 +48,36 @@ def test_fit_then_predict_and_evaluate(image_folder, tmp_path, capsys):
 
 
 def test_fit_errors_are_one_line(image_folder, tmp_path, capsys):
-    rc = main(["-q", "fit", str(image_folder), "--augment", "crop", "--n-trials", "1",
-               "--backbones", "nonexistent_net_xyz", "--run-dir", str(tmp_path / "r")])
+    rc = main(
+        [
+            "-q",
+            "fit",
+            str(image_folder),
+            "--augment",
+            "crop",
+            "--n-trials",
+            "1",
+            "--backbones",
+            "nonexistent_net_xyz",
+            "--run-dir",
+            str(tmp_path / "r"),
+        ]
+    )
     assert rc == 2
     assert capsys.readouterr().err.startswith("error: ")
-    rc = main(["-q", "fit", str(image_folder), "--rank-share", "2", "--n-trials", "1",
-               "--run-dir", str(tmp_path / "r")])
+    rc = main(
+        [
+            "-q",
+            "fit",
+            str(image_folder),
+            "--rank-share",
+            "2",
+            "--n-trials",
+            "1",
+            "--run-dir",
+            str(tmp_path / "r"),
+        ]
+    )
     assert rc == 2 and "rank_share" in capsys.readouterr().err
 
 
@@ -53,9 +90,22 @@ def test_strategies_lists_the_builtins_with_their_distribution(capsys):
 
 
 def test_demo_describes_ranks_and_fits_the_digits(tmp_path, capsys):
-    rc = main(["-q", "demo", "--dest", str(tmp_path / "digits"), "--backbones",
-               "random:test_resnet", "--resolution", "32", "--time-budget", "40s",
-               "--run-dir", str(tmp_path / "run")])
+    rc = main(
+        [
+            "-q",
+            "demo",
+            "--dest",
+            str(tmp_path / "digits"),
+            "--backbones",
+            "random:test_resnet",
+            "--resolution",
+            "32",
+            "--time-budget",
+            "40s",
+            "--run-dir",
+            str(tmp_path / "run"),
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     assert "$ autotransfer describe" in out and "$ autotransfer rank" in out

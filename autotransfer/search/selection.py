@@ -85,7 +85,8 @@ def worth_keeping(
 ) -> bool:
     """Whether a trial that just scored ``value`` on ``n`` images, trained on
     ``per_class`` images per class, may end up the winner (so its model is saved)."""
-    done = [t.value for t in study.get_trials(deepcopy=False, states=(COMPLETE,))
-            if t.value is not None]
+    done = [
+        t.value for t in study.get_trials(deepcopy=False, states=(COMPLETE,)) if t.value is not None
+    ]
     best = max([value, *done])
     return value >= best - tolerance(best, n, per_class) - 1e-12

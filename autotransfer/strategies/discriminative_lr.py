@@ -44,7 +44,9 @@ class DiscriminativeLR:
             return loop.Trainable(model, param_groups[::-1], frozen)
 
         schedule = loop.Schedule(
-            epochs=int(p["epochs"]), weight_decay=float(p["weight_decay"]), decay="cosine",
+            epochs=int(p["epochs"]),
+            weight_decay=float(p["weight_decay"]),
+            decay="cosine",
             patience=5,
         )
         return loop.train(ctx, build, schedule, preprocessing(ctx))

@@ -52,8 +52,9 @@ class FullFinetune:
             model = new_classifier(ctx)  # BiT: the new head starts at zero
             # only the layers whose statistics are safe to freeze (see freezable_bn)
             frozen = freezable_bn(model) if p["freeze_bn"] else []
-            return loop.Trainable(model, [{"params": list(model.parameters()), "lr": p["lr"]}],
-                                  frozen)
+            return loop.Trainable(
+                model, [{"params": list(model.parameters()), "lr": p["lr"]}], frozen
+            )
 
         schedule = loop.Schedule(
             epochs=int(p["epochs"]),
@@ -64,4 +65,3 @@ class FullFinetune:
             patience=6,
         )
         return loop.train(ctx, build, schedule, preprocessing(ctx))
-

@@ -47,7 +47,9 @@ class PartialFreeze:
             return loop.Trainable(model, [{"params": params, "lr": float(p["lr"])}], frozen)
 
         schedule = loop.Schedule(
-            epochs=int(p["epochs"]), weight_decay=float(p["weight_decay"]), decay="cosine",
+            epochs=int(p["epochs"]),
+            weight_decay=float(p["weight_decay"]),
+            decay="cosine",
             patience=5,
         )
         return loop.train(ctx, build, schedule, preprocessing(ctx))

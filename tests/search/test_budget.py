@@ -19,38 +19,52 @@ OTHER = "random:test_efficientnet"
 
 
 def _settings(**options) -> FitSettings:
-    return FitSettings(**{
-        "backbones": (BACKBONE,), "strategies": ("feature_extraction",), "resolution": 32,
-        "trackers": (), "time_budget": 600, **options,
-    })
+    return FitSettings(
+        **{
+            "backbones": (BACKBONE,),
+            "strategies": ("feature_extraction",),
+            "resolution": 32,
+            "trackers": (),
+            "time_budget": 600,
+            **options,
+        }
+    )
 
 
 def _ranking(seconds_per_image: dict[str, float]) -> Ranking:
     rows = tuple(
-        RankingRow(backbone=b, scores={}, aggregate=0.0, rank=i + 1, images=30,
-                   extract_seconds=30 * rate)
+        RankingRow(
+            backbone=b, scores={}, aggregate=0.0, rank=i + 1, images=30, extract_seconds=30 * rate
+        )
         for i, (b, rate) in enumerate(seconds_per_image.items())
     )
     return Ranking(rows=rows, estimators=(), aggregate_estimators=(), top_k=1)
 
 
-def _search_run(folder, tmp_path, *, ranking=None, settings=None, budget=None,
-                shortlist=(BACKBONE,)):
+def _search_run(
+    folder, tmp_path, *, ranking=None, settings=None, budget=None, shortlist=(BACKBONE,)
+):
     s = settings or _settings()
     ds = autotransfer.open_folder(folder)
     plan = runner.make_plan(ds, s, None, list(shortlist))
     (tmp_path / "run").mkdir(parents=True)
-    study, sr = runner.prepare(tmp_path / "run", ds, s, plan, ranking=ranking,
-                               budget=budget or Budget.start(s.time_budget_seconds))
+    study, sr = runner.prepare(
+        tmp_path / "run",
+        ds,
+        s,
+        plan,
+        ranking=ranking,
+        budget=budget or Budget.start(s.time_budget_seconds),
+    )
     return study, sr
 
 
 def test_the_reserve_is_the_scoring_of_val_twice_and_test_once_at_the_slowest_rate(
-        folder, tmp_path):
+    folder, tmp_path
+):
     # the ranking's forward pass estimates the rate; a backbone off the shortlist is not
     # counted; a rate measured in the search replaces the estimate
-    _, sr = _search_run(folder, tmp_path,
-                        ranking=_ranking({BACKBONE: 0.1, "random:test_vit": 5.0}))
+    _, sr = _search_run(folder, tmp_path, ranking=_ranking({BACKBONE: 0.1, "random:test_vit": 5.0}))
     val, test = len(sr.dataset.val), len(sr.dataset.test)
     assert val > 0
     assert sr.closing_reserve() == pytest.approx(0.1 * (2 * val + test) + CLOSING_SECONDS)
@@ -59,12 +73,14 @@ def test_the_reserve_is_the_scoring_of_val_twice_and_test_once_at_the_slowest_ra
 
 
 def test_a_measured_rate_scales_the_ranking_estimate_of_the_backbones_not_yet_scored(
-        folder, tmp_path):
+    folder, tmp_path
+):
     # a ranking on a few images reads ten times slower than the search's own scoring
     # (loading the weights and starting the loader outweigh the images); the backbone not
     # yet scored keeps its ratio to the measured one
-    _, sr = _search_run(folder, tmp_path, ranking=_ranking({BACKBONE: 1.0, OTHER: 2.0}),
-                        shortlist=(BACKBONE, OTHER))
+    _, sr = _search_run(
+        folder, tmp_path, ranking=_ranking({BACKBONE: 1.0, OTHER: 2.0}), shortlist=(BACKBONE, OTHER)
+    )
     images = 2 * len(sr.dataset.val) + len(sr.dataset.test)
     assert sr.closing_reserve() == pytest.approx(2.0 * images + CLOSING_SECONDS)
     sr.scoring_rates[BACKBONE] = 0.1
@@ -76,8 +92,9 @@ def test_a_measured_rate_scales_the_ranking_estimate_of_the_backbones_not_yet_sc
 def test_without_a_rate_known_only_the_fixed_part_is_kept(folder, tmp_path):
     _, sr = _search_run(folder, tmp_path)
     assert sr.closing_reserve() == CLOSING_SECONDS
-    _, unlimited = _search_run(folder, tmp_path / "b", settings=_settings(time_budget=None,
-                                                                           n_trials=1))
+    _, unlimited = _search_run(
+        folder, tmp_path / "b", settings=_settings(time_budget=None, n_trials=1)
+    )
     assert unlimited.training_left() is None
 
 
@@ -93,8 +110,12 @@ class _SeesDeadline(FeatureExtraction):
 
 def test_training_ends_the_reserve_before_the_budget(folder, tmp_path):
     # (a trial time limit beyond the budget, so that the budget sets the deadline)
-    _, sr = _search_run(folder, tmp_path, ranking=_ranking({BACKBONE: 0.2}),
-                        settings=_settings(trial_time_limit=3600))
+    _, sr = _search_run(
+        folder,
+        tmp_path,
+        ranking=_ranking({BACKBONE: 0.2}),
+        settings=_settings(trial_time_limit=3600),
+    )
     sr.strategies["feature_extraction"] = _SeesDeadline()
     _SeesDeadline.seen.clear()
     train_model(sr, BACKBONE, "feature_extraction", {"C": 1.0}, 0, lambda e, m: None)
@@ -105,8 +126,13 @@ def test_training_ends_the_reserve_before_the_budget(folder, tmp_path):
 
 def _enqueue(study, n: int) -> None:
     for c in range(n):
-        study.enqueue_trial({"backbone": BACKBONE, "strategy": "feature_extraction",
-                             "feature_extraction.C": 10.0 ** (c - 1)})
+        study.enqueue_trial(
+            {
+                "backbone": BACKBONE,
+                "strategy": "feature_extraction",
+                "feature_extraction.C": 10.0 ** (c - 1),
+            }
+        )
 
 
 def test_the_search_stops_when_only_the_reserve_is_left(folder, tmp_path):
@@ -117,8 +143,13 @@ def test_the_search_stops_when_only_the_reserve_is_left(folder, tmp_path):
     s = _settings(n_trials=4, time_budget=600)
     ds = autotransfer.open_folder(folder)
     images = 2 * len(ds.val) + len(ds.test)
-    study, sr = _search_run(folder, tmp_path, settings=s, shortlist=[BACKBONE, OTHER],
-                            ranking=_ranking({BACKBONE: 1e-6, OTHER: 600.0 / images}))
+    study, sr = _search_run(
+        folder,
+        tmp_path,
+        settings=s,
+        shortlist=[BACKBONE, OTHER],
+        ranking=_ranking({BACKBONE: 1e-6, OTHER: 600.0 / images}),
+    )
     _enqueue(study, 4)
     runner.run_trials(study, sr, s, progress=False)
     states = [t.state for t in study.get_trials()]
@@ -128,8 +159,13 @@ def test_the_search_stops_when_only_the_reserve_is_left(folder, tmp_path):
 
 def test_with_time_to_train_the_search_runs_its_trials(folder, tmp_path):
     s = _settings(n_trials=3, time_budget=600)
-    study, sr = _search_run(folder, tmp_path, settings=s, shortlist=[BACKBONE, OTHER],
-                            ranking=_ranking({BACKBONE: 0.01, OTHER: 0.01}))
+    study, sr = _search_run(
+        folder,
+        tmp_path,
+        settings=s,
+        shortlist=[BACKBONE, OTHER],
+        ranking=_ranking({BACKBONE: 0.01, OTHER: 0.01}),
+    )
     _enqueue(study, 3)
     runner.run_trials(study, sr, s, progress=False)
     assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 3

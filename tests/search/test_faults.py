@@ -455,8 +455,7 @@ def test_resume_after_the_process_is_killed_mid_study(folder, tmp_path):
             and len(last.intermediate_values) >= 1
             # still training, not being recorded (F13 covers a kill there)
             and FINISHED_VALUE not in last.user_attrs
-            and any(r.info.status == "RUNNING"
-                    for r in _mlflow_children(run).get(last.number, []))
+            and any(r.info.status == "RUNNING" for r in _mlflow_children(run).get(last.number, []))
         )
 
     try:
@@ -716,7 +715,10 @@ def test_a_trial_killed_while_being_recorded_is_kept_complete(folder, tmp_path, 
     script.write_text(KILL_WHILE_RECORDING)
     proc = subprocess.run(
         [sys.executable, str(script), str(folder), str(run), str(killed), mlflow_run],
-        env=os.environ, capture_output=True, text=True, timeout=CHILD_WAIT,
+        env=os.environ,
+        capture_output=True,
+        text=True,
+        timeout=CHILD_WAIT,
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     victim = json.loads(killed.read_text())
@@ -726,9 +728,14 @@ def test_a_trial_killed_while_being_recorded_is_kept_complete(folder, tmp_path, 
     status = "RUNNING" if mlflow_run == "before" else "FINISHED"
     assert [r.info.status for r in _mlflow_children(run)[n]] == [status]
 
-    result = autotransfer.fit(folder, run_dir=str(run), n_trials=len(before) + 1,
-                              strategies=("feature_extraction", "partial_freeze"),
-                              trial_time_limit="20s", **TINY)
+    result = autotransfer.fit(
+        folder,
+        run_dir=str(run),
+        n_trials=len(before) + 1,
+        strategies=("feature_extraction", "partial_freeze"),
+        trial_time_limit="20s",
+        **TINY,
+    )
     after = {t.number: t for t in _study(run).get_trials()}
     assert trials_lost(before, after.values()) == []
     assert after[n].state == COMPLETE and after[n].value == victim["value"]

@@ -22,8 +22,13 @@ def _study(run_dir):
 def test_fit_returns_the_best_trial_and_a_model_that_predicts(folder, tmp_path):
     run = tmp_path / "run"
     result = autotransfer.fit(
-        folder, run_dir=str(run), n_trials=4, trackers=(),
-        strategies=("feature_extraction", "partial_freeze"), trial_time_limit="20s", **TINY,
+        folder,
+        run_dir=str(run),
+        n_trials=4,
+        trackers=(),
+        strategies=("feature_extraction", "partial_freeze"),
+        trial_time_limit="20s",
+        **TINY,
     )
     assert len(result.leaderboard) == 4
     assert result.best == result.leaderboard[0]
@@ -82,8 +87,13 @@ def test_time_budget_bounds_the_fit(folder, tmp_path):
 
     opts = {**TINY, "time_budget": "25s"}
     start = time.monotonic()
-    result = autotransfer.fit(folder, run_dir=str(tmp_path / "run"), trackers=(),
-                              strategies=("feature_extraction", "full_finetune"), **opts)
+    result = autotransfer.fit(
+        folder,
+        run_dir=str(tmp_path / "run"),
+        trackers=(),
+        strategies=("feature_extraction", "full_finetune"),
+        **opts,
+    )
     elapsed = time.monotonic() - start
     assert result.best.state == "complete"
     # ranking, the trials and the final evaluation; a trial in flight stops at the deadline
@@ -108,9 +118,15 @@ def test_settings_need_a_budget_or_a_trial_count():
 
 def test_study_records_are_complete(folder, tmp_path):
     run = tmp_path / "run"
-    autotransfer.fit(folder, run_dir=str(run), n_trials=3, trackers=(),
-                     strategies=("feature_extraction", "discriminative_lr"),
-                     trial_time_limit="15s", **TINY)
+    autotransfer.fit(
+        folder,
+        run_dir=str(run),
+        n_trials=3,
+        trackers=(),
+        strategies=("feature_extraction", "discriminative_lr"),
+        trial_time_limit="15s",
+        **TINY,
+    )
     ran = [t for t in _study(run).get_trials() if t.state != optuna.trial.TrialState.WAITING]
     assert len(ran) == 3  # (priors enqueued beyond n_trials wait, never run)
     for t in ran:
@@ -129,10 +145,13 @@ def test_study_records_are_complete(folder, tmp_path):
 def test_a_ranking_out_of_time_shortlists_what_it_scored(folder, tmp_path):
     """A budget too short to rank every candidate: the fit goes on with those scored."""
     run = tmp_path / "run"
-    result = autotransfer.fit(folder, run_dir=str(run), trackers=(),
-                              strategies=("feature_extraction",),
-                              **{**TINY, "time_budget": "60s", "n_trials": 2,
-                                 "rank_share": 1e-9})
+    result = autotransfer.fit(
+        folder,
+        run_dir=str(run),
+        trackers=(),
+        strategies=("feature_extraction",),
+        **{**TINY, "time_budget": "60s", "n_trials": 2, "rank_share": 1e-9},
+    )
     saved = json.loads((run / "ranking.json").read_text())
     assert len(saved["rows"]) == 1 and len(saved["skipped"]) == 1
     assert saved["shortlist"] == [saved["rows"][0]["backbone"]]
@@ -144,9 +163,14 @@ def test_fit_fine_tunes_another_familys_best_beside_the_top_pick(folder, tmp_pat
     """top_k=1 of a ResNet and an EfficientNet: the other joins the shortlist (another
     family), and the rule's first fine-tuning prior runs on both."""
     run = tmp_path / "run"
-    result = autotransfer.fit(folder, run_dir=str(run), trackers=(), top_k=1,
-                              strategies=("feature_extraction", "partial_freeze"),
-                              **{**TINY, "n_trials": 4})
+    result = autotransfer.fit(
+        folder,
+        run_dir=str(run),
+        trackers=(),
+        top_k=1,
+        strategies=("feature_extraction", "partial_freeze"),
+        **{**TINY, "n_trials": 4},
+    )
     ranking = result.ranking
     assert ranking.shortlist == [ranking.rows[0].backbone, ranking.hedged]
     tuned = {r.backbone for r in result.leaderboard if r.strategy == "partial_freeze"}

@@ -17,8 +17,12 @@ def test_fit_is_tracked_in_mlflow(folder, tmp_path):
 
     run = tmp_path / "run"
     result = autotransfer.fit(
-        folder, run_dir=str(run), n_trials=4, trial_time_limit="10s",
-        strategies=("feature_extraction", "partial_freeze"), **TINY,
+        folder,
+        run_dir=str(run),
+        n_trials=4,
+        trial_time_limit="10s",
+        strategies=("feature_extraction", "partial_freeze"),
+        **TINY,
     )
     t = result.tracking
     assert t["tracking_uri"].startswith("sqlite:///") and (run / "mlflow.db").exists()

@@ -17,8 +17,9 @@ def _strategies():
 
 
 def _search(n, sim):
-    return SearchContext(num_train=n, num_classes=5, median_side=300.0, similarity=sim,
-                         device="cpu", batch_size=32)
+    return SearchContext(
+        num_train=n, num_classes=5, median_side=300.0, similarity=sim, device="cpu", batch_size=32
+    )
 
 
 def test_small_similar_data_freezes_first_large_or_far_data_fine_tunes_first():
@@ -45,18 +46,24 @@ def test_priors_run_frozen_features_on_every_backbone_then_each_strategy_once():
 def test_the_first_fine_tuning_prior_also_runs_on_another_familys_best():
     # the top backbone's family, a cut of another family (not a hedge: cut), then its
     # whole network: the rule's first strategy runs on it right after the top's
-    shortlist = ["p:efficientnet_lite2", "p:efficientnet_lite0", "p:mobilenetv2_100@3",
-                 "p:mobilenetv2_100"]
+    shortlist = [
+        "p:efficientnet_lite2",
+        "p:efficientnet_lite0",
+        "p:mobilenetv2_100@3",
+        "p:mobilenetv2_100",
+    ]
     trials = prior_trials(shortlist, _strategies(), _search(300, 0.9))
-    pairs = [(t["backbone"], t["strategy"]) for t in trials[len(shortlist):]]
+    pairs = [(t["backbone"], t["strategy"]) for t in trials[len(shortlist) :]]
     assert pairs == [
         ("p:efficientnet_lite2", "partial_freeze"),
         ("p:mobilenetv2_100", "partial_freeze"),
         ("p:efficientnet_lite2", "discriminative_lr"),
         ("p:efficientnet_lite2", "full_finetune"),
     ]
-    assert trials[len(shortlist) + 1]["partial_freeze.lr"] == trials[len(shortlist)][
-        "partial_freeze.lr"]  # the same prior configuration
+    assert (
+        trials[len(shortlist) + 1]["partial_freeze.lr"]
+        == trials[len(shortlist)]["partial_freeze.lr"]
+    )  # the same prior configuration
 
 
 def test_similarity_from_the_batchnorm_kl():

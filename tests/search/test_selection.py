@@ -35,8 +35,11 @@ def test_tolerance_is_one_binomial_standard_error():
 
 def test_on_a_few_shot_training_set_accuracy_decides_and_log_loss_only_breaks_ties():
     # a head held near uniform has the lower log-loss and the lower accuracy
-    better, timid, tied = (_trial(1, 46 / 49, 0.9, per_class=5), _trial(2, 45 / 49, 0.3,
-                           per_class=5), _trial(3, 46 / 49, 0.7, per_class=5))
+    better, timid, tied = (
+        _trial(1, 46 / 49, 0.9, per_class=5),
+        _trial(2, 45 / 49, 0.3, per_class=5),
+        _trial(3, 46 / 49, 0.7, per_class=5),
+    )
     assert {t.number for t in contenders([better, timid, tied])} == {1, 3}
     assert [t.number for t in ranked([better, timid, tied])] == [3, 1, 2]
 
@@ -45,9 +48,11 @@ def test_on_a_few_shot_training_set_accuracy_decides_and_log_loss_only_breaks_ti
 def test_a_lucky_image_does_not_beat_a_better_calibrated_model(per_class):
     # the hymenoptera case: one more image right (0.939 vs 0.918 on 49) but worse log-loss;
     # trials of a study made before the training images per class read as many examples
-    lucky, calibrated, worse = (_trial(6, 46 / 49, 0.238, per_class=per_class),
-                                _trial(0, 45 / 49, 0.165, per_class=per_class),
-                                _trial(2, 43 / 49, 0.10, per_class=per_class))
+    lucky, calibrated, worse = (
+        _trial(6, 46 / 49, 0.238, per_class=per_class),
+        _trial(0, 45 / 49, 0.165, per_class=per_class),
+        _trial(2, 43 / 49, 0.10, per_class=per_class),
+    )
     assert {t.number for t in contenders([lucky, calibrated, worse])} == {6, 0}
     assert [t.number for t in ranked([lucky, calibrated, worse])] == [0, 6, 2]
 

@@ -29,8 +29,7 @@ def test_feature_extraction_folds_the_probe_into_the_head(dataset):
 def test_partial_freeze_trains_only_the_top_stages(dataset):
     from autotransfer.backbones.load import load_backbone
 
-    ctx = make_train_context(dataset, {"stages": 1, "lr": 0.05, "epochs": 2,
-                                       "weight_decay": 1e-5})
+    ctx = make_train_context(dataset, {"stages": 1, "lr": 0.05, "epochs": 2, "weight_decay": 1e-5})
     out = plugins.lookup("strategies", "partial_freeze").train(ctx)
     before = load_backbone(ctx.spec).state_dict()
     after = out.model.state_dict()
@@ -58,8 +57,7 @@ def test_discriminative_lr_decays_from_the_head_down(dataset):
         seen["lrs"] = [g["lr"] for g in t.param_groups]
         return original(ctx, lambda: t, schedule, prep)
 
-    ctx = make_train_context(dataset, {"lr": 0.1, "decay": 0.5, "epochs": 1,
-                                       "weight_decay": 0.0})
+    ctx = make_train_context(dataset, {"lr": 0.1, "decay": 0.5, "epochs": 1, "weight_decay": 0.0})
     strat = plugins.lookup("strategies", "discriminative_lr")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(loop, "train", spy)
@@ -104,12 +102,14 @@ def test_full_finetune_with_frozen_bn_lets_near_dead_layers_use_batch_statistics
         model = original(ctx)
         bns = bn_modules(model)
         bns[1].running_var[0] = 1e-6
-        before.update({i: (bn.running_mean.clone(), bn.running_var.clone())
-                       for i, bn in enumerate(bns)})
+        before.update(
+            {i: (bn.running_mean.clone(), bn.running_var.clone()) for i, bn in enumerate(bns)}
+        )
         return model
 
-    ctx = make_train_context(dataset, {"lr": 0.05, "epochs": 1, "freeze_bn": True,
-                                       "mixup_alpha": 0.0})
+    ctx = make_train_context(
+        dataset, {"lr": 0.05, "epochs": 1, "freeze_bn": True, "mixup_alpha": 0.0}
+    )
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(ff, "new_classifier", with_a_near_dead_channel)
         out = plugins.lookup("strategies", "full_finetune").train(ctx)

@@ -30,8 +30,10 @@ def test_training_runs_in_bf16_autocast_on_channels_last_batches(dataset):
         model = new_classifier(ctx)
         model.register_forward_pre_hook(
             lambda _m, args: seen.append(
-                (torch.is_autocast_enabled("cuda"),
-                 args[0].is_contiguous(memory_format=torch.channels_last))
+                (
+                    torch.is_autocast_enabled("cuda"),
+                    args[0].is_contiguous(memory_format=torch.channels_last),
+                )
             )
         )
         return loop.Trainable(model, [{"params": list(model.parameters()), "lr": 0.01}])
@@ -43,11 +45,18 @@ def test_training_runs_in_bf16_autocast_on_channels_last_batches(dataset):
 
 
 def test_a_real_out_of_memory_error_is_retried_with_half_the_batch(tmp_path, caplog):
-    root = make_image_folder(tmp_path / "data", classes=("a", "b"), per_class=300,
-                             splits=("train",))
+    root = make_image_folder(
+        tmp_path / "data", classes=("a", "b"), per_class=300, splits=("train",)
+    )
     ds = open_folder(root, DataSettings(val_fraction=0.1), progress=False)
-    ctx = make_train_context(ds, {"epochs": 1, "mixup_alpha": 0.0}, backbone="random:resnet18",
-                             resolution=224, batch_size=512, device="cuda")
+    ctx = make_train_context(
+        ds,
+        {"epochs": 1, "mixup_alpha": 0.0},
+        backbone="random:resnet18",
+        resolution=224,
+        batch_size=512,
+        device="cuda",
+    )
     torch.cuda.empty_cache()
     free, total = torch.cuda.mem_get_info()
     # about 1.5 GiB for this process: resnet18 at 224 px needs ~4 GiB for a batch of 512
@@ -67,12 +76,19 @@ def test_a_real_out_of_memory_error_is_retried_with_half_the_batch(tmp_path, cap
 def test_fit_uses_the_gpu_by_default_and_predicts(tmp_path):
     root = make_image_folder(tmp_path / "data", classes=("a", "b", "c"), per_class=8)
     result = autotransfer.fit(
-        root, backbones=("random:test_resnet",), resolution=32, time_budget=None, n_trials=3,
-        strategies=("feature_extraction", "full_finetune"), trackers=(),
-        run_dir=str(tmp_path / "run"), progress=False,
+        root,
+        backbones=("random:test_resnet",),
+        resolution=32,
+        time_budget=None,
+        n_trials=3,
+        strategies=("feature_extraction", "full_finetune"),
+        trackers=(),
+        run_dir=str(tmp_path / "run"),
+        progress=False,
     )
-    finetunes = [r for r in result.leaderboard
-                 if r.strategy == "full_finetune" and r.state == "complete"]
+    finetunes = [
+        r for r in result.leaderboard if r.strategy == "full_finetune" and r.state == "complete"
+    ]
     assert finetunes and finetunes[0].info["batch_size"] == 128  # the CUDA default batch
     images = sorted(str(p) for p in (root / "val").rglob("*.png"))
     assert set(result.predict(images)) <= {"a", "b", "c"}

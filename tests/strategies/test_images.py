@@ -59,8 +59,14 @@ def test_validation_images_are_the_pixels_predict_gives_the_model(tmp_path):
     from autotransfer.strategies.images import ImageCache, normalize
 
     rng = np.random.default_rng(0)
-    sizes = [(97, 61, "png"), (61, 97, "png"), (640, 481, "jpg"), (75, 75, "png"),
-             (333, 1000, "jpg"), (50, 40, "png")]
+    sizes = [
+        (97, 61, "png"),
+        (61, 97, "png"),
+        (640, 481, "jpg"),
+        (75, 75, "png"),
+        (333, 1000, "jpg"),
+        (50, 40, "png"),
+    ]
     for split in ("train", "val"):
         for i, (w, h, ext) in enumerate(sizes):
             folder = tmp_path / "data" / split / "ab"[i % 2]
@@ -73,8 +79,13 @@ def test_validation_images_are_the_pixels_predict_gives_the_model(tmp_path):
     assert len(records) == len(sizes)
     cache = ImageCache(ds)
     for interpolation, crop_pct, res in (("bicubic", 0.875, 48), ("bilinear", 0.95, 40)):
-        prep = Preprocessing(resolution=res, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3),
-                             crop_pct=crop_pct, interpolation=interpolation)
+        prep = Preprocessing(
+            resolution=res,
+            mean=(0.5, 0.4, 0.3),
+            std=(0.2, 0.25, 0.3),
+            crop_pct=crop_pct,
+            interpolation=interpolation,
+        )
         side = int(res / crop_pct)
         x, _ = cache.split("val", side=side, interpolation=interpolation, crop=res)
         ours = normalize(center_crop(x, res), prep.mean, prep.std, torch.device("cpu"))

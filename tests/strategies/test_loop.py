@@ -50,8 +50,11 @@ def test_reports_every_epoch_and_keeps_the_best_epoch(dataset):
     from autotransfer.strategies.images import center_crop, normalize
 
     with torch.no_grad():
-        p = out.model.eval()(normalize(center_crop(x, 32), ctx.spec.weights.mean,
-                                       ctx.spec.weights.std, torch.device("cpu")))
+        p = out.model.eval()(
+            normalize(
+                center_crop(x, 32), ctx.spec.weights.mean, ctx.spec.weights.std, torch.device("cpu")
+            )
+        )
     assert float((p.argmax(1) == y).float().mean()) == pytest.approx(out.val_accuracy)
 
 
@@ -59,8 +62,9 @@ def test_early_stopping_stops_after_patience(dataset):
     reports = []
     ctx = make_train_context(dataset, {}, reports=reports)
     # a learning rate of zero never improves on epoch 0
-    out = loop.train(ctx, _build(ctx, lr=0.0), loop.Schedule(epochs=20, patience=2),
-                     preprocessing(ctx))
+    out = loop.train(
+        ctx, _build(ctx, lr=0.0), loop.Schedule(epochs=20, patience=2), preprocessing(ctx)
+    )
     assert out.info["epochs_run"] == 3
 
 
@@ -165,8 +169,9 @@ def test_divergence_after_a_sound_epoch_keeps_that_epoch(dataset):
     reports = []
     ctx = make_train_context(dataset, {}, reports=reports)
     steps_per_epoch = -(-len(dataset.train) // ctx.batch_size)
-    out = loop.train(ctx, _build_nan_after(ctx, steps_per_epoch), loop.Schedule(epochs=50),
-                     preprocessing(ctx))
+    out = loop.train(
+        ctx, _build_nan_after(ctx, steps_per_epoch), loop.Schedule(epochs=50), preprocessing(ctx)
+    )
     assert [e for e, _ in reports] == [0]
     assert out.info["best_epoch"] == 0 and out.info["epochs_run"] == 1
     assert "diverged" in out.info["diverged"] and "epoch 1" in out.info["diverged"]
@@ -174,6 +179,9 @@ def test_divergence_after_a_sound_epoch_keeps_that_epoch(dataset):
     from autotransfer.strategies.images import center_crop, normalize
 
     with torch.no_grad():  # the kept weights are finite
-        p = out.model.eval()(normalize(center_crop(x, 32), ctx.spec.weights.mean,
-                                       ctx.spec.weights.std, torch.device("cpu")))
+        p = out.model.eval()(
+            normalize(
+                center_crop(x, 32), ctx.spec.weights.mean, ctx.spec.weights.std, torch.device("cpu")
+            )
+        )
     assert torch.isfinite(p).all()

@@ -84,8 +84,10 @@ def test_five_shot_scores_differ_between_good_and_poor_features() -> None:
     # component and every feature set scored exactly 0
     good, labels = clusters(5, 4, 16, separation=8.0, seed=5)
     poor = np.random.default_rng(5).normal(size=good.shape)
-    score = {name: NLEEP().score(ScoringInput(features=x, labels=labels))
-             for name, x in (("good", good), ("poor", poor))}
+    score = {
+        name: NLEEP().score(ScoringInput(features=x, labels=labels))
+        for name, x in (("good", good), ("poor", poor))
+    }
     assert score["good"] > score["poor"] + 0.1, score
 
 

@@ -74,12 +74,20 @@ def test_a_new_revision_of_an_estimator_does_not_reuse_cached_scores():
 
 
 def _zoo(hedge=True, top_k=2):
-    ids = ["p:efficientnet_lite2", "p:efficientnet_lite0", "p:mobilenetv2_100@3",
-           "p:efficientnet_lite1", "p:mobilenetv2_100"]
-    rows = tuple(RankingRow(backbone=b, scores={"logme": -i}, aggregate=1.0 - i / 4, rank=i + 1)
-                 for i, b in enumerate(ids))
-    return Ranking(rows=rows, estimators=("logme",), aggregate_estimators=("logme",),
-                   top_k=top_k, hedge=hedge)
+    ids = [
+        "p:efficientnet_lite2",
+        "p:efficientnet_lite0",
+        "p:mobilenetv2_100@3",
+        "p:efficientnet_lite1",
+        "p:mobilenetv2_100",
+    ]
+    rows = tuple(
+        RankingRow(backbone=b, scores={"logme": -i}, aggregate=1.0 - i / 4, rank=i + 1)
+        for i, b in enumerate(ids)
+    )
+    return Ranking(
+        rows=rows, estimators=("logme",), aggregate_estimators=("logme",), top_k=top_k, hedge=hedge
+    )
 
 
 def test_a_one_family_shortlist_adds_the_best_whole_network_of_another():
