@@ -6,6 +6,8 @@ each scales the features its own way, fits here, and folds its scaling into the 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from autotransfer.threads import on_one_blas_thread
@@ -37,7 +39,11 @@ def fit_linear_head(
     if class_weights is not None:  # the classes present only
         weights = {int(c): float(class_weights[int(c)]) for c in np.unique(labels)}
     clf = LogisticRegression(C=float(C), max_iter=2000, class_weight=weights)
-    clf.fit(features, labels)
+    with warnings.catch_warnings():
+        # one or two images per class: scikit-learn guesses from the label counts that this
+        # may be a regression; the labels are class indices
+        warnings.filterwarnings("ignore", message="The number of unique classes is greater")
+        clf.fit(features, labels)
     coef, icpt = clf.coef_, clf.intercept_
     if coef.shape[0] == 1:  # two classes seen: sklearn keeps one row, for the second class
         coef = np.vstack([-coef[0] / 2, coef[0] / 2])
