@@ -15,6 +15,7 @@ records as the folder (the feature cache keys on their content), so nothing is c
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,12 @@ import numpy as np
 import autotransfer
 from autotransfer.data.types import ImageDataset, ImageRecord
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
+# ../shared/datasets beside the repository; $AUTOTRANSFER_BENCH_DATASETS names another folder
+# (a device machine reads copies carried with the repository: benchmarks/device_kit.py)
+SHARED = Path(
+    os.environ.get("AUTOTRANSFER_BENCH_DATASETS")
+    or Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
+)
 VTAB_TRAIN, VTAB_VAL = 800, 200
 SEED = 0
 

@@ -25,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info, markdown_table  # noqa: E402
+from _variants import SHARED  # noqa: E402
 
 import autotransfer  # noqa: E402
 from autotransfer.backbones.features import (  # noqa: E402
@@ -38,7 +39,6 @@ from autotransfer.backbones.features import (  # noqa: E402
 from autotransfer.backbones.load import load_backbone, resolve_backbones  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parent.parent / "shared" / "datasets"
 REPEATS = 2
 
 

@@ -30,11 +30,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info, markdown_table  # noqa: E402
+from _variants import SHARED  # noqa: E402
 
 import autotransfer  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parent.parent / "shared" / "datasets"
 
 
 def _run(root: Path, run_dir: Path, **options) -> tuple[autotransfer.FitResult, float]:

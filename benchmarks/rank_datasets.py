@@ -20,12 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info, markdown_table  # noqa: E402
+from _variants import SHARED  # noqa: E402
 
 import autotransfer  # noqa: E402
 from autotransfer.cli import format_descriptor  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parent.parent / "shared" / "datasets"
 
 
 def main(argv=None) -> int:

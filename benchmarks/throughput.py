@@ -35,6 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info, markdown_table  # noqa: E402
+from _variants import SHARED  # noqa: E402
 
 import autotransfer  # noqa: E402
 from autotransfer.backbones.features import extract_features  # noqa: E402
@@ -42,7 +43,6 @@ from autotransfer.backbones.load import load_backbone, resolve_backbones  # noqa
 from autotransfer.testing.strategies import make_train_context  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parent.parent / "shared" / "datasets"
 BACKBONES = "efficientnet_lite0,efficientnet_lite1,efficientnet_lite2,mobilenetv2_100"
 
 
