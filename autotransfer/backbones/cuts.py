@@ -177,6 +177,8 @@ def cut_model(model: torch.nn.Module, cut: int, arch: str = "") -> torch.nn.Modu
     the stage's pooled features and ``num_features`` their size. The classifier is empty
     (``reset_classifier(n)`` adds a new one).
     """
+    import torch
+
     arch = arch or getattr(model, "default_cfg", {}).get("architecture", type(model).__name__)
     if not getattr(model, "feature_info", None) or not hasattr(model, "prune_intermediate_layers"):
         stage_channels.__wrapped__(arch)  # raises the ConfigError naming the fix
@@ -186,6 +188,13 @@ def cut_model(model: torch.nn.Module, cut: int, arch: str = "") -> torch.nn.Modu
         _stage_index(arch, cut, repr(arch))  # raises, with the stages listed
     pool = _pool_type(model)
     model.prune_intermediate_layers([k], prune_norm=False, prune_head=False)
+    # timm before 1.0.2x kept an EfficientNet's or MobileNet's conv_head and bn2 when only the
+    # blocks were cut; they follow the last stage and cannot take the cut's channels
+    head = getattr(model, "conv_head", None)
+    channels = stage_channels(arch)[k]
+    if isinstance(head, torch.nn.Conv2d) and head.in_channels != channels:
+        model.conv_head, model.bn2 = torch.nn.Identity(), torch.nn.Identity()
+        model.num_features = model.head_hidden_size = channels
     model.reset_classifier(0, pool)
     setattr(model, CUT_ATTR, k)
     return model
