@@ -188,7 +188,7 @@ def cut_model(model: torch.nn.Module, cut: int, arch: str = "") -> torch.nn.Modu
         _stage_index(arch, cut, repr(arch))  # raises, with the stages listed
     pool = _pool_type(model)
     model.prune_intermediate_layers([k], prune_norm=False, prune_head=False)
-    # timm before 1.0.2x kept an EfficientNet's or MobileNet's conv_head and bn2 when only the
+    # timm 1.0.29 (and older) kept an EfficientNet's or MobileNet's conv_head and bn2 when the
     # blocks were cut; they follow the last stage and cannot take the cut's channels
     head = getattr(model, "conv_head", None)
     channels = stage_channels(arch)[k]
