@@ -111,54 +111,34 @@ def run_methods(
     largest = max(whole, key=lambda b: count_params(resolve_backbones([b])[0].arch) or 0)
     # fit searches the grid's space: its candidates, cuts included, less the random control
     space = tuple(c for c in candidates if c != CONTROL)
+
+    def recipe(strategy: str, backbone: str, seconds: float) -> dict:
+        """A fixed recipe: one strategy on one backbone, one trial given ``seconds``."""
+        return _fit(
+            ds,
+            work,
+            seconds,
+            protocol,
+            device,
+            backbones=(backbone,),
+            top_k=1,
+            strategies=(strategy,),
+            n_trials=1,
+            trial_time_limit=seconds,
+        )
+
     out = {}
     for m in methods:
         if m == "fit":  # the built-in strategies, not the baseline registered below
             out[m] = _fit(ds, work, budget, protocol, device, backbones=space, strategies=BUILTIN)
         elif m == "seed-style default":
-            out[m] = _fit(
-                ds,
-                work,
-                budget,
-                protocol,
-                device,
-                backbones=(largest,),
-                top_k=1,
-                strategies=("full_finetune",),
-                n_trials=1,
-                trial_time_limit=budget,
-            )
+            out[m] = recipe("full_finetune", largest, budget)
         elif m == "fastai fine_tune":
             register_fastai()
-            out[m] = _fit(
-                ds,
-                work,
-                budget,
-                protocol,
-                device,
-                backbones=(largest,),
-                top_k=1,
-                strategies=("fastai_fine_tune",),
-                n_trials=1,
-                trial_time_limit=budget,
-            )
+            out[m] = recipe("fastai_fine_tune", largest, budget)
         elif m == "BiT-HyperRule every backbone":
             share = budget / len(whole)
-            runs = [
-                _fit(
-                    ds,
-                    work,
-                    share,
-                    protocol,
-                    device,
-                    backbones=(b,),
-                    top_k=1,
-                    strategies=("full_finetune",),
-                    n_trials=1,
-                    trial_time_limit=share,
-                )
-                for b in whole
-            ]
+            runs = [recipe("full_finetune", b, share) for b in whole]
             best = max(runs, key=lambda r: r["val"])
             out[m] = {
                 **best,

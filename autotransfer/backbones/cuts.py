@@ -187,11 +187,11 @@ def cut_model(model: torch.nn.Module, cut: int, arch: str = "") -> torch.nn.Modu
     if not 0 <= k <= n - 2:
         _stage_index(arch, cut, repr(arch))  # raises, with the stages listed
     pool = _pool_type(model)
+    channels = int(model.feature_info[k]["num_chs"])
     model.prune_intermediate_layers([k], prune_norm=False, prune_head=False)
     # timm 1.0.29 (and older) kept an EfficientNet's or MobileNet's conv_head and bn2 when the
     # blocks were cut; they follow the last stage and cannot take the cut's channels
     head = getattr(model, "conv_head", None)
-    channels = stage_channels(arch)[k]
     if isinstance(head, torch.nn.Conv2d) and head.in_channels != channels:
         model.conv_head, model.bn2 = torch.nn.Identity(), torch.nn.Identity()
         model.num_features = model.head_hidden_size = channels
