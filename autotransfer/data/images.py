@@ -47,6 +47,9 @@ DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own MAX_IMAGE_PIXELS
 IDENTIFY_ABOVE_BYTES = 16 * 2**20  # larger files must identify as images before a full read
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _STRICT_LOCK = threading.RLock()
+_QUIET_LOCK = threading.Lock()  # guards the two below (see quiet_bomb_warnings)
+_quiet_depth = 0
+_quiet_block: Any = None
 _BOMB_FIX = "if the image is genuine, downscale it (training reads a few hundred pixels a side)"
 
 
@@ -208,12 +211,27 @@ def probe_bytes(
 def quiet_bomb_warnings() -> Iterator[None]:
     """Silence Pillow's ``DecompressionBombWarning``: :func:`load_image` raises its own error.
 
-    Like every ``warnings.catch_warnings`` block it touches process-wide state: enter it
-    from one thread around concurrent work, not from each worker thread.
+    The warning filters are process-wide state, and ``warnings.catch_warnings`` blocks
+    entered and left by several threads at once restore each other's filters (one thread's
+    leaving turns the warning back on for the others, or leaves it off for good). So the
+    blocks are counted: the first thread in installs the filter, the last one out removes
+    it, and any number of decoding threads may enter it.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    global _quiet_depth, _quiet_block
+    with _QUIET_LOCK:
+        if _quiet_depth == 0:
+            _quiet_block = warnings.catch_warnings()
+            _quiet_block.__enter__()
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        _quiet_depth += 1
+    try:
         yield
+    finally:
+        with _QUIET_LOCK:
+            _quiet_depth -= 1
+            if _quiet_depth == 0 and _quiet_block is not None:
+                _quiet_block.__exit__(None, None, None)
+                _quiet_block = None
 
 
 @contextmanager

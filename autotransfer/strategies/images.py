@@ -1,17 +1,20 @@
 """Decoded training images, kept in memory as uint8 squares and augmented on the fly.
 
-Every image is decoded once per fit (not once per epoch), as timm's evaluation transform
-does it, with torchvision's own resize and crop: the shorter side resized to ``side``
-(``resolution / crop_pct``) with the weights' interpolation, then the centre square
-kept (training crops and flips it, on the training device) or, for validation, the
-centre ``resolution`` crop: the very pixels :meth:`Classifier.predict` gives the model.
+Every image is decoded once per fit (not once per epoch), on every core, as timm's
+evaluation transform does it, with torchvision's own resize and crop: the shorter side
+resized to ``side`` (``resolution / crop_pct``) with the weights' interpolation, then the
+centre square kept (training crops and flips it, on the training device) or, for
+validation, the centre ``resolution`` crop: the very pixels :meth:`Classifier.predict`
+gives the model.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -38,6 +41,11 @@ def square(
     img = F.resize(img, side, interpolation=InterpolationMode(interpolation))
     img = F.center_crop(img, crop or side)
     return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
+
+
+def decode_threads() -> int:
+    """Threads that decode a split: every core (16 at most), since nothing else runs then."""
+    return max(1, min(16, os.cpu_count() or 1))
 
 
 class ImageCache:
@@ -86,10 +94,16 @@ class ImageCache:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         c = int(crop or side)
         out = torch.empty((len(records), 3, c, c), dtype=torch.uint8)
-        for i, rec in enumerate(records):
-            out[i] = torch.from_numpy(square(rec.path, side, interpolation=interpolation, crop=c))
-            if self.progress is not None:
-                self.progress(f"decoding {name}", i + 1, len(records))
+
+        def one(i: int) -> None:
+            px = square(records[i].path, side, interpolation=interpolation, crop=c)
+            out[i] = torch.from_numpy(px)
+
+        # Pillow releases the GIL while it decodes and resizes: threads decode in parallel
+        with ThreadPoolExecutor(decode_threads()) as pool:
+            for done, _ in enumerate(pool.map(one, range(len(records))), 1):
+                if self.progress is not None:
+                    self.progress(f"decoding {name}", done, len(records))
         labels = torch.tensor([r.label for r in records], dtype=torch.int64)
         log.debug(
             "decoded %d %s images at %d px (%.0f MB)", len(records), name, side, out.numel() / 2**20

@@ -108,6 +108,41 @@ def test_decompression_bomb_is_refused_naming_the_file(tmp_path):
         probe_image(path)
 
 
+def test_bomb_warnings_stay_quiet_while_any_thread_decodes_and_come_back_after():
+    """Decoding threads each enter quiet_bomb_warnings; one thread's leaving must not turn
+    the warning back on for the others, nor leave it off once all have left (what plain
+    ``warnings.catch_warnings`` blocks from several threads do)."""
+    import threading
+    import time
+
+    from autotransfer.data.images import quiet_bomb_warnings
+
+    def quiet() -> bool:
+        return any(
+            f[0] == "ignore" and f[2] is Image.DecompressionBombWarning for f in warnings.filters
+        )
+
+    before = list(warnings.filters)
+    start = threading.Barrier(8)
+    loud: list[int] = []
+
+    def decode(k: int) -> None:
+        start.wait()
+        for _ in range(300):
+            with quiet_bomb_warnings():
+                time.sleep(0)  # let the other threads in and out meanwhile (as decoding does)
+                if not quiet():
+                    loud.append(k)
+
+    threads = [threading.Thread(target=decode, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not loud
+    assert warnings.filters == before
+
+
 def test_pixel_limit_is_overridable(tmp_path):
     path = ti.write_grayscale(tmp_path / "g.png", size=(64, 64))
     with pytest.raises(DataError, match=r"64x64 = 4,096 pixels .* limit of 1,000"):

@@ -92,3 +92,20 @@ def test_validation_images_are_the_pixels_predict_gives_the_model(tmp_path):
         transform = prep.transform()
         theirs = torch.stack([transform(load_image(r.path, draft=side)) for r in records])
         torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+
+
+def test_a_split_decoded_on_threads_keeps_its_order_and_reports_every_image(dataset):
+    """Threads decode a split in parallel; the tensor is in the split's order (each image
+    the same pixels as decoding it alone) and progress counts up to the split's size."""
+    from autotransfer.strategies.images import ImageCache, square
+
+    seen: list[tuple[str, int, int]] = []
+    cache = ImageCache(dataset, progress=lambda what, done, total: seen.append((what, done, total)))
+    x, y = cache.split("train", side=20, crop=16)
+    records = dataset.split("train")
+    assert x.shape == (len(records), 3, 16, 16)
+    assert y.tolist() == [r.label for r in records]
+    for i, rec in enumerate(records):
+        assert torch.equal(x[i], torch.from_numpy(square(rec.path, 20, crop=16)))
+    assert seen == [("decoding train", i, len(records)) for i in range(1, len(records) + 1)]
+    assert cache.split("train", side=20, crop=16)[0] is x  # decoded once
