@@ -264,8 +264,10 @@ def _truth_of(truth: dict, variant: str) -> dict:
     accuracy, and the validation split's size (how coarse its accuracies are)."""
     cells = truth["cells"][variant].values()
     return {
-        "exhaustive_seconds": round(sum(c["seconds"] for c in cells), 1),
-        "exhaustive_best": max(c["best"] for c in cells),
+        # every candidate x every strategy where measured (ground_truth.py's ``all_*``)
+        "exhaustive_seconds": round(sum(c.get("all_seconds", c["seconds"]) for c in cells), 1),
+        "exhaustive_best": max(c.get("all_best", c["best"]) for c in cells),
+        "strategies": sorted({n for c in cells for n in c.get("strategies", {})}),
         "val_images": int(truth["variants"][variant]["train/val/test"].split("/")[1]),
     }
 
