@@ -4,8 +4,9 @@ best validation accuracy, or only among exact equals below ``FEW_PER_CLASS`` tra
 images per class) against plain best accuracy, judged on the test split.
 
 The trials are the ground truth's configurations (``ground_truth.py``: a linear probe per
-C and a full fine-tune per learning rate, for every ImageNet candidate; the random
-control left out) that carry their kept weights' validation accuracy and log-loss as a
+C and a full fine-tune per learning rate, for every ImageNet candidate, and fit's other
+strategies at their defaults on the whole networks where measured; the random control
+left out) that carry their kept weights' validation accuracy and log-loss as a
 trial scores them, and their test accuracy. For each variant a search is replayed: ``k``
 of its trials drawn at random (without replacement, many times, a fixed seed), and also
 all of them at once; each rule picks one trial; the pick's test accuracy is what the user
@@ -56,18 +57,24 @@ def trials_of(cells: dict) -> list[dict]:
     for backbone, cell in sorted(cells.items()):
         if backbone == CONTROL:
             continue
-        for method in ("linear_probe", "finetune"):
-            for param, v in sorted(cell[method].items()):
-                if v.get("val_log_loss") is None or v.get("test_accuracy") is None:
-                    continue
-                out.append(
-                    {
-                        "trial": f"{short(backbone)} {method} {param}",
-                        "val": v.get("val_scored_accuracy", v["val_accuracy"]),
-                        "loss": v["val_log_loss"],
-                        "test": v["test_accuracy"],
-                    }
-                )
+        configs = [
+            (f"{method} {param}", v)
+            for method in ("linear_probe", "finetune")
+            for param, v in sorted(cell[method].items())
+        ]
+        # fit's other strategies at their defaults, where measured (whole networks)
+        configs += [(name, v) for name, v in sorted(cell.get("strategies", {}).items())]
+        for config, v in configs:
+            if v.get("val_log_loss") is None or v.get("test_accuracy") is None:
+                continue
+            out.append(
+                {
+                    "trial": f"{short(backbone)} {config}",
+                    "val": v.get("val_scored_accuracy", v["val_accuracy"]),
+                    "loss": v["val_log_loss"],
+                    "test": v["test_accuracy"],
+                }
+            )
     return out
 
 
