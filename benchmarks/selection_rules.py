@@ -281,7 +281,9 @@ def write_markdown(data: dict, path: Path, device: str) -> None:
         f"# Selection rules replayed on the ground truth's trials ({device})",
         "",
         "Each variant's ground-truth configurations (linear probe per C, fine-tune per lr, "
-        "every candidate that has validation log-losses; no random control) are trials; "
+        "every candidate that has validation log-losses, and partial freeze and "
+        "discriminative learning rates at their defaults on the whole networks where "
+        "measured; no random control) are trials; "
         f"a search of k of them is drawn {data['draws']} times (seed {data['seed']}), or "
         "all of them once (`all`). Each rule picks one trial; `test` is the pick's test "
         "accuracy, `regret` the best test accuracy among the drawn trials less the "
