@@ -10,17 +10,19 @@
 # every finished cell is kept, so a step cut short still returns what it measured), fit's
 # budget curve against it, throughput with GPU utilisation during a fit, then the baselines
 # at the same budgets. Everything under benchmarks/results/*_cuda.* and the log come back
-# in $OUT. Overrides: DEADLINE, VARIANTS, FRACTIONS, BASELINES, FIT_BUDGET, and DEVICE (cpu:
-# a dry run of the plumbing here, in a scratch clone, since it writes the cpu results).
+# in $OUT; the budget steps measure again what an earlier session measured (against the
+# grid as it is now). Overrides: DEADLINE, VARIANTS, FRACTIONS, BASELINES, FIT_BUDGET, and
+# DEVICE (cpu: a dry run of the plumbing here, in a scratch clone, since it writes the cpu
+# results).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 kit=$PWD/device_carry
 device=${DEVICE:-cuda}
 deadline=${DEADLINE:-540}
 variants=${VARIANTS:-flowers5_subset/vtab1k}
-fractions=${FRACTIONS:-0.05,0.1,0.25}
+fractions=${FRACTIONS:-0.05,0.1,0.25,0.5}
 baselines=${BASELINES:-seed-style default,fastai fine_tune,BiT-HyperRule every backbone}
-fit_budget=${FIT_BUDGET:-1m}
+fit_budget=${FIT_BUDGET:-30s}
 out=${OUT:-$PWD/device_out}
 mkdir -p "$out"
 log=$out/log.txt
@@ -49,12 +51,12 @@ step() {  # step AT_MOST_SECONDS script.py args...
 }
 
 step 300 benchmarks/ground_truth.py --device "$device" --variants "$variants"
-step 150 benchmarks/budget_efficiency.py --device "$device" --variants "$variants" \
-  --fractions "$fractions" --methods fit
-step 120 benchmarks/throughput.py --device "$device" --data "$kit/datasets/flowers5_subset" \
+step 200 benchmarks/budget_efficiency.py --device "$device" --variants "$variants" \
+  --fractions "$fractions" --methods fit --again
+step 150 benchmarks/throughput.py --device "$device" --data "$kit/datasets/flowers5_subset" \
   --fit-budget "$fit_budget"
 step 600 benchmarks/budget_efficiency.py --device "$device" --variants "$variants" \
-  --fractions "$fractions" --methods "$baselines"
+  --fractions "$fractions" --methods "$baselines" --again
 # tables and plots from whatever the steps kept (a step stopped by its timeout wrote none)
 python3 benchmarks/ground_truth.py --device "$device" --render >>"$log" 2>&1
 python3 benchmarks/budget_efficiency.py --device "$device" --render >>"$log" 2>&1
