@@ -323,7 +323,10 @@ def main(argv=None) -> int:
                 summarise(cell)
                 cell["strategies_commit"] = machine_info()["commit"]
                 save(data, device)
-                print(json.dumps({"variant": variant, "backbone": b, **_strategies_line(cell)}))
+                print(
+                    json.dumps({"variant": variant, "backbone": b, **_strategies_line(cell)}),
+                    flush=True,
+                )
             for b in todo:
                 # a search run of its own: a cut's features come from its own forward
                 # pass, not its network's, so a cell's seconds are what it costs alone
