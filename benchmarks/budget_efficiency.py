@@ -47,7 +47,7 @@ from _fastai_baseline import register as register_fastai  # noqa: E402
 from _machine import machine_info, markdown_table  # noqa: E402
 from _variants import load_variant  # noqa: E402
 from fit_vs_baselines import BUILTIN  # noqa: E402  (the four built-in strategies)
-from ground_truth import CONTROL, short  # noqa: E402
+from ground_truth import CONTROL, is_whole, short  # noqa: E402
 from ground_truth import candidates as protocol_candidates  # noqa: E402
 from ground_truth import load as load_truth
 
@@ -279,7 +279,7 @@ def _truth_of(truth: dict, variant: str) -> dict:
     missing = sorted(set(protocol_candidates(truth["protocol"])) - set(cells))
     others = truth["protocol"].get("strategies", [])
     # fit's other strategies count once every whole network of the variant has them all
-    whole = [c for b, c in cells.items() if "@" not in b and b != CONTROL]
+    whole = [c for b, c in cells.items() if is_whole(b)]
     complete = bool(others) and all(set(others) <= set(c.get("strategies", {})) for c in whole)
     seconds, best = ("all_seconds", "all_best") if complete else ("seconds", "best")
     return {

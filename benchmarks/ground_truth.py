@@ -11,6 +11,11 @@ training loop (``search.objective.train_model``):
   learning rate of the grid, a fixed number of optimiser steps (BiT counts steps, not
   epochs: a few-shot set gets more epochs), its best validation accuracy.
 
+On the whole networks, fit's other built-in strategies too (``partial_freeze``,
+``discriminative_lr``), each at its defaults for the same number of optimiser steps: they
+are not part of the ranking's ground truth (the best of the two grids above), but the
+budget benchmark's exhaustive grid counts them, since fit searches them.
+
 Each configuration is scored on the validation split (its best epoch) and, with the
 weights kept, on the test split; the kept weights' validation and test log-losses are
 recorded too (``selection_rules.py`` replays a search's choice from them). The ground
