@@ -194,7 +194,7 @@ def main(argv=None) -> int:
         work = Path(tempfile.mkdtemp(prefix="autotransfer-budget-"))
         for variant in variants:
             candidates = sorted(truth["cells"][variant])
-            whole = [c for c in candidates if "@" not in c and c != CONTROL]
+            whole = [c for c in candidates if is_whole(c)]
             ds = load_variant(variant)
             entry = data["variants"][variant]
             if entry.get("missing_cells"):
@@ -312,7 +312,7 @@ def from_truth(data: dict, truth: dict) -> None:
 
 def _missing(e: dict) -> str:
     n = len(e.get("missing_cells", []))
-    return f" ({n} cells missing: more)" if n else ""
+    return f" ({n} cells missing: undercounted)" if n else ""
 
 
 def budget_share(e: dict, run: dict) -> float:
