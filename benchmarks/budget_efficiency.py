@@ -270,13 +270,14 @@ def main(argv=None) -> int:
     return 0
 
 
-def _truth_of(truth: dict, variant: str) -> dict:
+def _truth_of(truth: dict, variant: str, expected: set[str]) -> dict:
     """What the ground truth says of a variant: the grid's cost and best validation
-    accuracy, and the validation split's size (how coarse its accuracies are)."""
+    accuracy, and the validation split's size (how coarse its accuracies are).
+    ``expected``: the protocol's candidates."""
     cells = truth["cells"][variant]
     # cells the protocol has and this variant lacks (a ground-truth step cut short): the
     # grid's cost is undercounted and its best may be low, which the tables say
-    missing = sorted(set(protocol_candidates(truth["protocol"])) - set(cells))
+    missing = sorted(expected - set(cells))
     others = truth["protocol"].get("strategies", [])
     # fit's other strategies count once every whole network of the variant has them all
     whole = [c for b, c in cells.items() if is_whole(b)]
@@ -295,6 +296,7 @@ def from_truth(data: dict, truth: dict) -> None:
     """Every variant's entry from the ground truth as it is now (its cells may have been
     measured again). A run keeps the budget it was given: runs from before runs recorded
     it were given their fraction of the grid's cost as stored beside them."""
+    expected = set(protocol_candidates(truth["protocol"]))
     for variant, entry in data["variants"].items():
         old = entry.get("exhaustive_seconds")
         runs = [*entry["runs"].items()]
@@ -307,7 +309,7 @@ def from_truth(data: dict, truth: dict) -> None:
             for r in by_method.values():
                 if "budget_seconds" not in r and old is not None:
                     r["budget_seconds"] = round(float(key) * old, 1)
-        entry.update(_truth_of(truth, variant))
+        entry.update(_truth_of(truth, variant, expected))
 
 
 def _missing(e: dict) -> str:
@@ -407,8 +409,7 @@ def write(data: dict, out: Path, device: str) -> None:
         "trial of the run (above the pick's where `fit`'s selection took a trial within one "
         "SE of it for its lower log-loss); `test acc`: the pick on the variant's test split. "
         "Every run starts with a cold feature cache. `seconds`: wall clock (the budget bounds "
-        "it; a run "
-        "may stop early when its trials are done).",
+        "it; a run may stop early when its trials are done).",
         "",
         "| variant | exhaustive strategies | exhaustive s | exhaustive best | validation images "
         "| fit reaches 99 % at | fit within one SE at | a fit trial reaches 99 % at "

@@ -34,7 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info, markdown_table  # noqa: E402
 from _variants import load_variant  # noqa: E402
-from ground_truth import CONTROL, short  # noqa: E402
+from ground_truth import CONTROL, is_whole, short  # noqa: E402
 from ground_truth import load as load_truth  # noqa: E402
 
 from autotransfer.search.plan import SIMILAR  # noqa: E402  (the plan's near/far threshold)
@@ -152,12 +152,6 @@ def variant_scores(variant: str, backbones: list[str], resolution: int, device: 
         "scores": {row.backbone: dict(row.scores) for row in r.rows},
         "similarity": round(float(np.mean(sims)), 3) if sims else None,
     }
-
-
-def is_whole(backbone: str) -> bool:
-    """A whole ImageNet network: neither a cut nor the random control (the candidates the
-    ImageNet-top-1 prior can score)."""
-    return "@" not in backbone and not backbone.startswith("random:")
 
 
 def regime(variant: str) -> str:

@@ -196,8 +196,9 @@ def measure_cell(sr, backbone: str, protocol: dict) -> dict:
 
 
 def is_whole(backbone: str) -> bool:
-    """A whole ImageNet network: not a cut, not the random control."""
-    return "@" not in backbone and backbone != CONTROL
+    """A whole ImageNet network: neither a cut nor a random-init control (the candidates the
+    ImageNet-top-1 prior can score)."""
+    return "@" not in backbone and not backbone.startswith("random:")
 
 
 def measure_strategies(sr, backbone: str, protocol: dict, cell: dict) -> None:
