@@ -97,16 +97,17 @@ def extract_all(
     *,
     split: str = "train",
     progress: bool | None = None,
+    deadline: float | None = None,
 ) -> dict[str, FeatureSet]:
     """Features of ``split`` for each backbone, in order, served from the cache when
-    possible; a network's cuts among ``specs`` come from its own pass."""
+    possible; a network's cuts among ``specs`` come from its own pass. Past ``deadline``
+    (:func:`time.monotonic`), :class:`~autotransfer.errors.BudgetSpent`."""
     s = settings or ExtractionSettings()
     out: dict[str, FeatureSet] = {}
     for i, spec in enumerate(specs, 1):
         if spec.id not in out:
-            out.update(
-                _extract_one(dataset, spec, s, split, f"[{i}/{len(specs)}]", progress, specs)
-            )
+            label = f"[{i}/{len(specs)}]"
+            out.update(_extract_one(dataset, spec, s, split, label, progress, specs, deadline))
     return {spec.id: out[spec.id] for spec in specs}
 
 
@@ -118,8 +119,10 @@ def _extract_one(
     label: str,
     progress: bool | None,
     others: Sequence[BackboneSpec] = (),
+    deadline: float | None = None,
 ) -> dict[str, FeatureSet]:
-    """Features of ``spec``, and of its cuts among ``others`` from the same pass, by id."""
+    """Features of ``spec``, and of its cuts among ``others`` from the same pass, by id
+    (``deadline``: see :func:`~autotransfer.backbones.features.extract_features`)."""
     from autotransfer.backbones.cut_taps import extract_group
     from autotransfer.backbones.cuts import cuts_of
     from autotransfer.backbones.features import extract_features
@@ -135,6 +138,7 @@ def _extract_one(
             cache_dir=s.cache_dir,
             use_cache=s.use_cache,
             progress=update,
+            deadline=deadline,
         )
         if spec.cut is None:
             got = extract_group(dataset, spec, cuts_of(spec, others), **opts)
@@ -153,11 +157,15 @@ def describe(
     *,
     backbones: Sequence[str] | None = None,
     similarity: bool = True,
+    sample_size: int | None = RankSettings.sample_size,
+    sample_per_class: int | None = RankSettings.sample_per_class,
     data_settings: DataSettings | None = None,
     extraction: ExtractionSettings | None = None,
     progress: bool | None = None,
 ) -> DatasetDescriptor:
-    """Dataset descriptors, with similarity to each backbone's source when ``similarity``.
+    """Dataset descriptors, with similarity to each backbone's source when ``similarity``,
+    measured on the ranking's stratified sample of the training split (its size is each
+    similarity's ``images``; ``sample_size=None``: every image).
 
     >>> d = describe("data/", backbones=["efficientnet_lite0"])   # doctest: +SKIP
     >>> d.num_classes, d.source_similarity["package:efficientnet_lite0"].bn_kl  # doctest: +SKIP
@@ -176,7 +184,9 @@ def describe(
                 raise
             log.warning("No source similarity: %s", exc)
             specs = []
-        features = extract_all(ds, specs, ex, progress=progress)
+        sample = RankSettings(sample_size=sample_size, sample_per_class=sample_per_class)
+        seed = (data_settings or DataSettings()).seed
+        features = extract_all(ranking_sample(ds, sample, seed), specs, ex, progress=progress)
     return describe_dataset(ds, features)
 
 
@@ -192,13 +202,17 @@ def rank(
     cuts: Sequence[int] = (),
     seed: int = 0,
     time_limit: float | None = None,
+    sample_size: int | None = RankSettings.sample_size,
+    sample_per_class: int | None = RankSettings.sample_per_class,
     data_settings: DataSettings | None = None,
     extraction: ExtractionSettings | None = None,
     progress: bool | None = None,
 ) -> Ranking:
     """Rank candidate backbones on a dataset without training them.
 
-    One forward pass per backbone (cached) gives features of the training split; every
+    One forward pass per backbone (cached) gives features of a stratified, seeded sample
+    of the training split (at most ``sample_size`` images, ``sample_per_class`` of a
+    class; ``None``: every image), so the cost stops growing with the dataset; every
     estimator scores them; the aggregate is the mean normalised rank over the
     estimators in ``aggregate`` (default: those that read features). The result's
     ``shortlist`` holds the best ``top_k`` backbone ids and, with ``hedge``, when they
@@ -211,21 +225,18 @@ def rank(
 
     With ``time_limit`` (seconds), candidates are scored cached ones first, then by
     published ImageNet top-1 (a network's cuts right after it: their features are in
-    hand), and one not expected to be extracted and scored within the limit (by the
-    mean cost of those computed so far) is left out of the ranking and listed in its
-    ``skipped``; at least one candidate is always scored.
+    hand); the limit is kept inside each step, batch by batch in extraction and
+    estimator by estimator in scoring. A candidate not expected to finish in time (by the
+    mean cost of those computed so far), or stopped by the limit, is left out of the
+    ranking and listed in its ``skipped`` with the reason. When none could be scored, the
+    candidates are ordered by the estimators that need no features (the ImageNet prior).
 
     >>> r = autotransfer.rank("data/", top_k=2)   # doctest: +SKIP
     >>> print(r.table()); r.shortlist              # doctest: +SKIP
     """
     from autotransfer import plugins
-    from autotransfer.backbones.candidates import candidate_info
-    from autotransfer.transferability.ranking import (
-        Ranking,
-        RankingRow,
-        aggregate_scores,
-        score_backbone,
-    )
+    from autotransfer.errors import BudgetSpent
+    from autotransfer.transferability.ranking import Ranking, aggregate_scores, score_backbone
 
     settings = RankSettings(
         backbones=tuple(backbones) if backbones else None,
@@ -235,12 +246,22 @@ def rank(
         hedge=hedge,
         include_controls=include_controls,
         cuts=cuts,
+        sample_size=sample_size,
+        sample_per_class=sample_per_class,
     )
     start = time.perf_counter()
+    deadline = None if time_limit is None else time.monotonic() + time_limit
     ex = extraction or ExtractionSettings()
-    ds = open_folder(
+    full = open_folder(
         data, data_settings or DataSettings(seed=seed), cache_dir=ex.cache_dir, progress=progress
     )
+    ds = ranking_sample(full, settings, seed)
+    if len(ds.train) < len(full.train):
+        log.info(
+            "Ranking on a stratified sample of %d of the %d training images.",
+            len(ds.train),
+            len(full.train),
+        )
     names = settings.estimators or tuple(plugins.registered("estimators"))
     ests = [plugins.lookup("estimators", n) for n in names]
     agg = settings.aggregate or tuple(e.name for e in ests if e.needs_features)
@@ -258,35 +279,44 @@ def rank(
     ready: dict[str, FeatureSet] = {}  # cuts that came with their whole network's pass
     costs: list[float] = []  # seconds of each candidate computed here (not cached)
     scoring: list[float] = []  # seconds of scoring each candidate
+    spent_note = (
+        f"the ranking's {time_limit or 0:.0f} s share of the time budget was spent (give more "
+        "time, a smaller rank_sample_size, or name fewer backbones)"
+    )
     queue = list(specs)
     for i in range(1, len(specs) + 1):
         spec = queue.pop(0)
         in_hand = spec.id in ready
         spent = scoring if in_hand else costs
         expected = sum(spent) / len(spent) if spent else 0.0
-        if (
-            time_limit is not None
-            and features
-            and time.perf_counter() - start + expected > time_limit
-        ):
-            skipped[spec.id] = (
-                f"not scored: the ranking's {time_limit:.0f} s share of the time budget was "
-                "spent (give more time, or name fewer backbones)"
-            )
+        if deadline is not None and features and time.monotonic() + expected > deadline:
+            skipped[spec.id] = f"not scored: {spent_note}"
             continue
         t0 = time.perf_counter()
-        if in_hand:
-            fs = ready.pop(spec.id)
-        else:
-            got = _extract_one(ds, spec, ex, "train", f"[{i}/{len(specs)}]", progress, queue)
-            fs = got.pop(spec.id)
-            ready.update(got)  # its cuts are scored next: their features are in hand
-            queue = [c for c in queue if c.id in got] + [c for c in queue if c.id not in got]
+        try:
+            if in_hand:
+                fs = ready.pop(spec.id)
+            else:
+                label = f"[{i}/{len(specs)}]"
+                got = _extract_one(ds, spec, ex, "train", label, progress, queue, deadline)
+                fs = got.pop(spec.id)
+                ready.update(got)  # its cuts are scored next: their features are in hand
+                queue = [c for c in queue if c.id in got] + [c for c in queue if c.id not in got]
+            t1 = time.perf_counter()
+            scores[spec.id], timings[spec.id] = score_backbone(
+                ests,
+                fs,
+                spec,
+                seed=seed,
+                cache_dir=ex.cache_dir,
+                use_cache=ex.use_cache,
+                deadline=deadline,
+            )
+        except BudgetSpent as exc:
+            scores.pop(spec.id, None)
+            skipped[spec.id] = f"stopped: {exc}; {spent_note}"
+            continue
         features[spec.id] = fs
-        t1 = time.perf_counter()
-        scores[spec.id], timings[spec.id] = score_backbone(
-            ests, fs, spec, seed=seed, cache_dir=ex.cache_dir, use_cache=ex.use_cache
-        )
         scoring.append(time.perf_counter() - t1)
         if not fs.from_cache and not in_hand:
             costs.append(time.perf_counter() - t0)
@@ -298,27 +328,21 @@ def rank(
             time_limit,
             ", ".join(skipped),
         )
-    specs = [s for s in specs if s.id in features]
+    if not features:  # nothing could read features in time: the feature-free estimators order
+        agg = tuple(e.name for e in ests if not e.needs_features)
+        log.warning("No candidate was scored in time; ordering them by %s.", ", ".join(agg))
+        free = [e for e in ests if not e.needs_features]
+        for spec in specs:
+            scores[spec.id], timings[spec.id] = score_backbone(free, None, spec, seed=seed)
+        ranked = list(specs)
+    else:
+        ranked = [s for s in specs if s.id in features]
     agg_scores = aggregate_scores(scores, agg)
-    order = sorted(specs, key=lambda s: -_nan_low(agg_scores[s.id]))
-    rows = []
-    for i, spec in enumerate(order, 1):
-        fs = features[spec.id]
-        info = candidate_info(spec)
-        rows.append(
-            RankingRow(
-                backbone=spec.id,
-                scores=scores[spec.id],
-                aggregate=agg_scores[spec.id],
-                rank=i,
-                params_m=None if info.params is None else round(info.params / 1e6, 2),
-                feature_dim=int(fs.features.shape[1]),
-                images=len(fs),
-                extract_seconds=round(fs.seconds, 2),
-                from_cache=fs.from_cache,
-                score_seconds=timings[spec.id],
-            )
-        )
+    order = sorted(ranked, key=lambda s: -_nan_low(agg_scores[s.id]))
+    rows = [
+        _ranking_row(spec, i, features.get(spec.id), scores, agg_scores, timings)
+        for i, spec in enumerate(order, 1)
+    ]
     return Ranking(
         rows=tuple(rows),
         estimators=tuple(names),
@@ -328,6 +352,40 @@ def rank(
         seconds=round(time.perf_counter() - start, 2),
         skipped=skipped,
         hedge=settings.hedge,
+        images=len(ds.train) if features else 0,
+        split_images=len(full.train),
+    )
+
+
+def ranking_sample(ds: ImageDataset, settings: RankSettings, seed: int) -> ImageDataset:
+    """``ds`` whose training split is the ranking's stratified sample of it (itself when the
+    split is under the caps)."""
+    from autotransfer.data.sample import rank_sample_size, sample_split
+
+    if settings.sample_size is None and settings.sample_per_class is None:
+        return ds
+    size = len(ds.train)
+    if settings.sample_size is not None:
+        size = rank_sample_size(len(ds.classes), settings.sample_size)
+    return sample_split(ds, "train", size, per_class=settings.sample_per_class, seed=seed)
+
+
+def _ranking_row(spec, rank_, fs, scores, agg_scores, timings):
+    from autotransfer.backbones.candidates import candidate_info
+    from autotransfer.transferability.ranking import RankingRow
+
+    info = candidate_info(spec)
+    return RankingRow(
+        backbone=spec.id,
+        scores=scores[spec.id],
+        aggregate=agg_scores[spec.id],
+        rank=rank_,
+        params_m=None if info.params is None else round(info.params / 1e6, 2),
+        feature_dim=0 if fs is None else int(fs.features.shape[1]),
+        images=0 if fs is None else len(fs),
+        extract_seconds=0.0 if fs is None else round(fs.seconds, 2),
+        from_cache=False if fs is None else fs.from_cache,
+        score_seconds=timings[spec.id],
     )
 
 
@@ -511,11 +569,16 @@ def _describe_and_rank(ds, s: FitSettings, run_dir, plan, budget, progress):
         cuts=s.cuts,
         seed=s.seed,
         time_limit=None if left is None or s.rank_share >= 1 else s.rank_share * left,
+        sample_size=s.rank_sample_size,
+        sample_per_class=s.rank_sample_per_class,
         extraction=ex,
         progress=progress,
     )
-    specs = candidate_backbones([r.backbone for r in ranking.rows])
-    descriptor = describe_dataset(ds, extract_all(ds, specs, ex, progress=False))
+    # the ranking's features (cached) of the candidates it scored
+    specs = candidate_backbones([r.backbone for r in ranking.rows if r.images])
+    sample = RankSettings(sample_size=s.rank_sample_size, sample_per_class=s.rank_sample_per_class)
+    sampled = ranking_sample(ds, sample, s.seed)
+    descriptor = describe_dataset(ds, extract_all(sampled, specs, ex, progress=False))
     d_file.write_text(descriptor.to_json(indent=2))
     r_file.write_text(ranking.to_json(indent=2))
     log.info("Ranking:\n%s", ranking.table())

@@ -8,6 +8,11 @@ from typing import Any
 
 from autotransfer.errors import ConfigError
 
+# the ranking's sample and the search's validation sample (benchmarks/rank_sample.py)
+RANK_SAMPLE_SIZE = 2000
+RANK_SAMPLE_PER_CLASS = 250
+VAL_SAMPLE_SIZE = 2000
+
 
 @dataclass(frozen=True)
 class DataSettings:
@@ -66,16 +71,34 @@ class RankSettings:
     hedge: bool = True  # also shortlist another architecture family's best (families.py)
     include_controls: bool = False  # add random-init control backbones to the default set
     cuts: tuple[int, ...] = ()  # also each candidate cut after these stages (-2: before last)
+    # the estimators score a stratified sample of the training split: at most sample_size
+    # images (raised to 10 per class for many classes), sample_per_class of a class; None:
+    # every image. Chosen by measurement: benchmarks/rank_sample.py
+    sample_size: int | None = RANK_SAMPLE_SIZE
+    sample_per_class: int | None = RANK_SAMPLE_PER_CLASS
 
     def __post_init__(self) -> None:
         if int(self.top_k) < 1:
             raise ConfigError(f"top_k must be at least 1, got {self.top_k!r}.")
         object.__setattr__(self, "cuts", check_cuts(self.cuts))
+        check_sample("sample_size", self.sample_size)
+        check_sample("sample_per_class", self.sample_per_class)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["cuts"] = list(self.cuts)
         return d
+
+
+def check_sample(name: str, value: Any) -> None:
+    """A sample cap is None (no cap) or a whole number of images, at least 2."""
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int) or int(value) < 2
+    ):
+        raise ConfigError(
+            f"{name} must be a whole number of images (at least 2), or None for every image; "
+            f"got {value!r}."
+        )
 
 
 def check_cuts(cuts: Any) -> tuple[int, ...]:
@@ -121,6 +144,11 @@ class FitSettings:
     top_k: int = 3  # backbones kept from the ranking for the study
     hedge: bool = True  # and another architecture family's best, if the top_k are one family
     rank_share: float = 0.75  # the most of time_budget the ranking may take (1.0: no limit)
+    rank_sample_size: int | None = RANK_SAMPLE_SIZE  # RankSettings.sample_size
+    rank_sample_per_class: int | None = RANK_SAMPLE_PER_CLASS  # RankSettings.sample_per_class
+    # validation images of each evaluation during the search (a stratified sample; None:
+    # all); the pick is scored once on the whole validation split at the end
+    val_sample_size: int | None = VAL_SAMPLE_SIZE
     cuts: tuple[int, ...] = ()  # also rank each candidate cut after these stages
     resolution: int | None = None
     batch_size: int | None = None  # None: 32 on CPU, 128 on CUDA; halved on out-of-memory
@@ -159,6 +187,8 @@ class FitSettings:
                 f"{self.rank_share!r}."
             )
         object.__setattr__(self, "cuts", check_cuts(self.cuts))
+        for name in ("rank_sample_size", "rank_sample_per_class", "val_sample_size"):
+            check_sample(name, getattr(self, name))
         if self.resolution is not None and not 16 <= int(self.resolution) <= 1024:
             raise ConfigError(f"resolution must be 16-1024 pixels, got {self.resolution!r}.")
         if self.batch_size is not None and int(self.batch_size) < 1:

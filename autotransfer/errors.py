@@ -46,6 +46,10 @@ class CacheError(AutoTransferError, OSError):
     """A cache entry is unreadable or does not match its checksum."""
 
 
+class BudgetSpent(AutoTransferError, TimeoutError):
+    """A step reached its deadline (the time budget's share for it) before it finished."""
+
+
 class DataWarning(UserWarning):
     """A data smell worth knowing about (one-image classes, duplicates, ...)."""
 

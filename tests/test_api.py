@@ -105,10 +105,17 @@ def test_rank_within_a_time_limit_scores_cached_candidates_first_and_lists_the_r
     assert again.skipped == r.skipped
 
 
-def test_rank_within_a_time_limit_always_scores_one_candidate(image_folder, tiny_backbones):
+def test_rank_with_no_time_to_read_features_orders_candidates_by_the_prior(
+    image_folder, tiny_backbones
+):
+    """The limit is kept inside extraction: with none left, no candidate is extracted,
+    each is listed as stopped, and the shortlist comes from the feature-free prior."""
     r = autotransfer.rank(image_folder, backbones=tiny_backbones, extraction=EX, time_limit=1e-9)
-    assert len(r.rows) == 1 and len(r.skipped) == 1
-    assert r.rows[0].backbone not in r.skipped
+    assert {row.backbone for row in r.rows} == set(tiny_backbones)
+    assert all(row.images == 0 for row in r.rows) and r.images == 0
+    assert set(r.skipped) == set(tiny_backbones)
+    assert all("stopped: no time left" in why for why in r.skipped.values())
+    assert r.shortlist
 
 
 def test_rank_with_time_enough_scores_every_candidate(image_folder, tiny_backbones):
@@ -135,3 +142,63 @@ def test_rank_share_must_be_a_share():
     for bad in (0, -0.1, 1.5):
         with pytest.raises(ConfigError, match="rank_share"):
             autotransfer.FitSettings(rank_share=bad)
+
+
+def test_rank_scores_a_stratified_sample_and_says_so(image_folder, tiny_backbones):
+    r = autotransfer.rank(
+        image_folder, backbones=tiny_backbones, extraction=EX, sample_size=12, sample_per_class=4
+    )
+    assert r.images == 12 and r.split_images == 24
+    assert all(row.images == 12 for row in r.rows)
+    assert "scores from a stratified sample of 12 of the 24 train images" in r.table()
+    again = type(r).from_dict(json.loads(r.to_json()))
+    assert (again.images, again.split_images) == (12, 24)
+    whole = autotransfer.rank(image_folder, backbones=tiny_backbones[:1], extraction=EX)
+    assert whole.images == whole.split_images == 24 and "all 24 train images" in whole.table()
+
+
+class _SlowEstimator:
+    """An estimator that takes far longer than the ranking's share of the budget."""
+
+    name = "slow_estimator"
+    needs_logits = False
+    needs_features = True
+    seconds = 30.0
+
+    def score(self, inputs):
+        import time
+
+        time.sleep(self.seconds)
+        return 0.0
+
+    @autotransfer.hookimpl
+    def autotransfer_register_estimators(self):
+        return [self]
+
+
+@pytest.fixture
+def slow_estimator():
+    from autotransfer import plugins
+
+    est = _SlowEstimator()
+    plugins.register_plugin(est, name="slow")
+    yield est
+    plugins.reset_plugin_manager()
+
+
+def test_a_slow_estimator_does_not_make_rank_overrun_its_time_limit(
+    image_folder, tiny_backbones, slow_estimator
+):
+    import time
+
+    t0 = time.monotonic()
+    r = autotransfer.rank(
+        image_folder,
+        backbones=tiny_backbones,
+        estimators=["knn_loo_k1", "slow_estimator", "imagenet_top1"],
+        extraction=EX,
+        time_limit=4.0,
+    )
+    assert time.monotonic() - t0 < 4.0 + 3.0  # the estimator sleeps 30 s
+    assert "did not finish" in next(iter(r.skipped.values()))
+    assert "slow_estimator" in " ".join(r.skipped.values())

@@ -124,6 +124,7 @@ def extract_group(
     cache_dir: str | os.PathLike[str] | None = None,
     use_cache: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    deadline: float | None = None,
 ) -> dict[str, FeatureSet]:
     """Features of the whole network ``spec`` and of ``cuts`` (its own cuts), by id.
 
@@ -131,6 +132,7 @@ def extract_group(
     that are not cached come from its pass (their ``seconds`` is the shared pass's, their
     ``meta["pass"]`` the whole network's id); a cut the pass cannot give, or any cut when
     the whole network is cached, gets a pass of its own (:func:`extract_features`).
+    ``deadline`` as for :func:`extract_features`.
     """
     from autotransfer.backbones.load import load_backbone
 
@@ -144,6 +146,7 @@ def extract_group(
         device=device,
         cache_dir=cache_dir,
         use_cache=use_cache,
+        deadline=deadline,
     )
     cfg = data_config(spec, resolution)
     key = _extraction_key(dataset, split, spec, cfg)
@@ -165,7 +168,9 @@ def extract_group(
         taps = [CutTap(model, c) for c, _ in missing]
         records = _records(dataset, split)
         dev = resolve_device(device)
-        whole = _compute(model, records, cfg, dev, batch_size, num_workers, progress, taps)
+        whole = _compute(
+            model, records, cfg, dev, batch_size, num_workers, progress, taps, deadline=deadline
+        )
         seconds = time.perf_counter() - start
         whole = _stamped(whole, key, seconds, spec, split, cfg)
         if use_cache:

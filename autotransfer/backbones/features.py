@@ -272,12 +272,15 @@ def extract_features(
     cache_dir: str | os.PathLike[str] | None = None,
     use_cache: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    deadline: float | None = None,
 ) -> FeatureSet:
     """Features of one split of ``dataset`` under ``spec``, from the cache when possible.
 
     The cache key covers the split's image bytes and labels, the backbone spec, the
     weights' fingerprint and the preprocessing, so any change recomputes. A cache
     file that fails to load or to match its checksums is recomputed and replaced.
+    ``deadline`` (a :func:`time.monotonic` time) is checked batch by batch: past it the
+    pass stops and raises :class:`~autotransfer.errors.BudgetSpent`, caching nothing.
 
     >>> fs = extract_features(ds, lookup_backbone("package:efficientnet_lite0"))  # doctest: +SKIP
     >>> fs.features.shape                                                         # doctest: +SKIP
@@ -296,7 +299,7 @@ def extract_features(
 
     start = time.perf_counter()
     model = load_backbone(spec)
-    fs = _compute(model, records, cfg, dev, batch_size, num_workers, progress)
+    fs = _compute(model, records, cfg, dev, batch_size, num_workers, progress, deadline=deadline)
     fs = _stamped(fs, key, time.perf_counter() - start, spec, split, cfg)
     if use_cache:
         _save(path, fs)
@@ -348,9 +351,16 @@ def _compute(
     num_workers: int | None,
     progress: Callable[[int, int], None] | None,
     taps: Sequence[Any] = (),
+    *,
+    deadline: float | None = None,
 ) -> FeatureSet:
     """One pass of ``model`` over ``records``. ``taps`` (:class:`~autotransfer.backbones.
-    cut_taps.CutTap`) read the cuts of the same network from it as it goes."""
+    cut_taps.CutTap`) read the cuts of the same network from it as it goes. Raises
+    :class:`~autotransfer.errors.BudgetSpent` when a batch ends past ``deadline``."""
+    from autotransfer.errors import BudgetSpent
+
+    if deadline is not None and time.monotonic() > deadline:
+        raise BudgetSpent(f"no time left to extract features of {len(records)} images")
     cuda = dev.type == "cuda"
     batch_size = batch_size or default_batch_size(dev)
     model = model.eval().to(dev)
@@ -372,7 +382,7 @@ def _compute(
     for tap in taps:
         tap.attach(model, dev)
     feats, logits, labels = [], [], []
-    done = 0
+    done, t0 = 0, time.monotonic()
     try:
         with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=cuda):
             for x, y in loader:
@@ -389,6 +399,11 @@ def _compute(
                 done += len(y)
                 if progress is not None:
                     progress(done, len(records))
+                if deadline is not None and done < len(records) and time.monotonic() > deadline:
+                    raise BudgetSpent(
+                        f"the time ran out after {done} of {len(records)} images "
+                        f"({time.monotonic() - t0:.0f} s)"
+                    )
     finally:
         if handle is not None:
             handle.remove()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -84,6 +86,23 @@ class Ranking:
     seconds: float = 0.0
     skipped: dict[str, str] = field(default_factory=dict)  # backbone -> why it was not ranked
     hedge: bool = False  # also shortlist another family's best (rank's default: True)
+    images: int = 0  # images of the split the scores came from (a stratified sample)...
+    split_images: int = 0  # ...of this many (0: not recorded, a ranking saved before)
+
+    def sample_note(self) -> str:
+        """One line on what the scores were computed from.
+
+        >>> Ranking((), (), (), 1, images=2000, split_images=48000).sample_note()
+        'scores from a stratified sample of 2000 of the 48000 train images'
+        """
+        if not self.images:
+            return ""
+        if self.images >= self.split_images:
+            return f"scores from all {self.images} {self.split} images"
+        return (
+            f"scores from a stratified sample of {self.images} of the {self.split_images} "
+            f"{self.split} images"
+        )
 
     @property
     def hedged(self) -> str | None:
@@ -129,6 +148,8 @@ class Ranking:
             f"* shortlist (top {self.top_k}{hedged}); aggregate = mean normalised rank over "
             + ", ".join(self.aggregate_estimators)
         )
+        if self.images:
+            out.append(self.sample_note())
         for bid, why in self.skipped.items():
             out.append(f"not ranked: {bid}: {why}")
         return "\n".join(out)
@@ -144,6 +165,8 @@ class Ranking:
             "seconds": self.seconds,
             "skipped": dict(self.skipped),
             "hedge": self.hedge,
+            "images": self.images,
+            "split_images": self.split_images,
             "shortlist": self.shortlist,
         }
 
@@ -162,6 +185,8 @@ class Ranking:
             seconds=float(d.get("seconds", 0.0)),
             skipped=dict(d.get("skipped", {})),
             hedge=bool(d.get("hedge", False)),  # saved before the hedge: as it was
+            images=int(d.get("images", 0)),
+            split_images=int(d.get("split_images", 0)),
         )
 
 
@@ -217,11 +242,16 @@ def score_backbone(
     seed: int = 0,
     cache_dir=None,
     use_cache: bool = True,
+    deadline: float | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Every estimator's score for one backbone (nan where it does not apply) and its time.
 
     Scores of cached features are themselves cached (keyed by the features' key and the
     estimator's class, settings and seed), so a second ranking costs almost nothing.
+    With ``deadline`` (a :func:`time.monotonic` time), each estimator runs only while time
+    is left and is waited for until the deadline at most; past it,
+    :class:`~autotransfer.errors.BudgetSpent` is raised (the scores finished before it stay
+    cached).
     """
     from autotransfer import plugins
 
@@ -249,7 +279,10 @@ def score_backbone(
                 continue
             plugin = reg[est.name].plugin if est.name in reg else "(passed in)"
             t0 = time.perf_counter()
-            value = plugins.call_plugin(plugin, f"estimator {est.name!r}", est.score, inputs=inputs)
+            call = functools.partial(
+                plugins.call_plugin, plugin, f"estimator {est.name!r}", est.score, inputs=inputs
+            )
+            value = call() if deadline is None else _call_by(deadline, est.name, call)
             seconds[est.name] = round(time.perf_counter() - t0, 4)
             scores[est.name] = float(value) if value is not None else float("nan")
             if cache is not None:
@@ -258,6 +291,33 @@ def score_backbone(
         if cache is not None:
             cache.save()
     return scores, seconds
+
+
+def _call_by(deadline: float, name: str, fn: Callable[[], Any]) -> Any:
+    """``fn()``, waited for until ``deadline`` at most. It runs on a daemon thread, which is
+    abandoned (and finishes in the background, its result dropped) when the deadline
+    passes first: Python cannot stop a thread, and the budget must hold."""
+    from autotransfer.errors import BudgetSpent
+
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise BudgetSpent(f"no time was left to run estimator {name!r}")
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, name=f"estimator-{name}", daemon=True)
+    thread.start()
+    thread.join(left)
+    if thread.is_alive():
+        raise BudgetSpent(f"estimator {name!r} did not finish within the time left ({left:.0f} s)")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def aggregate_scores(

@@ -144,3 +144,17 @@ def test_rank_after_every_cache_file_is_damaged_equals_the_clean_rank(
     assert again.shortlist == clean.shortlist
     # the rebuilt files serve the next rank
     assert all(r.from_cache for r in rank(image_folder, backbones=backbones, extraction=ex).rows)
+
+
+def test_extraction_past_its_deadline_stops_and_caches_nothing(image_folder, spec, tmp_path):
+    import time
+
+    from autotransfer.backbones.features import is_cached
+    from autotransfer.errors import BudgetSpent
+
+    ds = open_folder(image_folder)
+    with pytest.raises(BudgetSpent, match="no time left"):
+        _extract(ds, spec, tmp_path, deadline=time.monotonic())
+    assert not is_cached(ds, spec, resolution=64, cache_dir=tmp_path)
+    got = _extract(ds, spec, tmp_path, deadline=time.monotonic() + 600)
+    assert len(got) == len(ds.train) and is_cached(ds, spec, resolution=64, cache_dir=tmp_path)

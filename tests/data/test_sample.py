@@ -1,0 +1,51 @@
+"""Stratified, seeded samples (data/sample.py)."""
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from autotransfer.data.sample import sample_split, stratified_order, stratified_sample
+
+
+def test_every_prefix_of_the_order_is_stratified():
+    y = np.repeat([0, 1, 2], [600, 300, 100])
+    order = stratified_order(y, seed=3)
+    assert sorted(order.tolist()) == list(range(len(y)))
+    for n in (10, 100, 555):
+        counts = Counter(y[order[:n]].tolist())
+        for c, share in ((0, 0.6), (1, 0.3), (2, 0.1)):
+            assert abs(counts[c] - share * n) <= 1
+
+
+def test_the_sample_is_seeded():
+    y = np.repeat(np.arange(5), 200)
+    a = stratified_sample(y, 100, per_class=30, seed=0)
+    assert np.array_equal(a, stratified_sample(y, 100, per_class=30, seed=0))
+    assert not np.array_equal(a, stratified_sample(y, 100, per_class=30, seed=1))
+
+
+@pytest.mark.parametrize(
+    ("size", "per_class", "expected"),
+    [
+        (100, None, {0: 82, 1: 16, 2: 2}),  # in proportion (81.6, 16.3, 2.0)
+        (100, 40, {0: 40, 1: 40, 2: 20}),  # a capped class leaves its places to the others
+        (1000, 50, {0: 50, 1: 50, 2: 20}),  # the per-class cap binds before the total
+    ],
+)
+def test_per_class_and_total_caps(size, per_class, expected):
+    y = np.repeat([0, 1, 2], [800, 160, 20])
+    idx = stratified_sample(y, size, per_class=per_class, seed=0)
+    assert len(set(idx.tolist())) == len(idx) and np.all(np.diff(idx) > 0)
+    assert dict(Counter(y[idx].tolist())) == expected
+
+
+def test_a_split_under_the_caps_is_the_split_itself(image_folder):
+    import autotransfer
+
+    ds = autotransfer.open_folder(image_folder)
+    assert sample_split(ds, "train", 1000, per_class=100) is ds
+    small = sample_split(ds, "train", 6, per_class=100)
+    assert len(small.train) == 6 and small.val == ds.val and small.test == ds.test
+    assert Counter(r.label for r in small.train) == Counter({0: 2, 1: 2, 2: 2})
+    assert small.fingerprint("train") != ds.fingerprint("train")
