@@ -83,7 +83,11 @@ class TrainOutcome:
     (resolution, mean, std, crop_pct, interpolation: the keys of
     :class:`autotransfer.model.Preprocessing`). ``val_accuracy`` is the selection
     score; ``history`` one dict of metrics per epoch; ``info`` anything worth recording
-    (epochs run, whether the deadline cut it short, batch size used).
+    (epochs run, whether the deadline cut it short, batch size used). ``val_proba``
+    (N, classes), when given, are the returned model's class probabilities on
+    ``ctx.dataset``'s validation split, in its order, computed from the pixels or
+    features the model's own preprocessing gives: the search scores the trial from them
+    instead of predicting the split again.
     """
 
     model: torch.nn.Module
@@ -91,6 +95,7 @@ class TrainOutcome:
     val_accuracy: float
     history: list[dict[str, float]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    val_proba: np.ndarray | None = None
 
 
 @runtime_checkable

@@ -9,7 +9,7 @@ from typing import Any
 from autotransfer.strategies import loop
 from autotransfer.strategies.base import SearchContext, TrainContext, TrainOutcome
 from autotransfer.strategies.models import freezable_bn, new_classifier, preprocessing
-from autotransfer.strategies.schedules import default_epochs
+from autotransfer.strategies.schedules import default_steps, schedule_length, step_range
 from autotransfer.strategies.stages import stage_groups
 
 
@@ -22,12 +22,12 @@ class DiscriminativeLR:
         return {
             "lr": space.suggest_float("lr", 3e-3, 0.1, log=True),
             "decay": space.suggest_float("decay", 0.2, 0.9),
-            "epochs": space.suggest_int("epochs", 3, 40, log=True),
+            "steps": space.suggest_int("steps", *step_range(search, 40), log=True),
             "weight_decay": space.suggest_float("weight_decay", 1e-6, 1e-3, log=True),
         }
 
     def defaults(self, *, search: SearchContext) -> dict[str, Any]:
-        return {"lr": 0.02, "decay": 0.5, "epochs": default_epochs(search), "weight_decay": 1e-5}
+        return {"lr": 0.02, "decay": 0.5, "steps": default_steps(search), "weight_decay": 1e-5}
 
     def train(self, ctx: TrainContext) -> TrainOutcome:
         p = ctx.params
@@ -44,7 +44,7 @@ class DiscriminativeLR:
             return loop.Trainable(model, param_groups[::-1], frozen)
 
         schedule = loop.Schedule(
-            epochs=int(p["epochs"]),
+            **schedule_length(p),
             weight_decay=float(p["weight_decay"]),
             decay="cosine",
             patience=5,

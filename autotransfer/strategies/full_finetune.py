@@ -1,7 +1,7 @@
 """Every weight trained. The first trial is the BiT-HyperRule recipe: SGD with momentum,
 linear warm-up, learning rate x0.1 at 30/60/90 % of a schedule whose length follows the
-dataset size, MixUp only for medium and large datasets, a zero-initialised head; Optuna
-then explores around it."""
+dataset size (BiT's steps of 512 images, as steps at the trial's batch size), MixUp only
+for medium and large datasets, a zero-initialised head; Optuna then explores around it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ from typing import Any
 from autotransfer.strategies import loop
 from autotransfer.strategies.base import SearchContext, TrainContext, TrainOutcome
 from autotransfer.strategies.models import freezable_bn, new_classifier, preprocessing
-from autotransfer.strategies.schedules import MAX_EPOCHS, hyperrule_epochs
+from autotransfer.strategies.schedules import (
+    MAX_EPOCHS,
+    hyperrule_steps,
+    schedule_length,
+    step_range,
+)
 
 
 class FullFinetune:
@@ -21,7 +26,7 @@ class FullFinetune:
     def suggest(self, space: Any, *, search: SearchContext) -> dict[str, Any]:
         return {
             "lr": space.suggest_float("lr", 1e-3, 0.05, log=True),
-            "epochs": space.suggest_int("epochs", 3, MAX_EPOCHS, log=True),
+            "steps": space.suggest_int("steps", *step_range(search, MAX_EPOCHS), log=True),
             "weight_decay": space.suggest_float("weight_decay", 1e-6, 1e-3, log=True),
             "mixup_alpha": space.suggest_categorical("mixup_alpha", [0.0, 0.1, 0.2]),
             "label_smoothing": space.suggest_categorical("label_smoothing", [0.0, 0.1]),
@@ -36,7 +41,7 @@ class FullFinetune:
         rule = bit_hyperrule(search.num_train, search.median_side)
         return {
             "lr": 0.003,
-            "epochs": hyperrule_epochs(search),
+            "steps": hyperrule_steps(search),
             "weight_decay": 1e-6,
             "mixup_alpha": rule["mixup_alpha"],
             "label_smoothing": 0.0,
@@ -57,7 +62,7 @@ class FullFinetune:
             )
 
         schedule = loop.Schedule(
-            epochs=int(p["epochs"]),
+            **schedule_length(p),
             weight_decay=float(p["weight_decay"]),
             decay=str(p["decay"]),
             mixup_alpha=float(p["mixup_alpha"]),

@@ -4,12 +4,21 @@ Strategies say what to train (a :class:`Trainable`: the model, its optimiser par
 groups with their learning rates, and the modules whose BatchNorm statistics stay
 frozen) and how (a :class:`Schedule`). The loop does the rest: batches from the
 decoded-image cache with augmentation, class weights, MixUp, warm-up and decay of the
-learning rate as a function of progress, an evaluation and a ``report`` after every
-epoch (which may prune the trial), early stopping, keeping the best epoch's weights,
-fitting the schedule into the trial's deadline, bf16 autocast and channels_last on
-CUDA, a retry with half the batch after a CUDA out-of-memory error, and stopping a
+learning rate as a function of progress, an evaluation and a ``report`` (which may prune
+the trial) every few steps and at the end, early stopping, keeping the best evaluation's
+weights, fitting the schedule into the trial's deadline, bf16 autocast and channels_last
+on CUDA, a retry with half the batch after a CUDA out-of-memory error, and stopping a
 trial whose loss becomes NaN or infinite (a learning rate too high for the backbone)
 within a few steps instead of at the end of its time.
+
+Everything is counted in optimiser steps, so that a trial on 50,000 images, whose
+first epoch may outlast its share of the time budget, reports, prunes and stops early
+as one on 500 does. It evaluates every epoch when an epoch is short (as it always
+did), else about ``REPORTS`` times a schedule; ``report(i, metrics)`` numbers the
+evaluations 0, 1, 2, ... (what Optuna's pruners compare across trials; the metrics
+say at which ``step`` and ``epoch`` each came). On a deadline the loop re-plans the
+schedule's length from its measured pace, so that warm-up and decay still run to the
+end before it.
 """
 
 from __future__ import annotations
@@ -24,12 +33,14 @@ import numpy as np
 import torch
 
 from autotransfer.backbones.features import resize_side
-from autotransfer.errors import TrainingDiverged
+from autotransfer.errors import ConfigError, TrainingDiverged
 from autotransfer.preprocessing import Preprocessing
 from autotransfer.strategies.base import TrainContext, TrainOutcome
 from autotransfer.strategies.images import augment_batch, center_crop, normalize
 
-CHECK_EVERY = 10  # steps between checks that the loss is finite (one host sync each)
+CHECK_EVERY = 10  # steps between checks that the loss is finite and the plan fits (a sync)
+REPORTS = 8  # evaluations a schedule gets when its epochs are long
+MIN_EVAL_EVERY = 25  # fewest steps between two evaluations, unless an epoch is shorter
 
 
 @dataclass
@@ -44,22 +55,46 @@ class Trainable:
 
 @dataclass(frozen=True)
 class Schedule:
-    """How long and how: ``decay`` is ``step`` (BiT: x0.1 at 30, 60 and 90 %) or ``cosine``."""
+    """How long and how. The length is ``steps`` optimiser steps at the trial's batch
+    size (scaled when an out-of-memory retry halves the batch, so the same images are
+    seen) or ``epochs`` passes over the training images. ``decay`` is ``step`` (BiT:
+    x0.1 at 30, 60 and 90 %) or ``cosine``.
+    """
 
-    epochs: int
+    epochs: int | None = None
     optimizer: str = "sgd"  # "sgd" (momentum 0.9) or "adamw"
     weight_decay: float = 0.0
     warmup: float = 0.05  # share of the steps spent warming up linearly
     decay: str = "step"
     label_smoothing: float = 0.0
     mixup_alpha: float = 0.0
-    patience: int | None = None  # stop after this many epochs without a better val accuracy
+    patience: int | None = None  # stop after this many evaluations without a better one
+    steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.epochs is None) == (self.steps is None):
+            raise ConfigError(
+                f"A Schedule takes its length as steps or as epochs, not "
+                f"{'both' if self.steps is not None else 'neither'} (got epochs="
+                f"{self.epochs!r}, steps={self.steps!r}); give one, e.g. Schedule(steps=2000)."
+            )
+
+    def total_steps(self, steps_per_epoch: int, batch_scale: float = 1.0) -> int:
+        """The length in optimiser steps; ``batch_scale`` is the batch size the length
+        in ``steps`` was meant for over the one trained with.
+
+        >>> Schedule(epochs=3).total_steps(100), Schedule(steps=250).total_steps(100, 2.0)
+        (300, 500)
+        """
+        if self.steps is None:
+            return max(1, int(self.epochs)) * steps_per_epoch
+        return max(1, math.ceil(int(self.steps) * batch_scale))
 
 
 def lr_factor(progress: float, schedule: Schedule) -> float:
     """The learning-rate multiplier at ``progress`` (0..1) of the schedule.
 
-    >>> lr_factor(0.5, Schedule(epochs=10, warmup=0.0))
+    >>> lr_factor(0.5, Schedule(steps=1000, warmup=0.0))
     0.1
     """
     if schedule.warmup > 0 and progress < schedule.warmup:
@@ -68,6 +103,16 @@ def lr_factor(progress: float, schedule: Schedule) -> float:
         p = (progress - schedule.warmup) / max(1e-9, 1 - schedule.warmup)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
     return 0.1 ** sum(progress >= b for b in (0.3, 0.6, 0.9))
+
+
+def eval_every(total_steps: int, steps_per_epoch: int) -> int:
+    """Steps between evaluations: an epoch where that is short, else about ``REPORTS``
+    per schedule but never fewer than ``MIN_EVAL_EVERY`` steps.
+
+    >>> eval_every(300, 10), eval_every(4500, 1500), eval_every(100, 1500)
+    (10, 562, 25)
+    """
+    return max(1, min(steps_per_epoch, max(MIN_EVAL_EVERY, total_steps // REPORTS)))
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -129,85 +174,112 @@ def _train_once(
     n = len(y_tr)
     # the last partial batch is dropped when it would hold a single image (BatchNorm)
     steps_per_epoch = max(1, math.ceil(n / batch) - (1 if n % batch == 1 and n > 1 else 0))
-    planned = max(1, int(schedule.epochs))
-    total_steps = planned * steps_per_epoch
-    step, best_acc, best_loss, best_state, best_epoch = 0, -1.0, float("inf"), None, -1
+    planned = total = schedule.total_steps(steps_per_epoch, ctx.batch_size / batch)
+    every = eval_every(total, steps_per_epoch)
+    best_acc, best_loss, best_state, best_eval, best_step = -1.0, float("inf"), None, -1, 0
+    best_logits: torch.Tensor | None = None  # the best evaluation's, for the trial's score
     history: list[dict[str, float]] = []
     cut_short, diverged, start = False, "", time.monotonic()
+    # the pace: seconds from the end of the first step (its warm-up not counted), less
+    # the time spent evaluating; an evaluation's cost is guessed until one is measured
+    paced_from, evals_s, eval_s = start, 0.0, None
+    frozen_bn = bool(t.frozen)
 
-    epoch = -1
-    while epoch + 1 < planned:
-        epoch += 1
-        epoch_start = time.monotonic()
-        model.train()
-        for m in t.frozen:
-            m.eval()
-        perm = torch.randperm(n, generator=gen)
-        running, seen = torch.zeros((), device=dev), 0
-        for b in range(steps_per_epoch):
-            idx = perm[b * batch : (b + 1) * batch]
-            # uint8 to the device first (4x less to copy than floats), augmented there
-            x = augment_batch(x_tr[idx].to(dev, non_blocking=True), res, ctx.augment, gen)
-            x = normalize(x, prep["mean"], prep["std"], dev)
-            y = y_tr[idx].to(dev)
-            if cuda:
-                x = x.contiguous(memory_format=torch.channels_last)
-            f = lr_factor(step / total_steps, schedule)
-            for g, lr in zip(opt.param_groups, base_lrs):
-                g["lr"] = lr * f
-            with torch.autocast("cuda", torch.bfloat16, enabled=cuda):
-                if schedule.mixup_alpha > 0:
-                    lam = float(
-                        np.random.default_rng(ctx.seed + step).beta(
-                            schedule.mixup_alpha, schedule.mixup_alpha
-                        )
+    step, last_eval, f = 0, 0, 1.0
+    running, seen = torch.zeros((), device=dev), 0
+    model.train()
+    for m in t.frozen:
+        m.eval()
+    while step < total:
+        b = step % steps_per_epoch
+        if b == 0:
+            perm = torch.randperm(n, generator=gen)
+        idx = perm[b * batch : (b + 1) * batch]
+        # uint8 to the device first (4x less to copy than floats), augmented there
+        x = augment_batch(x_tr[idx].to(dev, non_blocking=True), res, ctx.augment, gen)
+        x = normalize(x, prep["mean"], prep["std"], dev)
+        y = y_tr[idx].to(dev)
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        f = lr_factor(step / total, schedule)
+        for g, lr in zip(opt.param_groups, base_lrs):
+            g["lr"] = lr * f
+        with torch.autocast("cuda", torch.bfloat16, enabled=cuda):
+            if schedule.mixup_alpha > 0:
+                lam = float(
+                    np.random.default_rng(ctx.seed + step).beta(
+                        schedule.mixup_alpha, schedule.mixup_alpha
                     )
-                    j = torch.randperm(len(y), generator=gen).to(dev)
-                    out = model(lam * x + (1 - lam) * x[j])
-                    loss = lam * loss_fn(out, y) + (1 - lam) * loss_fn(out, y[j])
-                else:
-                    loss = loss_fn(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            running += loss.detach().float() * len(y)  # no host sync per step
-            seen += len(y)
-            if step % CHECK_EVERY == 0 and not bool(torch.isfinite(running)):
-                break
-            if ctx.deadline is not None and time.monotonic() > ctx.deadline:
-                cut_short = True
-                break
-        train_loss = float(running) / max(1, seen)
-        if not math.isfinite(train_loss):
-            diverged = _diverged("training", train_loss, step, epoch, base_lrs, bool(t.frozen))
+                )
+                j = torch.randperm(len(y), generator=gen).to(dev)
+                out = model(lam * x + (1 - lam) * x[j])
+                loss = lam * loss_fn(out, y) + (1 - lam) * loss_fn(out, y[j])
+            else:
+                loss = loss_fn(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        running += loss.detach().float() * len(y)  # no host sync per step
+        seen += len(y)
+        if step == 1:
+            paced_from = time.monotonic()
+        if ctx.deadline is not None and time.monotonic() > ctx.deadline:
+            cut_short = True
+        due = cut_short or step >= total or step - last_eval >= every
+        if not due and step % CHECK_EVERY:
+            continue
+
+        epoch = (step - 1) // steps_per_epoch  # the epoch of the last step, from 0
+        if not bool(torch.isfinite(running)):
+            diverged = _diverged("training", float(running), step, epoch, base_lrs, frozen_bn)
             break
-        val = _evaluate(model, x_va, y_va, prep, res, dev, batch)
+        if ctx.deadline is not None and not cut_short:  # re-plan: does the rest still fit?
+            step_s = (time.monotonic() - paced_from - evals_s) / max(1, step - 1)
+            if eval_s is None:  # a forward pass per batch, a third of a step; half, to be safe
+                eval_s = step_s * len(y_va) / batch / 2
+            total = _fit_to_deadline(ctx.deadline, step, total, step_s, eval_s, every)
+            every = eval_every(total, steps_per_epoch)
+            due = step >= total or step - last_eval >= every
+        if not due:
+            continue
+
+        eval_start = time.monotonic()
+        val, val_logits = _evaluate(model, x_va, y_va, prep, res, dev, batch)
+        eval_s = time.monotonic() - eval_start
+        evals_s += eval_s
         if not math.isfinite(val["val_loss"]):
-            diverged = _diverged(
-                "validation", val["val_loss"], step, epoch, base_lrs, bool(t.frozen)
-            )
+            diverged = _diverged("validation", val["val_loss"], step, epoch, base_lrs, frozen_bn)
             break
-        metrics = {"train_loss": train_loss, **val, "lr": base_lrs[-1] * f}
+        metrics = {
+            "train_loss": float(running) / max(1, seen),
+            **val,
+            "lr": base_lrs[-1] * f,
+            "step": step,
+            "epoch": step / steps_per_epoch,
+        }
         history.append(metrics)
         if val["val_accuracy"] > best_acc or (
             val["val_accuracy"] == best_acc and val["val_loss"] < best_loss
         ):
-            best_acc, best_loss, best_epoch = val["val_accuracy"], val["val_loss"], epoch
+            best_acc, best_loss = val["val_accuracy"], val["val_loss"]
+            best_eval, best_step = len(history) - 1, step
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        ctx.report(epoch, metrics)
+            best_logits = val_logits
+        ctx.report(len(history) - 1, metrics)
         if cut_short:
             break
-        if schedule.patience is not None and epoch - best_epoch >= schedule.patience:
+        if schedule.patience is not None and len(history) - 1 - best_eval >= schedule.patience:
             break
-        planned, total_steps = _fit_to_deadline(
-            ctx.deadline, epoch, planned, epoch_start, steps_per_epoch, total_steps
-        )
+        model.train()
+        for m in t.frozen:
+            m.eval()
+        running, seen, last_eval = torch.zeros((), device=dev), 0, step
 
     if diverged:
         if best_state is None:
             raise TrainingDiverged(diverged)
-        ctx.log.warning("%s Keeping epoch %d, the best before it.", diverged, best_epoch)
+        ctx.log.warning("%s Keeping step %d, the best before it.", diverged, best_step)
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
@@ -217,13 +289,19 @@ def _train_once(
         val_accuracy=best_acc,
         history=history,
         info={
-            "epochs_run": len(history),
-            "epochs_planned": int(schedule.epochs),
-            "best_epoch": best_epoch,
-            "cut_by_deadline": cut_short or planned < schedule.epochs,
+            # epochs (the last one perhaps partial) up to the last evaluation
+            "epochs_run": math.ceil(history[-1]["step"] / steps_per_epoch) if history else 0,
+            "epochs_planned": round(planned / steps_per_epoch, 2),
+            "best_epoch": (best_step - 1) // steps_per_epoch if history else -1,
+            "steps_run": step,
+            "steps_planned": planned,
+            "best_step": best_step,
+            "eval_every": every,
+            "cut_by_deadline": cut_short or total < planned,
             "train_seconds": round(time.monotonic() - start, 2),
             **({"diverged": diverged} if diverged else {}),
         },
+        val_proba=None if best_logits is None else torch.softmax(best_logits.double(), 1).numpy(),
     )
 
 
@@ -242,23 +320,18 @@ def _diverged(
 
 
 def _fit_to_deadline(
-    deadline: float | None,
-    epoch: int,
-    planned: int,
-    epoch_start: float,
-    steps_per_epoch: int,
-    total_steps: int,
-) -> tuple[int, int]:
-    """Shorten the plan (and so compress the schedule) when the epochs left do not fit."""
-    if deadline is None:
-        return planned, total_steps
-    per_epoch = time.monotonic() - epoch_start
-    left = max(0.0, deadline - time.monotonic())
-    affordable = int(left // max(per_epoch, 1e-6))
-    if epoch + 1 + affordable < planned:
-        planned = epoch + 1 + affordable
-        total_steps = planned * steps_per_epoch
-    return planned, total_steps
+    deadline: float, step: int, total: int, step_s: float, eval_s: float, every: int
+) -> int:
+    """The total steps that fit before ``deadline`` at ``step_s`` seconds a step and an
+    evaluation of ``eval_s`` every ``every`` steps and at the end: ``total``, or fewer (so
+    warm-up and decay compress into the time left), down to ``step`` (stop now).
+
+    >>> _fit_to_deadline(time.monotonic() + 11.1, 10, 1000, 0.1, 1.0, 10)  # 10.1 s: 50 steps
+    60
+    """
+    left = deadline - time.monotonic() - eval_s
+    affordable = int(max(0.0, left) / (step_s + eval_s / every))
+    return max(step, min(total, step + affordable))
 
 
 @torch.no_grad()
@@ -270,7 +343,8 @@ def _evaluate(
     res: int,
     dev: torch.device,
     batch: int,
-) -> dict[str, float]:
+) -> tuple[dict[str, float], torch.Tensor]:
+    """Validation accuracy and loss, and the logits (float32, on the CPU)."""
     model.eval()
     cuda = dev.type == "cuda"
     logits = []
@@ -283,4 +357,4 @@ def _evaluate(
     out = torch.cat(logits)
     loss = float(torch.nn.functional.cross_entropy(out, y))
     acc = float((out.argmax(1) == y).float().mean())
-    return {"val_accuracy": acc, "val_loss": loss}
+    return {"val_accuracy": acc, "val_loss": loss}, out

@@ -8,7 +8,7 @@ from typing import Any
 from autotransfer.strategies import loop
 from autotransfer.strategies.base import SearchContext, TrainContext, TrainOutcome
 from autotransfer.strategies.models import new_classifier, preprocessing
-from autotransfer.strategies.schedules import default_epochs
+from autotransfer.strategies.schedules import default_steps, schedule_length, step_range
 from autotransfer.strategies.stages import modules_of, stage_groups
 
 MAX_STAGES = 4
@@ -23,12 +23,12 @@ class PartialFreeze:
         return {
             "stages": space.suggest_int("stages", 1, MAX_STAGES),
             "lr": space.suggest_float("lr", 1e-3, 0.1, log=True),
-            "epochs": space.suggest_int("epochs", 3, 40, log=True),
+            "steps": space.suggest_int("steps", *step_range(search, 40), log=True),
             "weight_decay": space.suggest_float("weight_decay", 1e-6, 1e-3, log=True),
         }
 
     def defaults(self, *, search: SearchContext) -> dict[str, Any]:
-        return {"stages": 2, "lr": 0.01, "epochs": default_epochs(search), "weight_decay": 1e-5}
+        return {"stages": 2, "lr": 0.01, "steps": default_steps(search), "weight_decay": 1e-5}
 
     def train(self, ctx: TrainContext) -> TrainOutcome:
         p = ctx.params
@@ -47,7 +47,7 @@ class PartialFreeze:
             return loop.Trainable(model, [{"params": params, "lr": float(p["lr"])}], frozen)
 
         schedule = loop.Schedule(
-            epochs=int(p["epochs"]),
+            **schedule_length(p),
             weight_decay=float(p["weight_decay"]),
             decay="cosine",
             patience=5,

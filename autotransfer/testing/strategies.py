@@ -102,6 +102,8 @@ class StrategyContract:
         p = dict(strategy.defaults(search=search_context(dataset)))
         if "epochs" in p:
             p["epochs"] = 2
+        if "steps" in p:
+            p["steps"] = 4
         return p
 
     @pytest.fixture
