@@ -1,6 +1,8 @@
-"""Decoded training images, kept in memory as uint8 squares and augmented on the fly.
+"""Decoded training images, kept as uint8 squares and augmented on the fly.
 
-Every image is decoded once per fit (not once per epoch), on every core, as timm's
+Every image is decoded at most once per fit (not once per epoch), when a batch first
+needs it, on every core (see :mod:`autotransfer.strategies.image_store` for where the
+pixels live and the memory cap), as timm's
 evaluation transform does it, with torchvision's own resize and crop: the shorter side
 resized to ``side`` (``resolution / crop_pct``) with the weights' interpolation, then the
 centre square kept (training crops and flips it, on the training device) or, for
@@ -14,13 +16,21 @@ import logging
 import math
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from autotransfer.cache import resolve_cache_dir
 from autotransfer.data.images import load_image
 from autotransfer.data.types import ImageDataset, ImageRecord
+from autotransfer.strategies.image_store import (
+    LazyImages,
+    available_memory,
+    default_memory_cap,
+    disk_images,
+    parse_size,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +54,38 @@ def square(
 
 
 def decode_threads() -> int:
-    """Threads that decode a split: every core (16 at most), since nothing else runs then."""
+    """Threads that decode a batch's new images: every core (16 at most)."""
     return max(1, min(16, os.cpu_count() or 1))
+
+
+def _within_memory(cap: int) -> int:
+    """``cap``, or half the available memory when ``cap`` is more than the machine has
+    (an out-of-memory kill would lose the trial in progress), with a warning."""
+    available = available_memory()
+    if available is None or cap <= available // 2:
+        return cap
+    log.warning(
+        "image_cache_memory asks for %.1f GB of decoded images in memory, but this machine has "
+        "%.1f GB available; keeping at most %.1f GB in memory and the rest in a memory map on "
+        "disk. Set image_cache_memory lower to choose the split yourself.",
+        cap / 1e9,
+        available / 1e9,
+        available / 2e9,
+    )
+    return available // 2
 
 
 class ImageCache:
     """Decoded splits of one dataset, per square side, shared by every trial of a fit.
 
-    >>> cache = ImageCache(dataset)                  # doctest: +SKIP
+    Images are decoded when first indexed (see :class:`LazyImages`); the splits held in
+    memory together stay under ``memory_cap`` bytes (``"2GB"``; None: a quarter of the
+    available memory), the others are memory-mapped from unnamed files in ``disk_dir``
+    (None: ``images`` in the autotransfer cache folder). :meth:`close` frees both.
+
+    >>> cache = ImageCache(dataset, memory_cap="2GB")  # doctest: +SKIP
     >>> x, y = cache.split("train", side=146)         # doctest: +SKIP
-    >>> x.shape, x.dtype                              # doctest: +SKIP
+    >>> x.shape, x[torch.tensor([0, 5])].dtype         # doctest: +SKIP
     (torch.Size([960, 3, 146, 146]), torch.uint8)
     """
 
@@ -62,11 +94,31 @@ class ImageCache:
         dataset: ImageDataset,
         *,
         progress: Callable[[str, int, int], None] | None = None,
+        memory_cap: str | float | None = None,
+        disk_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.dataset = dataset
         self.progress = progress
+        cap = parse_size(memory_cap, "memory_cap")
+        self.memory_cap = default_memory_cap() if cap is None else _within_memory(cap)
+        self.disk_dir = disk_dir
         # (split, side, interpolation, crop) -> (images, labels)
-        self._store: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._store: dict[tuple, tuple[LazyImages, torch.Tensor]] = {}
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes of the splits held in memory (reserved in full when a split is made)."""
+        return sum(x.nbytes for x, _ in self._store.values() if not x.on_disk)
+
+    @property
+    def disk_bytes(self) -> int:
+        """Bytes of the splits memory-mapped from disk."""
+        return sum(x.nbytes for x, _ in self._store.values() if x.on_disk)
+
+    @property
+    def decoded(self) -> int:
+        """Images decoded so far, all splits together."""
+        return sum(x.decoded for x, _ in self._store.values())
 
     def split(
         self,
@@ -75,40 +127,70 @@ class ImageCache:
         side: int,
         interpolation: str = "bicubic",
         crop: int | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[LazyImages, torch.Tensor]:
         """(images uint8 (N, 3, c, c), labels int64 (N,)) of one split, ``c`` = ``crop``
-        or ``side`` (see :func:`square`)."""
+        or ``side`` (see :func:`square`); the images are decoded when first indexed."""
         key = (name, int(side), interpolation, crop)
         if key not in self._store:
             records = self.dataset.split(name)
-            self._store[key] = self._decode(records, int(side), interpolation, crop, name)
+            self._store[key] = self._make(records, int(side), interpolation, crop, name)
         return self._store[key]
 
-    def _decode(
+    def close(self) -> None:
+        """Drop every split: memory is freed and memory maps' files go."""
+        for x, _ in self._store.values():
+            x.release()
+        self._store.clear()
+
+    def __enter__(self) -> ImageCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _make(
         self,
         records: Sequence[ImageRecord],
         side: int,
         interpolation: str,
         crop: int | None,
         name: str,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[LazyImages, torch.Tensor]:
         c = int(crop or side)
-        out = torch.empty((len(records), 3, c, c), dtype=torch.uint8)
+        shape = (len(records), 3, c, c)
+        nbytes = math.prod(shape)
+        on_disk = self.memory_bytes + nbytes > self.memory_cap
+        if on_disk:
+            directory = Path(self.disk_dir or resolve_cache_dir(None) / "images")
+            what = f"{name} images ({len(records)} at {c} px)"
+            storage = disk_images(directory, shape, what, self.memory_cap)
+        else:
+            storage = torch.empty(shape, dtype=torch.uint8)
 
-        def one(i: int) -> None:
-            px = square(records[i].path, side, interpolation=interpolation, crop=c)
-            out[i] = torch.from_numpy(px)
+        def decode(i: int) -> np.ndarray:
+            return square(records[i].path, side, interpolation=interpolation, crop=c)
 
-        # Pillow releases the GIL while it decodes and resizes: threads decode in parallel
-        with ThreadPoolExecutor(decode_threads()) as pool:
-            for done, _ in enumerate(pool.map(one, range(len(records))), 1):
-                if self.progress is not None:
-                    self.progress(f"decoding {name}", done, len(records))
-        labels = torch.tensor([r.label for r in records], dtype=torch.int64)
-        log.debug(
-            "decoded %d %s images at %d px (%.0f MB)", len(records), name, side, out.numel() / 2**20
+        images = LazyImages(
+            decode,
+            storage,
+            threads=decode_threads(),
+            progress=self.progress,
+            label=f"decoding {name}",
+            on_disk=on_disk,
         )
-        return out, labels
+        labels = torch.tensor([r.label for r in records], dtype=torch.int64)
+        log.log(
+            logging.INFO if on_disk else logging.DEBUG,
+            "%d %s images at %d px (%.0f MB) decode into %s",
+            len(records),
+            name,
+            c,
+            nbytes / 2**20,
+            f"a memory map (the {self.memory_cap / 2**20:.0f} MB cap on memory is reached)"
+            if on_disk
+            else "memory",
+        )
+        return images, labels
 
 
 def augment_batch(
