@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from autotransfer.config import DataSettings, ExtractionSettings, FitSettings, RankSettings
+from autotransfer.data.sample import ranking_sample
 from autotransfer.errors import ConfigError, WeightsUnavailableError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -184,9 +185,9 @@ def describe(
                 raise
             log.warning("No source similarity: %s", exc)
             specs = []
-        sample = RankSettings(sample_size=sample_size, sample_per_class=sample_per_class)
         seed = (data_settings or DataSettings()).seed
-        features = extract_all(ranking_sample(ds, sample, seed), specs, ex, progress=progress)
+        sampled = ranking_sample(ds, sample_size, sample_per_class, seed)
+        features = extract_all(sampled, specs, ex, progress=progress)
     return describe_dataset(ds, features)
 
 
@@ -255,7 +256,7 @@ def rank(
     full = open_folder(
         data, data_settings or DataSettings(seed=seed), cache_dir=ex.cache_dir, progress=progress
     )
-    ds = ranking_sample(full, settings, seed)
+    ds = ranking_sample(full, settings.sample_size, settings.sample_per_class, seed)
     if len(ds.train) < len(full.train):
         log.info(
             "Ranking on a stratified sample of %d of the %d training images.",
@@ -357,19 +358,6 @@ def rank(
     )
 
 
-def ranking_sample(ds: ImageDataset, settings: RankSettings, seed: int) -> ImageDataset:
-    """``ds`` whose training split is the ranking's stratified sample of it (itself when the
-    split is under the caps)."""
-    from autotransfer.data.sample import rank_sample_size, sample_split
-
-    if settings.sample_size is None and settings.sample_per_class is None:
-        return ds
-    size = len(ds.train)
-    if settings.sample_size is not None:
-        size = rank_sample_size(len(ds.classes), settings.sample_size)
-    return sample_split(ds, "train", size, per_class=settings.sample_per_class, seed=seed)
-
-
 def _ranking_row(spec, rank_, fs, scores, agg_scores, timings):
     from autotransfer.backbones.candidates import candidate_info
     from autotransfer.transferability.ranking import RankingRow
@@ -442,6 +430,7 @@ def fit(
     start = time.perf_counter()
     ds_settings = data_settings or DataSettings(seed=s.seed)
     ds = open_folder(data, ds_settings, progress=progress)
+    phases = {"scan": time.perf_counter() - start}
     run_dir = Path(s.run_dir or Path("autotransfer-runs") / Path(ds.root).name).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     plan = load_plan(run_dir)
@@ -451,7 +440,9 @@ def fit(
             f"it ({plan['root']}). Pass another run_dir to start a new study, or delete that "
             "folder."
         )
+    t0 = time.perf_counter()
     descriptor, ranking = _describe_and_rank(ds, s, run_dir, plan, budget, progress)
+    phases["rank"] = time.perf_counter() - t0
     if plan is None:
         plan = runner.make_plan(ds, s, descriptor, ranking.shortlist)
         plan["data"] = _split_fingerprints(ds)
@@ -463,8 +454,10 @@ def fit(
         run_dir, ds, s, plan, descriptor=descriptor, ranking=ranking, budget=budget
     )
     runner.enqueue_priors(study, sr)
+    t0 = time.perf_counter()
     runner.run_trials(study, sr, s, progress=progress)
-    return _result(study, sr, s, start)
+    phases["search"] = time.perf_counter() - t0
+    return _result(study, sr, s, start, phases)
 
 
 def run_worker(
@@ -575,9 +568,9 @@ def _describe_and_rank(ds, s: FitSettings, run_dir, plan, budget, progress):
         progress=progress,
     )
     # the ranking's features (cached) of the candidates it scored
-    specs = candidate_backbones([r.backbone for r in ranking.rows if r.images])
-    sample = RankSettings(sample_size=s.rank_sample_size, sample_per_class=s.rank_sample_per_class)
-    sampled = ranking_sample(ds, sample, s.seed)
+    scored = [r.backbone for r in ranking.rows if r.images]
+    specs = candidate_backbones(scored) if scored else []
+    sampled = ranking_sample(ds, s.rank_sample_size, s.rank_sample_per_class, s.seed)
     descriptor = describe_dataset(ds, extract_all(sampled, specs, ex, progress=False))
     d_file.write_text(descriptor.to_json(indent=2))
     r_file.write_text(ranking.to_json(indent=2))
@@ -585,14 +578,15 @@ def _describe_and_rank(ds, s: FitSettings, run_dir, plan, budget, progress):
     return descriptor, ranking
 
 
-def _result(study, sr, s: FitSettings, start: float) -> FitResult:
+def _result(study, sr, s: FitSettings, start: float, phases: dict[str, float]) -> FitResult:
     from autotransfer.errors import AutoTransferError
     from autotransfer.results import FitResult
     from autotransfer.search.checkpoints import load_best, prune_checkpoints
-    from autotransfer.search.objective import notify
+    from autotransfer.search.objective import FULL_VAL_SHARE, notify
     from autotransfer.search.study import leaderboard, record_of
 
     board = leaderboard(study)
+    ds = sr.full_dataset or sr.dataset
     best, model = load_best(study, sr)  # a damaged checkpoint is rebuilt
     if best is None:
         notify(sr.trackers, "fit_end", sr.run, None)
@@ -602,24 +596,43 @@ def _result(study, sr, s: FitSettings, start: float) -> FitResult:
             + (f"Errors: {errors}. " if errors else "")
             + "Give the fit more time (time_budget) or look at the log above."
         )
+    t0 = time.perf_counter()
     test = None
     if sr.dataset.test:
         test = model.evaluate(sr.dataset, split="test", device=str(sr.device))
+    val = dict(best.user_attrs.get("metrics", {}))
+    if sr.rescore_full_val():  # the search validated on a sample: the pick, once, on all
+        log.info("Scoring the pick on the whole validation split (%d images).", len(ds.val))
+        val = model.evaluate(ds, split="val", device=str(sr.device))
+    elif sr.full_dataset is not None:
+        log.info(
+            "The pick's validation figures come from the search's sample of %d of the %d "
+            "validation images (the whole split would take over %.0f %% of the budget).",
+            len(sr.dataset.val),
+            len(ds.val),
+            100 * FULL_VAL_SHARE,
+        )
+    phases["final_scoring"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     result = FitResult(
         model=model,
         best=record_of(best),
         leaderboard=board,
-        val_metrics=dict(best.user_attrs.get("metrics", {})),
+        val_metrics=val,
         test_metrics=test,
         run_dir=str(sr.run_dir),
         descriptor=sr.run.descriptor,
         ranking=sr.run.ranking,
         seconds=round(time.perf_counter() - start, 2),
+        phases={k: round(v, 2) for k, v in phases.items()},
     )
     notify(sr.trackers, "fit_end", sr.run, result)
     result.tracking = dict(sr.run.state.get("mlflow", {}))
     result.save(sr.run_dir / "model")
     prune_checkpoints(sr.run_dir, keep=best.number)
+    # the saved record's times end with the scoring; the result's include the closing
+    result.phases["close"] = round(time.perf_counter() - t0, 2)
+    result.seconds = round(time.perf_counter() - start, 2)
     return result
 
 

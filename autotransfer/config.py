@@ -159,6 +159,9 @@ class FitSettings:
     seed: int = 0
     device: str | None = None
     num_workers: int | None = None
+    # decoded training images kept in memory ("2GB"; None: 25 % of the available memory);
+    # past it they live in a memory map on disk, under the cache folder
+    image_cache_memory: str | float | None = None
     run_dir: str | None = None  # None: ./autotransfer-runs/<folder name>
     storage: str | None = None  # None: SQLite file in the run folder; else an Optuna URL
     study_name: str = "autotransfer"
@@ -168,6 +171,7 @@ class FitSettings:
 
     def __post_init__(self) -> None:
         from autotransfer.search.budget import parse_duration
+        from autotransfer.strategies.image_store import parse_size
         from autotransfer.strategies.images import AUGMENTATIONS
 
         if self.time_budget is None and self.n_trials is None:
@@ -193,6 +197,7 @@ class FitSettings:
             raise ConfigError(f"resolution must be 16-1024 pixels, got {self.resolution!r}.")
         if self.batch_size is not None and int(self.batch_size) < 1:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size!r}.")
+        parse_size(self.image_cache_memory, "image_cache_memory")
         for name, value, allowed in (
             ("augment", self.augment, AUGMENTATIONS),
             ("class_weights", self.class_weights, CLASS_WEIGHTS),

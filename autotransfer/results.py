@@ -66,6 +66,10 @@ class FitResult:
     ranking: Any = None  # Ranking
     tracking: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    # wall seconds of each step of the fit: scan, rank, search, final_scoring (the pick on
+    # the test split and, when affordable, the whole validation split), close (saving,
+    # tracking); a resumed fit's rank is 0 (the saved ranking is read)
+    phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -119,6 +123,7 @@ class FitResult:
             "descriptor": None if self.descriptor is None else self.descriptor.to_dict(),
             "tracking": dict(self.tracking),
             "seconds": self.seconds,
+            "phases": dict(self.phases),
         }
 
     def leaderboard_table(self, limit: int | None = 20) -> str:
@@ -165,6 +170,7 @@ class FitResult:
             run_dir=d.get("run_dir"),
             tracking=d.get("tracking") or {},
             seconds=float(d.get("seconds") or 0.0),
+            phases=dict(d.get("phases") or {}),
         )
 
 

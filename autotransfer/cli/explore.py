@@ -128,6 +128,10 @@ def format_descriptor(d: Any) -> str:
             "uniform), confidence, and mutual information (how much it tells the images apart, "
             "0..1); BN KL: last-BatchNorm statistics against the source's (0 = the same)"
         )
+        counted = {v.images for v in d.source_similarity.values()}
+        train = d.split_sizes.get("train", 0)
+        if len(counted) == 1 and 0 < (n := counted.pop()) < train:
+            lines.append(f"  (measured on a stratified sample of {n} of {train} training images)")
         w = max(len(k) for k in d.source_similarity)
         cols = ("entropy", "confidence", "mutual_info", "bn_kl")
         lines.append(f"  {'backbone'.ljust(w)}  " + "  ".join(c.ljust(11) for c in cols))

@@ -107,3 +107,32 @@ def sample_split(
     if len(idx) == len(records):
         return dataset
     return with_split(dataset, split, [records[i] for i in idx])
+
+
+def ranking_sample(
+    dataset: ImageDataset, size: int | None, per_class: int | None, seed: int
+) -> ImageDataset:
+    """``dataset`` whose training split is the ranking's sample of it: at most ``size``
+    images (raised by :func:`rank_sample_size` for many classes) and ``per_class`` of a
+    class (None: no cap); the dataset itself when the split is under the caps."""
+    if size is None and per_class is None:
+        return dataset
+    total = len(dataset.train) if size is None else rank_sample_size(len(dataset.classes), size)
+    return sample_split(dataset, "train", total, per_class=per_class, seed=seed)
+
+
+def train_chunks(
+    dataset: ImageDataset, first: ImageDataset, size: int, seed: int
+) -> list[ImageDataset]:
+    """The training split as a list of datasets whose training splits are chunks of it:
+    ``first``'s (the ranking's sample, whose features are cached), then the other images
+    in :func:`stratified_order`, ``size`` at a time. Read in order, any number of chunks
+    is a stratified sample, and each chunk's features are cached on their own.
+    """
+    taken = {r.path for r in first.train}
+    rest = [r for r in dataset.train if r.path not in taken]
+    order = stratified_order([r.label for r in rest], seed)
+    out = [with_split(dataset, "train", first.train)] if first.train else []
+    for start in range(0, len(order), size):
+        out.append(with_split(dataset, "train", [rest[i] for i in order[start : start + size]]))
+    return out

@@ -308,6 +308,7 @@ def _ranking(facts: RunFacts) -> str:
         + f"; the top {rk.top_k} went into the search"
         + (f", and {e(rk.hedged)}, the best of another architecture family" if rk.hedged else "")
         + ". The last columns are what the search then measured."
+        + (f" The estimators' {e(rk.sample_note())}." if rk.images else "")
     )
     skipped = "".join(
         f'<div class="note">Not ranked: {e(b)}: {e(why)}</div>' for b, why in rk.skipped.items()

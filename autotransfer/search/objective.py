@@ -34,6 +34,12 @@ from autotransfer.tracking.base import RunContext, Tracker, TrialInfo
 log = logging.getLogger(__name__)
 
 MAX_TRACEBACK = 8000  # characters of a failed trial's traceback kept in the study
+FEATURE_CHUNK = 2048  # training images per cached chunk of frozen features
+# the share of a frozen-feature trial's time its training features may take; the rest is
+# for the validation features and the head's fit
+FEATURE_SHARE = 0.6
+# the most of the time budget the pick's final scoring on the whole validation split may take
+FULL_VAL_SHARE = 0.1
 
 
 class Prefixed:
@@ -90,27 +96,89 @@ class SearchRun:
     class_weights: np.ndarray | None
     images: ImageCache
     feature_settings: Any  # ExtractionSettings for the frozen features
+    # the whole dataset, for the pick's final scoring (``dataset``'s validation split is the
+    # search's bounded sample of it); None: ``dataset`` is whole
+    full_dataset: ImageDataset | None = None
+    # the ranking's sample caps (size, per class): the first chunk of the training features
+    rank_sample: tuple[int | None, int | None] = (None, None)
+    completed: int = 0  # trials this process completed
     _features: dict[tuple[str, str], Any] = field(default_factory=dict)
+    _chunks: list[ImageDataset] | None = None
     # seconds per image of scoring each backbone's models, measured in this process
     scoring_rates: dict[str, float] = field(default_factory=dict)
 
-    def features(self, backbone: str, split: str) -> Any:
+    def features(self, backbone: str, split: str, deadline: float | None = None) -> Any:
         """Frozen features of ``split`` under a shortlisted backbone; a whole network's
-        shortlisted cuts come from the same pass (kept for their own trials)."""
+        shortlisted cuts come from the same pass (kept for their own trials).
+
+        The training split is read in chunks (:func:`~autotransfer.data.sample.
+        train_chunks`: the ranking's sample first, its features cached, then the other
+        images in a stratified order), each cached, until ``deadline``: a trial gets the
+        largest stratified part of the split that its time allows, and the next trial on
+        the backbone starts from the chunks already read."""
+        key = (backbone, split)
+        if split == "train":
+            return self._train_features(backbone, deadline)
+        if key not in self._features:
+            got = self._extract(backbone, self.dataset, split, deadline)
+            for sid, fs in got.items():
+                self._features[(sid, split)] = fs
+            fs = got[backbone]
+            if not fs.from_cache and len(fs) and split == "val":  # a forward pass measured
+                self.scoring_rates.setdefault(backbone, fs.seconds / len(fs))
+        return self._features[key]
+
+    def _extract(self, backbone: str, dataset: ImageDataset, split: str, deadline) -> Any:
         from autotransfer.api import extract_all
         from autotransfer.backbones.cuts import cuts_of
 
-        key = (backbone, split)
-        if key not in self._features:
-            spec = self.specs[backbone]
-            cuts = cuts_of(spec, self.specs.values())
-            same_pass = [spec, *(c for c in cuts if (c.id, split) not in self._features)]
-            got = extract_all(
-                self.dataset, same_pass, self.feature_settings, split=split, progress=False
+        spec = self.specs[backbone]
+        same_pass = [spec, *cuts_of(spec, self.specs.values())]
+        return extract_all(
+            dataset, same_pass, self.feature_settings, split=split, deadline=deadline
+        )
+
+    def _train_features(self, backbone: str, deadline: float | None) -> Any:
+        import dataclasses
+
+        from autotransfer.data.sample import ranking_sample, train_chunks
+        from autotransfer.errors import BudgetSpent
+
+        if self._chunks is None:
+            first = ranking_sample(self.dataset, *self.rank_sample, self.seed)
+            self._chunks = train_chunks(self.dataset, first, FEATURE_CHUNK, self.seed)
+        have = self._features.get((backbone, "train"))
+        done = have.meta.get("chunks", 0) if have is not None else 0
+        if done == len(self._chunks):
+            return have
+        parts = [have] if have is not None else []
+        for chunk in self._chunks[done:]:
+            try:  # the first chunk, the ranking's (cached) sample, whatever the time: a model
+                got = self._extract(backbone, chunk, "train", deadline if parts else None)
+            except BudgetSpent:
+                break
+            parts.append(got[backbone])
+            done += 1
+        whole = parts[0]
+        if len(parts) > 1:
+            whole = dataclasses.replace(
+                whole,
+                features=np.concatenate([p.features for p in parts]),
+                labels=np.concatenate([p.labels for p in parts]),
+                logits=None if whole.logits is None else np.concatenate([p.logits for p in parts]),
+                seconds=sum(p.seconds for p in parts),
             )
-            for sid, fs in got.items():
-                self._features[(sid, split)] = fs
-        return self._features[key]
+        whole = dataclasses.replace(whole, meta={**whole.meta, "chunks": done})
+        self._features[(backbone, "train")] = whole
+        if done < len(self._chunks):
+            log.info(
+                "%s: features of %d of the %d training images (a stratified part) within "
+                "the trial's time",
+                backbone,
+                len(whole),
+                len(self.dataset.train),
+            )
+        return whole
 
     @property
     def run_dir(self) -> Path:
@@ -125,6 +193,12 @@ class SearchRun:
         outweigh the images of a small split (the five of a one-shot set read as a fifth
         of a second each, ten times the real rate), and a cached ranking's seconds may
         come from another machine."""
+        rate = self.scoring_rate()
+        full_val = len(self.full_dataset.val) if self.rescore_full_val(rate) else 0
+        return closing_reserve(rate, len(self.dataset.val), len(self.dataset.test), full_val)
+
+    def scoring_rate(self) -> float:
+        """Seconds per image of scoring a model of the shortlist, at the slowest rate."""
         ranked = {}
         if self.run.ranking is not None:
             ranked = {
@@ -137,8 +211,18 @@ class SearchRun:
         scale = float(np.median(ratios)) if ratios else 1.0
         rates = {b: rate * scale for b, rate in ranked.items()}
         rates.update(measured)
-        rate = max(rates.values(), default=0.0)
-        return closing_reserve(rate, len(self.dataset.val), len(self.dataset.test))
+        return max(rates.values(), default=0.0)
+
+    def rescore_full_val(self, rate: float | None = None) -> bool:
+        """Whether the pick is scored on the whole validation split at the end (the search
+        validated on a sample of it): when that costs at most
+        :data:`FULL_VAL_SHARE` of the time budget (or there is no time budget)."""
+        if self.full_dataset is None:
+            return False
+        if self.budget.seconds is None:
+            return True
+        rate = self.scoring_rate() if rate is None else rate
+        return rate * len(self.full_dataset.val) <= FULL_VAL_SHARE * self.budget.seconds
 
     def training_left(self) -> float | None:
         """Seconds of the budget left for training (None: no limit); may be negative."""
@@ -194,10 +278,7 @@ def objective(sr: SearchRun, trial: optuna.Trial) -> float:
     try:
         model, outcome = train_model(sr, backbone, name, dict(params), trial.number, report)
         stage = "evaluate"
-        scored = time.monotonic()
-        metrics = model.evaluate(sr.dataset, split="val", device=str(sr.device))
-        if sr.dataset.val:
-            sr.scoring_rates[backbone] = (time.monotonic() - scored) / len(sr.dataset.val)
+        metrics = _val_metrics(sr, backbone, model, outcome)
     except optuna.TrialPruned:
         _finish(sr, trial, info, "pruned", start, history)
         raise
@@ -225,8 +306,28 @@ def objective(sr: SearchRun, trial: optuna.Trial) -> float:
     # the trial's work is done and saved: a process killed from here on leaves a trial
     # the next fit records complete with this value (see study.close_dead_trials)
     trial.set_user_attr(FINISHED_VALUE, value)
+    sr.completed += 1
     _finish(sr, trial, info, "complete", start, history, value)
     return value
+
+
+def _val_metrics(sr: SearchRun, backbone: str, model: Any, outcome: Any) -> dict[str, float]:
+    """The trial's validation metrics: from the probabilities its training already computed
+    (the frozen-feature head's, the loop's best evaluation), else from predicting the
+    validation split through the model's preprocessing (and the scoring rate measured)."""
+    from autotransfer.metrics import classification_metrics
+
+    y = [r.label for r in sr.dataset.val]
+    proba = getattr(outcome, "val_proba", None)
+    if proba is not None and len(proba) == len(y):
+        metrics = classification_metrics(y, proba, len(sr.dataset.classes))
+        metrics["num_images"] = len(y)
+        return metrics
+    scored = time.monotonic()
+    metrics = model.evaluate(sr.dataset, split="val", device=str(sr.device))
+    if y:
+        sr.scoring_rates[backbone] = (time.monotonic() - scored) / len(y)
+    return metrics
 
 
 def train_model(
@@ -267,7 +368,7 @@ def train_model(
         class_weights=sr.class_weights,
         deadline=deadline,
         report=report,
-        features=lambda split: sr.features(backbone, split),
+        features=lambda split: _features(sr, backbone, split, deadline),
         images=sr.images,
         search=sr.search,
         log=log,
@@ -287,6 +388,20 @@ def train_model(
         },
     )
     return model, outcome
+
+
+def _features(sr: SearchRun, backbone: str, split: str, deadline: float | None) -> Any:
+    """A trial's frozen features: the validation sample's first, then as much of the
+    training split as :data:`FEATURE_SHARE` of the time left allows."""
+    if sr.completed == 0:  # a fit needs a model: the first trial's validation sample in full
+        deadline_val = None
+    else:
+        deadline_val = deadline
+    if split != "train" or deadline is None:
+        return sr.features(backbone, split, deadline_val if split == "val" else deadline)
+    sr.features(backbone, "val", deadline_val)
+    now = time.monotonic()
+    return sr.features(backbone, "train", now + FEATURE_SHARE * max(0.0, deadline - now))
 
 
 def rebuild(sr: SearchRun, trial: optuna.trial.FrozenTrial) -> Any:

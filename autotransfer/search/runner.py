@@ -18,6 +18,7 @@ import optuna
 
 from autotransfer import plugins
 from autotransfer.config import ExtractionSettings, FitSettings
+from autotransfer.data.sample import sample_split
 from autotransfer.data.types import ImageDataset
 from autotransfer.search.budget import Budget
 from autotransfer.search.objective import SearchRun, notify, objective
@@ -99,6 +100,9 @@ def prepare(
         create=not is_worker,
     )
     stale, completed = close_dead_trials(study)
+    full = dataset
+    if settings.val_sample_size is not None:  # the search validates on a bounded sample
+        dataset = sample_split(dataset, "val", settings.val_sample_size, seed=settings.seed)
     specs = {s.id: s for s in resolve_backbones(plan["shortlist"])}
     strategies = {n: plugins.lookup("strategies", n) for n in plan["strategies"]}
     batch = int(settings.batch_size or (128 if device.type == "cuda" else 32))
@@ -128,6 +132,8 @@ def prepare(
     trackers = [plugins.lookup("trackers", n) for n in settings.trackers]
     sr = SearchRun(
         dataset=dataset,
+        full_dataset=None if dataset is full else full,
+        rank_sample=(settings.rank_sample_size, settings.rank_sample_per_class),
         specs=specs,
         strategies=strategies,
         search=search,
@@ -144,7 +150,7 @@ def prepare(
         class_weights=None
         if plan.get("class_weights") is None
         else np.asarray(plan["class_weights"], dtype=np.float32),
-        images=ImageCache(dataset),
+        images=ImageCache(dataset, memory_cap=settings.image_cache_memory),
         feature_settings=ExtractionSettings(
             resolution=int(plan["resolution"]),
             device=settings.device,

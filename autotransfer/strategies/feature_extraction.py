@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from autotransfer.strategies.base import SearchContext, TrainContext, TrainOutcome
 from autotransfer.strategies.models import new_classifier, preprocessing, set_linear_head
 from autotransfer.strategies.probe import fit_linear_head
+from autotransfer.transferability.estimators._util import softmax
 
 DEFAULT_C = 0.1  # inverse L2 strength of the head when no C is searched
 
@@ -43,7 +46,8 @@ class FeatureExtraction:
             C=float(ctx.params.get("C", DEFAULT_C)),
             class_weights=ctx.class_weights,
         )
-        proba_acc = float((((va.features - mu) / sd @ w.T + b).argmax(1) == va.labels).mean())
+        logits = (va.features - mu) / sd @ w.T + b
+        proba_acc = float((logits.argmax(1) == va.labels).mean())
         ctx.report(0, {"val_accuracy": proba_acc})
         model = new_classifier(ctx)
         # fold the standardisation into the head: w·(x - mu)/sd + b
@@ -53,5 +57,6 @@ class FeatureExtraction:
             preprocessing=preprocessing(ctx, resolution=int(tr.meta.get("resolution", 0)) or None),
             val_accuracy=proba_acc,
             history=[{"val_accuracy": proba_acc}],
-            info={"epochs_run": 1, "iterations": iterations},
+            info={"epochs_run": 1, "iterations": iterations, "train_images": len(tr)},
+            val_proba=softmax(logits.astype(np.float64)),
         )

@@ -49,3 +49,17 @@ def test_a_split_under_the_caps_is_the_split_itself(image_folder):
     assert len(small.train) == 6 and small.val == ds.val and small.test == ds.test
     assert Counter(r.label for r in small.train) == Counter({0: 2, 1: 2, 2: 2})
     assert small.fingerprint("train") != ds.fingerprint("train")
+
+
+def test_train_chunks_cover_the_split_once_the_ranking_sample_first(image_folder):
+    import autotransfer
+    from autotransfer.data.sample import ranking_sample, train_chunks
+
+    ds = autotransfer.open_folder(image_folder)
+    first = ranking_sample(ds, 2, 2, seed=0)
+    chunks = train_chunks(ds, first, 5, seed=0)
+    assert chunks[0].train == first.train and [len(c.train) for c in chunks] == [6, 5, 5, 5, 3]
+    paths = [r.path for c in chunks for r in c.train]
+    assert sorted(paths) == sorted(r.path for r in ds.train)
+    assert all(c.val == ds.val for c in chunks)
+    assert Counter(r.label for r in chunks[1].train + chunks[2].train).most_common()[-1][1] >= 3

@@ -112,6 +112,8 @@ def test_ranking_shows_every_estimators_score_and_what_the_search_measured(fitte
             assert num(row.scores[est], 3) in cells
         if row.backbone in best:
             assert num(best[row.backbone]) in cells
+    # how many images the scores came from
+    assert rk.images and f"scores from all {rk.images} train images" in ranking
 
 
 def test_descriptors_are_shown(fitted):

@@ -356,10 +356,12 @@ def test_a_damaged_trial_checkpoint_is_detected_and_rebuilt(folder, tmp_path, ca
 FIT_SCRIPT = textwrap.dedent(
     """
     import sys, autotransfer
+    cap = sys.argv[3] if len(sys.argv) > 3 else None  # "0": the images stream from disk
     autotransfer.fit(sys.argv[1], run_dir=sys.argv[2], n_trials=200, pruner="none",
                      strategies=("feature_extraction", "partial_freeze"),
                      backbones=("random:test_resnet", "random:test_efficientnet"),
-                     resolution=32, time_budget=None, trial_time_limit="60s", progress=False)
+                     resolution=32, time_budget=None, trial_time_limit="60s", progress=False,
+                     image_cache_memory=cap)
     """
 )
 
@@ -431,13 +433,14 @@ def _wait_for_child(proc, watch, predicate, log):
 
 # F1
 def test_resume_after_the_process_is_killed_mid_study(folder, tmp_path):
+    """On a streamed fit: a memory cap of 0 puts the decoded images in a memory map."""
     run = tmp_path / "run"
     script = tmp_path / "fit.py"
     script.write_text(FIT_SCRIPT)
     log = tmp_path / "child.log"
     with open(log, "w") as err:
         proc = subprocess.Popen(
-            [sys.executable, str(script), str(folder), str(run)], env=os.environ, stderr=err
+            [sys.executable, str(script), str(folder), str(run), "0"], env=os.environ, stderr=err
         )
 
     watch = _Watch(run)
@@ -479,6 +482,7 @@ def test_resume_after_the_process_is_killed_mid_study(folder, tmp_path):
         n_trials=len(before) + 2,
         strategies=("feature_extraction", "partial_freeze"),
         trial_time_limit="20s",
+        image_cache_memory=0,
         **TINY,
     )
     after = {t.number: t for t in _study(run).get_trials()}
@@ -734,6 +738,7 @@ def test_a_trial_killed_while_being_recorded_is_kept_complete(folder, tmp_path, 
         n_trials=len(before) + 1,
         strategies=("feature_extraction", "partial_freeze"),
         trial_time_limit="20s",
+        image_cache_memory=0,
         **TINY,
     )
     after = {t.number: t for t in _study(run).get_trials()}

@@ -99,11 +99,11 @@ def test_time_budget_bounds_the_fit(folder, tmp_path):
     # ranking, the trials and the final evaluation; a trial in flight stops at the deadline
     assert elapsed < 25 + 20, elapsed
     ft = [r for r in result.leaderboard if r.strategy == "full_finetune" and r.state == "complete"]
-    # the BiT-HyperRule schedule (100 epochs here) was shortened: by the deadline or by
+    # the BiT-HyperRule schedule (100 steps here) was shortened: by the deadline or by
     # early stopping
-    hyperrule = [r for r in ft if r.params["epochs"] == 100]
+    hyperrule = [r for r in ft if r.params["steps"] == 100]
     assert hyperrule
-    assert all(r.info["epochs_run"] < 100 for r in hyperrule)
+    assert all(r.info["steps_run"] < 100 for r in hyperrule)
 
 
 def test_unknown_option_gets_close_matches(folder):
@@ -142,20 +142,25 @@ def test_study_records_are_complete(folder, tmp_path):
             assert t.state == optuna.trial.TrialState.COMPLETE
 
 
-def test_a_ranking_out_of_time_shortlists_what_it_scored(folder, tmp_path):
-    """A budget too short to rank every candidate: the fit goes on with those scored."""
+def test_a_ranking_out_of_time_shortlists_by_the_prior_and_the_fit_goes_on(folder, tmp_path):
+    """A ranking share too short to read any features: each candidate is listed as
+    stopped, the feature-free prior orders the shortlist, and the fit still trains."""
     run = tmp_path / "run"
     result = autotransfer.fit(
         folder,
         run_dir=str(run),
         trackers=(),
         strategies=("feature_extraction",),
+        top_k=1,
+        hedge=False,
         **{**TINY, "time_budget": "60s", "n_trials": 2, "rank_share": 1e-9},
     )
     saved = json.loads((run / "ranking.json").read_text())
-    assert len(saved["rows"]) == 1 and len(saved["skipped"]) == 1
+    assert len(saved["rows"]) == 2 and set(saved["skipped"]) == set(TINY["backbones"])
+    assert saved["images"] == 0 and all(r["images"] == 0 for r in saved["rows"])
     assert saved["shortlist"] == [saved["rows"][0]["backbone"]]
     assert {r.backbone for r in result.leaderboard} == set(saved["shortlist"])
+    assert result.best.state == "complete"
     assert result.ranking.skipped == saved["skipped"]
 
 
