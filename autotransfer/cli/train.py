@@ -7,8 +7,14 @@ import json
 from pathlib import Path
 
 from autotransfer.cli.explore import CUTS_HELP, _add_data_args, _csv, _cuts
+from autotransfer.config import RANK_SAMPLE_PER_CLASS, RANK_SAMPLE_SIZE, VAL_SAMPLE_SIZE
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def _count(text: str) -> int | None:
+    """A number of images, or 'all' (None: no cap)."""
+    return None if text.strip().lower() in ("all", "none") else int(text)
 
 
 def _fit_settings(args: argparse.Namespace):
@@ -27,6 +33,10 @@ def _fit_settings(args: argparse.Namespace):
         top_k=args.top_k,
         hedge=args.hedge,
         rank_share=args.rank_share,
+        rank_sample_size=args.rank_sample_size,
+        rank_sample_per_class=args.rank_sample_per_class,
+        val_sample_size=args.val_sample_size,
+        image_cache_memory=args.image_cache_memory,
         cuts=args.cuts,
         resolution=args.resolution,
         batch_size=args.batch_size,
@@ -190,6 +200,31 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="the most of the time budget the ranking may take (default 0.75; 1: no limit)",
     )
     p.add_argument("--cuts", type=_cuts, default=(), help=CUTS_HELP)
+    p.add_argument(
+        "--rank-sample-size",
+        type=_count,
+        default=RANK_SAMPLE_SIZE,
+        help=f"images the ranking scores, a stratified sample ('all': every one; default "
+        f"{RANK_SAMPLE_SIZE})",
+    )
+    p.add_argument(
+        "--rank-sample-per-class",
+        type=_count,
+        default=RANK_SAMPLE_PER_CLASS,
+        help=f"at most this many of a class in it ('all': no cap; default {RANK_SAMPLE_PER_CLASS})",
+    )
+    p.add_argument(
+        "--val-sample-size",
+        type=_count,
+        default=VAL_SAMPLE_SIZE,
+        help=f"validation images per evaluation in the search ('all'; default {VAL_SAMPLE_SIZE})",
+    )
+    p.add_argument(
+        "--image-cache-memory",
+        default=None,
+        help="decoded images kept in memory, e.g. 2GB; past it a memory map on disk "
+        "(default: a quarter of the available memory)",
+    )
     p.add_argument("--resolution", type=int, default=None, help="default: by device and data")
     p.add_argument("--batch-size", type=int, default=None, help="default: 32 CPU, 128 CUDA")
     p.add_argument(

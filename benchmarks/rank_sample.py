@@ -1,0 +1,143 @@
+"""How large must the ranking's sample be? The sampled ranking against the full-N ranking.
+
+For each dataset, every offline ImageNet backbone is ranked on its whole training split
+(``sample_size=None``) and on stratified samples of 500, 1,000, 2,000 and 5,000 images
+(seed 0; a sample as large as the split is the split). The features are extracted once
+for the whole split and the estimators scored on each sample's rows (what ``rank``
+computes on that sample: a frozen network's features of an image do not depend on the
+other images). Per sample size: Kendall's tau of the aggregate order against the full-N
+order, the mean tau of each estimator's scores against its full-N scores, whether the
+top backbone is the same, and the seconds of scoring (the extraction's cost is linear in
+the images; its rate is given per dataset).
+
+``fashion_mnist`` is too large to rank in full on a 2-core CPU within a session at 60,000
+images, so it is measured at a stratified 20,000 (``--fashion-n``); the largest other
+shared sets are measured whole.
+
+    python benchmarks/rank_sample.py [--fashion-n 20000] [--datasets notmnist_subset,aid_subset]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np  # noqa: E402
+from _machine import machine_info, markdown_table  # noqa: E402
+from _variants import SHARED  # noqa: E402
+
+import autotransfer  # noqa: E402
+from autotransfer import plugins  # noqa: E402
+from autotransfer.api import candidate_backbones, extract_all  # noqa: E402
+from autotransfer.data.sample import sample_split, stratified_sample  # noqa: E402
+from autotransfer.transferability.ranking import aggregate_scores  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+SIZES = (500, 1000, 2000, 5000)
+RESOLUTION = 128  # what fit uses on a CPU for small images
+
+
+def kendall(a: dict[str, float], b: dict[str, float]) -> float:
+    from scipy.stats import kendalltau
+
+    keys = [k for k in a if k in b and not (math.isnan(a[k]) or math.isnan(b[k]))]
+    if len(keys) < 2:
+        return float("nan")
+    return float(kendalltau([a[k] for k in keys], [b[k] for k in keys]).statistic)
+
+
+def scores_on(features, specs, ests, idx, seed=0):
+    """Every estimator's score per backbone on the images ``idx`` (what ``rank`` computes
+    on that sample: a frozen network's features of an image do not depend on the others)."""
+    import dataclasses
+
+    from autotransfer.transferability.ranking import score_backbone
+
+    out = {}
+    for spec in specs:
+        fs = features[spec.id]
+        sub = dataclasses.replace(
+            fs,
+            features=fs.features[idx],
+            labels=fs.labels[idx],
+            logits=None if fs.logits is None else fs.logits[idx],
+            key="",  # no score cache
+        )
+        out[spec.id] = score_backbone(ests, sub, spec, seed=seed, use_cache=False)[0]
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--fashion-n", type=int, default=20000)
+    p.add_argument("--datasets", default="fashion_mnist,notmnist_subset,aid_subset")
+    p.add_argument("--out", default=str(HERE / "results" / "rank_sample_cpu"))
+    args = p.parse_args(argv)
+    cache = Path(tempfile.mkdtemp(prefix="autotransfer-rank-sample-"))
+    ex = autotransfer.ExtractionSettings(resolution=RESOLUTION, cache_dir=cache)
+    rows, raw = [], []
+    for name in args.datasets.split(","):
+        ds = autotransfer.open_folder(SHARED / name, progress=False)
+        if name == "fashion_mnist":
+            ds = sample_split(ds, "train", args.fashion_n, seed=0)
+        specs = candidate_backbones()
+        ests = [plugins.lookup("estimators", n) for n in plugins.registered("estimators")]
+        agg = [e.name for e in ests if e.needs_features]
+        t0 = time.perf_counter()
+        features = extract_all(ds, specs, ex, progress=False)
+        extract_s = time.perf_counter() - t0
+        labels = [r.label for r in ds.train]
+        n = len(labels)
+        t0 = time.perf_counter()
+        full = scores_on(features, specs, ests, np.arange(n))
+        full_s = time.perf_counter() - t0
+        agg_full = aggregate_scores(full, agg)
+        print(f"{name}: {n} images, extracted in {extract_s:.0f} s, scored in {full_s:.0f} s")
+        for size in [s for s in SIZES if s < n]:
+            idx = stratified_sample(labels, size, seed=0)
+            t0 = time.perf_counter()
+            sc = scores_on(features, specs, ests, idx)
+            secs = time.perf_counter() - t0
+            agg_s = aggregate_scores(sc, agg)
+            taus = [kendall({b: sc[b][e] for b in sc}, {b: full[b][e] for b in full}) for e in agg]
+            best = max(agg_s, key=lambda b: agg_s[b])
+            row = {
+                "dataset": name,
+                "train images": n,
+                "sample": size,
+                "tau (aggregate)": round(kendall(agg_s, agg_full), 3),
+                "tau (estimators, mean)": round(float(np.nanmean(taus)), 3),
+                "same top-1": best == max(agg_full, key=lambda b: agg_full[b]),
+                "scoring s (sample)": round(secs, 1),
+                "scoring s (full N)": round(full_s, 1),
+                "extract s per 1,000 images": round(1000 * extract_s / n, 1),
+            }
+            print(row, flush=True)
+            rows.append(row)
+            raw.append({**row, "aggregate": agg_s, "scores": sc})
+        raw.append({"dataset": name, "sample": None, "aggregate": agg_full, "scores": full})
+    info = machine_info()
+    out = Path(args.out)
+    out.with_suffix(".json").write_text(json.dumps({"machine": info, "rows": raw}, indent=2))
+    text = [
+        "# The ranking on a sample against the full-N ranking",
+        "",
+        f"Machine: {info['machine']} ({info['cpu_cores']} cores, {info['device']}), commit "
+        f"{info['commit']}, {info['date']}. Resolution {RESOLUTION} px, every offline "
+        "backbone, every estimator; `python benchmarks/rank_sample.py`.",
+        "",
+        markdown_table(rows, list(rows[0]) if rows else []),
+    ]
+    out.with_suffix(".md").write_text("\n".join(text) + "\n")
+    print("\n".join(text))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
