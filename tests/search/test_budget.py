@@ -59,7 +59,7 @@ def _search_run(
     return study, sr
 
 
-def test_the_reserve_is_the_scoring_of_val_twice_and_test_once_at_the_slowest_rate(
+def test_the_reserve_is_the_scoring_of_val_and_test_once_at_the_slowest_rate(
     folder, tmp_path
 ):
     # the ranking's forward pass estimates the rate; a backbone off the shortlist is not
@@ -67,9 +67,9 @@ def test_the_reserve_is_the_scoring_of_val_twice_and_test_once_at_the_slowest_ra
     _, sr = _search_run(folder, tmp_path, ranking=_ranking({BACKBONE: 0.1, "random:test_vit": 5.0}))
     val, test = len(sr.dataset.val), len(sr.dataset.test)
     assert val > 0
-    assert sr.closing_reserve() == pytest.approx(0.1 * (2 * val + test) + CLOSING_SECONDS)
+    assert sr.closing_reserve() == pytest.approx(0.1 * (val + test) + CLOSING_SECONDS)
     sr.scoring_rates[BACKBONE] = 0.5
-    assert sr.closing_reserve() == pytest.approx(0.5 * (2 * val + test) + CLOSING_SECONDS)
+    assert sr.closing_reserve() == pytest.approx(0.5 * (val + test) + CLOSING_SECONDS)
 
 
 def test_a_measured_rate_scales_the_ranking_estimate_of_the_backbones_not_yet_scored(
@@ -81,7 +81,7 @@ def test_a_measured_rate_scales_the_ranking_estimate_of_the_backbones_not_yet_sc
     _, sr = _search_run(
         folder, tmp_path, ranking=_ranking({BACKBONE: 1.0, OTHER: 2.0}), shortlist=(BACKBONE, OTHER)
     )
-    images = 2 * len(sr.dataset.val) + len(sr.dataset.test)
+    images = len(sr.dataset.val) + len(sr.dataset.test)
     assert sr.closing_reserve() == pytest.approx(2.0 * images + CLOSING_SECONDS)
     sr.scoring_rates[BACKBONE] = 0.1
     assert sr.closing_reserve() == pytest.approx(0.2 * images + CLOSING_SECONDS)
@@ -143,7 +143,7 @@ def test_the_search_stops_when_only_the_reserve_is_left(folder, tmp_path):
     # backbone scores slower than its ranking figure, so the other's estimate only grows).
     s = _settings(n_trials=4, time_budget=600)
     ds = autotransfer.open_folder(folder)
-    images = 2 * len(ds.val) + len(ds.test)
+    images = len(ds.val) + len(ds.test)
     study, sr = _search_run(
         folder,
         tmp_path,
