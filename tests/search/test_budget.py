@@ -59,9 +59,7 @@ def _search_run(
     return study, sr
 
 
-def test_the_reserve_is_the_scoring_of_val_and_test_once_at_the_slowest_rate(
-    folder, tmp_path
-):
+def test_the_reserve_is_the_scoring_of_val_and_test_once_at_the_slowest_rate(folder, tmp_path):
     # the ranking's forward pass estimates the rate; a backbone off the shortlist is not
     # counted; a rate measured in the search replaces the estimate
     _, sr = _search_run(folder, tmp_path, ranking=_ranking({BACKBONE: 0.1, "random:test_vit": 5.0}))
