@@ -135,7 +135,12 @@ class SearchRun:
         spec = self.specs[backbone]
         same_pass = [spec, *cuts_of(spec, self.specs.values())]
         return extract_all(
-            dataset, same_pass, self.feature_settings, split=split, deadline=deadline
+            dataset,
+            same_pass,
+            self.feature_settings,
+            split=split,
+            progress=False,
+            deadline=deadline,
         )
 
     def _train_features(self, backbone: str, deadline: float | None) -> Any:
