@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import autotransfer
 from autotransfer.testing.images import make_image_folder
 
 TINY = ["random:test_resnet", "random:test_efficientnet"]
@@ -24,3 +25,32 @@ def image_folder(tmp_path):
 @pytest.fixture
 def tiny_backbones():
     return list(TINY)
+
+
+class _SlowEstimator:
+    """A third-party estimator that would take ten minutes: far longer than any budget a
+    test gives the ranking."""
+
+    name = "slow_estimator"
+    needs_logits = False
+    needs_features = True
+
+    def score(self, inputs):
+        import time
+
+        time.sleep(600)
+        return 0.0
+
+    @autotransfer.hookimpl
+    def autotransfer_register_estimators(self):
+        return [self]
+
+
+@pytest.fixture
+def slow_estimator():
+    """Registers :class:`_SlowEstimator` as a plugin for one test."""
+    from autotransfer import plugins
+
+    plugins.register_plugin(_SlowEstimator(), name="slow")
+    yield
+    plugins.reset_plugin_manager()

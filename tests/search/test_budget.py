@@ -170,33 +170,6 @@ def test_with_time_to_train_the_search_runs_its_trials(folder, tmp_path):
     assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 3
 
 
-class _SlowEstimator:
-    """A third-party estimator that would take ten minutes."""
-
-    name = "slow_estimator"
-    needs_logits = False
-    needs_features = True
-
-    def score(self, inputs):
-        import time
-
-        time.sleep(600)
-        return 0.0
-
-    @autotransfer.hookimpl
-    def autotransfer_register_estimators(self):
-        return [self]
-
-
-@pytest.fixture
-def slow_estimator():
-    from autotransfer import plugins
-
-    plugins.register_plugin(_SlowEstimator(), name="slow")
-    yield
-    plugins.reset_plugin_manager()
-
-
 def test_a_slow_estimator_does_not_make_fit_overrun_its_budget(folder, tmp_path, slow_estimator):
     """The ranking waits for an estimator until its share of the budget is spent, and no
     longer: the fit still trains a model and ends within its budget."""
