@@ -8,15 +8,22 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from autotransfer.config import DataSettings, ExtractionSettings, FitSettings, RankSettings
-from autotransfer.data.sample import ranking_sample
+from autotransfer.config import (
+    RANK_PILOT_SIZE,
+    RANK_SCORING_ALLOWANCE,
+    DataSettings,
+    ExtractionSettings,
+    FitSettings,
+    RankSettings,
+)
+from autotransfer.data.sample import rank_sample_size, ranking_sample, sample_parts
+from autotransfer.data.types import ImageDataset
 from autotransfer.errors import ConfigError, WeightsUnavailableError
 
 if TYPE_CHECKING:  # pragma: no cover
     from autotransfer.backbones.features import FeatureSet
     from autotransfer.backbones.spec import BackboneSpec
     from autotransfer.data.descriptors import DatasetDescriptor
-    from autotransfer.data.types import ImageDataset
     from autotransfer.results import FitResult
     from autotransfer.transferability.ranking import Ranking
 
@@ -92,7 +99,7 @@ def candidate_backbones(
 
 
 def extract_all(
-    dataset: ImageDataset,
+    dataset: ImageDataset | Sequence[ImageDataset],
     specs: Sequence[BackboneSpec],
     settings: ExtractionSettings | None = None,
     *,
@@ -101,8 +108,10 @@ def extract_all(
     deadline: float | None = None,
 ) -> dict[str, FeatureSet]:
     """Features of ``split`` for each backbone, in order, served from the cache when
-    possible; a network's cuts among ``specs`` come from its own pass. Past ``deadline``
-    (:func:`time.monotonic`), :class:`~autotransfer.errors.BudgetSpent`."""
+    possible; a network's cuts among ``specs`` come from its own pass. ``dataset`` may be
+    the parts of one (the ranking's sample, :func:`~autotransfer.data.sample.sample_parts`):
+    each part is extracted and cached on its own, and the features concatenated. Past
+    ``deadline`` (:func:`time.monotonic`), :class:`~autotransfer.errors.BudgetSpent`."""
     s = settings or ExtractionSettings()
     out: dict[str, FeatureSet] = {}
     for i, spec in enumerate(specs, 1):
@@ -113,7 +122,7 @@ def extract_all(
 
 
 def _extract_one(
-    dataset: ImageDataset,
+    dataset: ImageDataset | Sequence[ImageDataset],
     spec: BackboneSpec,
     s: ExtractionSettings,
     split: str,
@@ -126,25 +135,31 @@ def _extract_one(
     (``deadline``: see :func:`~autotransfer.backbones.features.extract_features`)."""
     from autotransfer.backbones.cut_taps import extract_group
     from autotransfer.backbones.cuts import cuts_of
-    from autotransfer.backbones.features import extract_features
+    from autotransfer.backbones.features import concat_features, extract_features
     from autotransfer.progress import progress_bar
 
-    with progress_bar(f"{label} {spec.id}", enabled=progress) as update:
-        opts = dict(
-            split=split,
-            resolution=s.resolution,
-            batch_size=s.batch_size,
-            num_workers=s.num_workers,
-            device=s.device,
-            cache_dir=s.cache_dir,
-            use_cache=s.use_cache,
-            progress=update,
-            deadline=deadline,
-        )
-        if spec.cut is None:
-            got = extract_group(dataset, spec, cuts_of(spec, others), **opts)
-        else:
-            got = {spec.id: extract_features(dataset, spec, **opts)}
+    parts = [dataset] if isinstance(dataset, ImageDataset) else list(dataset)
+    if split != "train":  # the parts share their other splits
+        parts = parts[:1]
+    pieces: list[dict[str, FeatureSet]] = []
+    for part in parts:
+        with progress_bar(f"{label} {spec.id}", enabled=progress) as update:
+            opts = dict(
+                split=split,
+                resolution=s.resolution,
+                batch_size=s.batch_size,
+                num_workers=s.num_workers,
+                device=s.device,
+                cache_dir=s.cache_dir,
+                use_cache=s.use_cache,
+                progress=update,
+                deadline=deadline,
+            )
+            if spec.cut is None:
+                pieces.append(extract_group(part, spec, cuts_of(spec, others), **opts))
+            else:
+                pieces.append({spec.id: extract_features(part, spec, **opts)})
+    got = {sid: concat_features([p[sid] for p in pieces]) for sid in pieces[0]}
     for sid, fs in got.items():
         how = "from cache" if fs.from_cache else f"in {fs.seconds:.1f}s"
         if "pass" in fs.meta and not fs.from_cache:
@@ -205,6 +220,7 @@ def rank(
     time_limit: float | None = None,
     sample_size: int | None = RankSettings.sample_size,
     sample_per_class: int | None = RankSettings.sample_per_class,
+    sample_seconds: float | None = None,
     data_settings: DataSettings | None = None,
     extraction: ExtractionSettings | None = None,
     progress: bool | None = None,
@@ -224,6 +240,12 @@ def rank(
     candidates of their own (``package:efficientnet_lite0@3``); their features come from
     their whole network's pass (:mod:`autotransfer.backbones.cut_taps`).
 
+    With ``sample_seconds``, the sample is sized to the time: the first candidate reads a
+    pilot of :data:`~autotransfer.config.RANK_PILOT_SIZE` images of it, and from the
+    seconds that took, the sample grows to what every candidate is expected to extract
+    and score in ``sample_seconds`` (at most ``sample_size``, at least the pilot); the
+    pilot's features are kept as a part of the sample's.
+
     With ``time_limit`` (seconds), candidates are scored cached ones first, then by
     published ImageNet top-1 (a network's cuts right after it: their features are in
     hand); the limit is kept inside each step, batch by batch in extraction and
@@ -236,6 +258,7 @@ def rank(
     >>> print(r.table()); r.shortlist              # doctest: +SKIP
     """
     from autotransfer import plugins
+    from autotransfer.backbones.features import concat_features
     from autotransfer.errors import BudgetSpent
     from autotransfer.transferability.ranking import Ranking, aggregate_scores, score_backbone
 
@@ -256,8 +279,12 @@ def rank(
     full = open_folder(
         data, data_settings or DataSettings(seed=seed), cache_dir=ex.cache_dir, progress=progress
     )
-    ds = ranking_sample(full, settings.sample_size, settings.sample_per_class, seed)
-    if len(ds.train) < len(full.train):
+    per_class = settings.sample_per_class
+    ds = ranking_sample(full, settings.sample_size, per_class, seed)
+    pilot = rank_sample_size(len(full.classes), RANK_PILOT_SIZE)
+    sizing = sample_seconds is not None and len(ds.train) > pilot
+    parts = sample_parts(full, pilot if sizing else len(ds.train), per_class, seed)
+    if len(ds.train) < len(full.train) and not sizing:
         log.info(
             "Ranking on a stratified sample of %d of the %d training images.",
             len(ds.train),
@@ -274,8 +301,8 @@ def rank(
     specs = candidate_backbones(
         settings.backbones, include_controls=settings.include_controls, cuts=settings.cuts
     )
-    if time_limit is not None:
-        specs = _cached_then_likeliest(ds, specs, ex)
+    if time_limit is not None or sizing:
+        specs = _cached_then_likeliest(parts[0], specs, ex)
     features, scores, timings, skipped = {}, {}, {}, {}
     ready: dict[str, FeatureSet] = {}  # cuts that came with their whole network's pass
     costs: list[float] = []  # seconds of each candidate computed here (not cached)
@@ -299,7 +326,24 @@ def rank(
                 fs = ready.pop(spec.id)
             else:
                 label = f"[{i}/{len(specs)}]"
-                got = _extract_one(ds, spec, ex, "train", label, progress, queue, deadline)
+                got = _extract_one(parts, spec, ex, "train", label, progress, queue, deadline)
+                if sizing:  # the pilot's seconds size the sample; this candidate reads the rest
+                    sizing = False
+                    n = _sized_sample(got[spec.id], specs, sample_seconds, len(ds.train))
+                    parts = sample_parts(full, n, per_class, seed, pilot)
+                    log.info(
+                        "Ranking on a stratified sample of %d of the %d training images "
+                        "(sized to %.0f s from the pilot's %d images).",
+                        n,
+                        len(full.train),
+                        sample_seconds,
+                        pilot,
+                    )
+                    if len(parts) > 1:
+                        more = _extract_one(
+                            parts[1:], spec, ex, "train", label, progress, queue, deadline
+                        )
+                        got = {k: concat_features([got[k], more[k]]) for k in got}
                 fs = got.pop(spec.id)
                 ready.update(got)  # its cuts are scored next: their features are in hand
                 queue = [c for c in queue if c.id in got] + [c for c in queue if c.id not in got]
@@ -353,9 +397,23 @@ def rank(
         seconds=round(time.perf_counter() - start, 2),
         skipped=skipped,
         hedge=settings.hedge,
-        images=len(ds.train) if features else 0,
+        images=sum(len(p.train) for p in parts) if features else 0,
         split_images=len(full.train),
+        pilot=len(parts[0].train) if len(parts) > 1 else 0,
     )
+
+
+def _sized_sample(
+    pilot: FeatureSet, specs: Sequence[BackboneSpec], seconds: float, cap: int
+) -> int:
+    """The ranking sample's size that every network among ``specs`` is expected to extract
+    and score in ``seconds``, at the pilot's rate per image (scoring costs
+    :data:`~autotransfer.config.RANK_SCORING_ALLOWANCE` of the extraction): between
+    the pilot's size and ``cap``."""
+    networks = sum(1 for s in specs if s.cut is None) or 1
+    rate = pilot.seconds / max(len(pilot), 1)
+    n = seconds / (networks * rate * (1 + RANK_SCORING_ALLOWANCE)) if rate > 0 else cap
+    return int(min(cap, max(len(pilot), n)))
 
 
 def _ranking_row(spec, rank_, fs, scores, agg_scores, timings):
@@ -540,7 +598,7 @@ def _describe_and_rank(ds, s: FitSettings, run_dir, plan, budget, progress):
 
     from autotransfer.backbones.features import resolve_device
     from autotransfer.data.descriptors import DatasetDescriptor, describe_dataset
-    from autotransfer.search.runner import auto_resolution, median_side
+    from autotransfer.search.runner import auto_resolution, median_side, rank_sample
     from autotransfer.transferability.ranking import Ranking
 
     d_file, r_file = run_dir / "descriptor.json", run_dir / "ranking.json"
@@ -564,14 +622,18 @@ def _describe_and_rank(ds, s: FitSettings, run_dir, plan, budget, progress):
         time_limit=None if left is None or s.rank_share >= 1 else s.rank_share * left,
         sample_size=s.rank_sample_size,
         sample_per_class=s.rank_sample_per_class,
+        sample_seconds=None
+        if left is None or s.rank_sample_share is None
+        else s.rank_sample_share * left,
         extraction=ex,
         progress=progress,
     )
     # the ranking's features (cached) of the candidates it scored
     scored = [r.backbone for r in ranking.rows if r.images]
     specs = candidate_backbones(scored) if scored else []
-    sampled = ranking_sample(ds, s.rank_sample_size, s.rank_sample_per_class, s.seed)
-    descriptor = describe_dataset(ds, extract_all(sampled, specs, ex, progress=False))
+    size, per_class, pilot = rank_sample(ranking, s)
+    parts = sample_parts(ds, size, per_class, s.seed, pilot)
+    descriptor = describe_dataset(ds, extract_all(parts, specs, ex, progress=False))
     d_file.write_text(descriptor.to_json(indent=2))
     r_file.write_text(ranking.to_json(indent=2))
     log.info("Ranking:\n%s", ranking.table())

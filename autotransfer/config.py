@@ -12,6 +12,11 @@ from autotransfer.errors import ConfigError
 RANK_SAMPLE_SIZE = 2000
 RANK_SAMPLE_PER_CLASS = 250
 VAL_SAMPLE_SIZE = 2000
+# under a time budget the ranking's sample is sized to a share of it: a pilot of this many
+# images (raised for many classes) measures the first candidate's rate...
+RANK_PILOT_SIZE = 500
+RANK_SAMPLE_SHARE = 0.2  # ...and the sample grows to what this share of the time left allows
+RANK_SCORING_ALLOWANCE = 0.5  # the estimators' seconds, as a share of the extraction's
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,8 @@ class FitSettings:
     otherwise; on CUDA the BiT-HyperRule crop (128 or 384). ``trial_time_limit=None``
     gives one trial at most 40 % of the time budget. The ranking may take at most
     ``rank_share`` of the time budget: candidates it cannot score by then are left out.
+    Its sample is sized to ``rank_sample_share`` of the time left, from a pilot's measured
+    extraction rate, within ``rank_sample_size``.
     """
 
     time_budget: str | float | None = "10m"
@@ -146,6 +153,9 @@ class FitSettings:
     rank_share: float = 0.75  # the most of time_budget the ranking may take (1.0: no limit)
     rank_sample_size: int | None = RANK_SAMPLE_SIZE  # RankSettings.sample_size
     rank_sample_per_class: int | None = RANK_SAMPLE_PER_CLASS  # RankSettings.sample_per_class
+    # the ranking's sample is sized, from a pilot's measured rate, to this share of the time
+    # left (at most rank_sample_size); None: rank_sample_size whatever the time
+    rank_sample_share: float | None = RANK_SAMPLE_SHARE
     # validation images of each evaluation during the search (a stratified sample; None:
     # all); the pick is scored once on the whole validation split at the end
     val_sample_size: int | None = VAL_SAMPLE_SIZE
@@ -189,6 +199,11 @@ class FitSettings:
             raise ConfigError(
                 f"rank_share must be above 0 and at most 1 (a share of time_budget), got "
                 f"{self.rank_share!r}."
+            )
+        if self.rank_sample_share is not None and not 0 < float(self.rank_sample_share) <= 1:
+            raise ConfigError(
+                f"rank_sample_share must be above 0 and at most 1 (a share of the time left), "
+                f"or None for a sample of rank_sample_size, got {self.rank_sample_share!r}."
             )
         object.__setattr__(self, "cuts", check_cuts(self.cuts))
         for name in ("rank_sample_size", "rank_sample_per_class", "val_sample_size"):

@@ -1,7 +1,7 @@
 """How large must the ranking's sample be? The sampled ranking against the full-N ranking.
 
 For each dataset, every offline ImageNet backbone is ranked on its whole training split
-(``sample_size=None``) and on stratified samples of 500, 1,000, 2,000 and 5,000 images
+(``sample_size=None``) and on stratified samples of 250, 500, 1,000, 2,000 and 5,000 images
 (seed 0; a sample as large as the split is the split). The features are extracted once
 for the whole split and the estimators scored on each sample's rows (what ``rank``
 computes on that sample: a frozen network's features of an image do not depend on the
@@ -39,7 +39,7 @@ from autotransfer.data.sample import sample_split, stratified_sample  # noqa: E4
 from autotransfer.transferability.ranking import aggregate_scores  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-SIZES = (500, 1000, 2000, 5000)
+SIZES = (250, 500, 1000, 2000, 5000)
 RESOLUTION = 128  # what fit uses on a CPU for small images
 
 

@@ -173,3 +173,46 @@ def test_a_slow_estimator_does_not_make_rank_overrun_its_time_limit(
     assert time.monotonic() - t0 < 4.0 + 3.0  # the estimator sleeps 600 s
     assert "did not finish" in next(iter(r.skipped.values()))
     assert "slow_estimator" in " ".join(r.skipped.values())
+
+
+@pytest.fixture(scope="module")
+def larger_folder(tmp_path_factory):
+    """600 training images: more than the ranking's pilot (RANK_PILOT_SIZE, 500)."""
+    from autotransfer.testing.images import make_image_folder
+
+    root = tmp_path_factory.mktemp("larger") / "data"
+    return make_image_folder(root, classes=("a", "b", "c"), per_class=250, size=(16, 16))
+
+
+def test_under_a_short_time_the_ranking_sample_is_the_pilot(larger_folder, tiny_backbones):
+    from autotransfer.config import RANK_PILOT_SIZE
+
+    r = autotransfer.rank(
+        larger_folder, backbones=tiny_backbones, extraction=EX, sample_seconds=1e-6
+    )
+    assert (r.images, r.split_images, r.pilot) == (RANK_PILOT_SIZE, 600, 0)
+    assert all(row.images == RANK_PILOT_SIZE for row in r.rows)
+
+
+def test_with_time_the_ranking_sample_grows_past_the_pilot_up_to_its_cap(
+    larger_folder, tiny_backbones, tmp_path
+):
+    from autotransfer.api import extract_all
+    from autotransfer.data.sample import sample_parts
+
+    ex = autotransfer.ExtractionSettings(resolution=48, num_workers=0, cache_dir=tmp_path)
+    r = autotransfer.rank(
+        larger_folder, backbones=tiny_backbones, extraction=ex, sample_size=560, sample_seconds=1e6
+    )
+    assert (r.images, r.pilot) == (560, 500)
+    assert all(row.images == 560 for row in r.rows)
+    assert "sample of 560 of the 600 train images (sized to the time from a pilot of 500)" in (
+        r.table()
+    )
+    again = type(r).from_dict(json.loads(r.to_json()))
+    assert again.pilot == 500
+    # its parts are cached one by one: the search reads the same features back
+    ds = autotransfer.open_folder(larger_folder)
+    parts = sample_parts(ds, 560, None, 0, pilot=500)
+    got = extract_all(parts, autotransfer.api.candidate_backbones(tiny_backbones), ex)
+    assert all(fs.from_cache and len(fs) == 560 for fs in got.values())

@@ -57,6 +57,43 @@ class FeatureSet:
         return int(self.labels.shape[0])
 
 
+def concat_features(parts: Sequence[FeatureSet]) -> FeatureSet:
+    """One feature set of the images of several (the parts of a split, extracted and cached
+    one by one): rows in order, the target BatchNorm statistics pooled by image count,
+    the seconds summed, a key of its own.
+
+    >>> a = FeatureSet(np.zeros((2, 3), np.float32), np.array([0, 1]), key="a", seconds=1.0)
+    >>> b = FeatureSet(np.ones((1, 3), np.float32), np.array([1]), key="b", seconds=0.5)
+    >>> ab = concat_features([a, b])
+    >>> len(ab), ab.seconds, ab.key == concat_features([a, b]).key != a.key
+    (3, 1.5, True)
+    """
+    if len(parts) == 1:
+        return parts[0]
+    first, n = parts[0], np.array([len(p) for p in parts], dtype=np.float64)
+    target_bn = None
+    if all(p.target_bn is not None for p in parts):
+        w = (n / n.sum())[:, None]
+        means = np.stack([p.target_bn[0] for p in parts]).astype(np.float64)
+        sq = np.stack([p.target_bn[1] + p.target_bn[0] ** 2 for p in parts]).astype(np.float64)
+        mean = (w * means).sum(0)
+        var = np.clip((w * sq).sum(0) - mean**2, 0, None)
+        target_bn = (mean.astype(np.float32), var.astype(np.float32))
+    logits = None
+    if all(p.logits is not None for p in parts):
+        logits = np.concatenate([p.logits for p in parts])
+    return dataclasses.replace(
+        first,
+        features=np.concatenate([p.features for p in parts]),
+        labels=np.concatenate([p.labels for p in parts]),
+        logits=logits,
+        target_bn=target_bn,
+        key=cache_key({"parts": [p.key for p in parts]}) if all(p.key for p in parts) else "",
+        seconds=sum(p.seconds for p in parts),
+        from_cache=all(p.from_cache for p in parts),
+    )
+
+
 class _Images(Dataset):
     """Records through ``load_image`` and a transform; ``draft`` speeds up JPEG decoding."""
 

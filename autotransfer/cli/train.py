@@ -7,7 +7,12 @@ import json
 from pathlib import Path
 
 from autotransfer.cli.explore import CUTS_HELP, _add_data_args, _csv, _cuts
-from autotransfer.config import RANK_SAMPLE_PER_CLASS, RANK_SAMPLE_SIZE, VAL_SAMPLE_SIZE
+from autotransfer.config import (
+    RANK_SAMPLE_PER_CLASS,
+    RANK_SAMPLE_SHARE,
+    RANK_SAMPLE_SIZE,
+    VAL_SAMPLE_SIZE,
+)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -15,6 +20,11 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 def _count(text: str) -> int | None:
     """A number of images, or 'all' (None: no cap)."""
     return None if text.strip().lower() in ("all", "none") else int(text)
+
+
+def _share(text: str) -> float | None:
+    """A share of the time, or 'off' (None)."""
+    return None if text.strip().lower() in ("off", "none") else float(text)
 
 
 def _fit_settings(args: argparse.Namespace):
@@ -35,6 +45,7 @@ def _fit_settings(args: argparse.Namespace):
         rank_share=args.rank_share,
         rank_sample_size=args.rank_sample_size,
         rank_sample_per_class=args.rank_sample_per_class,
+        rank_sample_share=args.rank_sample_share,
         val_sample_size=args.val_sample_size,
         image_cache_memory=args.image_cache_memory,
         cuts=args.cuts,
@@ -212,6 +223,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         type=_count,
         default=RANK_SAMPLE_PER_CLASS,
         help=f"at most this many of a class in it ('all': no cap; default {RANK_SAMPLE_PER_CLASS})",
+    )
+    p.add_argument(
+        "--rank-sample-share",
+        type=_share,
+        default=RANK_SAMPLE_SHARE,
+        help="size the ranking's sample to this share of the time left, from a pilot's "
+        f"measured rate, up to --rank-sample-size ('off': that size; default {RANK_SAMPLE_SHARE})",
     )
     p.add_argument(
         "--val-sample-size",

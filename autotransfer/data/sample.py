@@ -121,18 +121,36 @@ def ranking_sample(
     return sample_split(dataset, "train", total, per_class=per_class, seed=seed)
 
 
+def sample_parts(
+    dataset: ImageDataset, size: int | None, per_class: int | None, seed: int, pilot: int = 0
+) -> list[ImageDataset]:
+    """The ranking's sample (:func:`ranking_sample` of ``size``) as the datasets whose
+    features are extracted, and cached, one by one: the sample itself; or, with a
+    ``pilot`` below its size, the pilot's images (the ranking sample of ``pilot``, a part
+    of the larger one: both take classes in the same order) and then the rest of it.
+    """
+    whole = ranking_sample(dataset, size, per_class, seed)
+    if not pilot or pilot >= len(whole.train):
+        return [whole]
+    first = ranking_sample(dataset, pilot, per_class, seed)
+    taken = {r.path for r in first.train}
+    rest = [r for r in whole.train if r.path not in taken]
+    return [first, with_split(dataset, "train", rest)] if rest else [first]
+
+
 def train_chunks(
-    dataset: ImageDataset, first: ImageDataset, size: int, seed: int
+    dataset: ImageDataset, first: Sequence[ImageDataset], size: int, seed: int
 ) -> list[ImageDataset]:
     """The training split as a list of datasets whose training splits are chunks of it:
-    ``first``'s (the ranking's sample, whose features are cached), then the other images
-    in :func:`stratified_order`, ``size`` at a time. Read in order, any number of chunks
-    is a stratified sample, and each chunk's features are cached on their own.
+    ``first``'s (the parts of the ranking's sample, whose features are cached), then the
+    other images in :func:`stratified_order`, ``size`` at a time. Read in order, any
+    number of chunks is a stratified sample, and each chunk's features are cached on
+    their own.
     """
-    taken = {r.path for r in first.train}
+    taken = {r.path for part in first for r in part.train}
     rest = [r for r in dataset.train if r.path not in taken]
     order = stratified_order([r.label for r in rest], seed)
-    out = [with_split(dataset, "train", first.train)] if first.train else []
+    out = [with_split(dataset, "train", part.train) for part in first if part.train]
     for start in range(0, len(order), size):
         out.append(with_split(dataset, "train", [rest[i] for i in order[start : start + size]]))
     return out

@@ -99,11 +99,13 @@ class SearchRun:
     # the whole dataset, for the pick's final scoring (``dataset``'s validation split is the
     # search's bounded sample of it); None: ``dataset`` is whole
     full_dataset: ImageDataset | None = None
-    # the ranking's sample caps (size, per class): the first chunk of the training features
-    rank_sample: tuple[int | None, int | None] = (None, None)
+    # the ranking's sample (size, per class, pilot; see data.sample.sample_parts): the
+    # first chunks of the training features
+    rank_sample: tuple[int | None, int | None, int] = (None, None, 0)
     completed: int = 0  # trials this process completed
     _features: dict[tuple[str, str], Any] = field(default_factory=dict)
     _chunks: list[ImageDataset] | None = None
+    _first: int = 1  # of the chunks, those of the ranking's sample
     # seconds per image of scoring each backbone's models, measured in this process
     scoring_rates: dict[str, float] = field(default_factory=dict)
 
@@ -146,33 +148,30 @@ class SearchRun:
     def _train_features(self, backbone: str, deadline: float | None) -> Any:
         import dataclasses
 
-        from autotransfer.data.sample import ranking_sample, train_chunks
+        from autotransfer.backbones.features import concat_features
+        from autotransfer.data.sample import sample_parts, train_chunks
         from autotransfer.errors import BudgetSpent
 
         if self._chunks is None:
-            first = ranking_sample(self.dataset, *self.rank_sample, self.seed)
+            size, per_class, pilot = self.rank_sample
+            first = sample_parts(self.dataset, size, per_class, self.seed, pilot)
             self._chunks = train_chunks(self.dataset, first, FEATURE_CHUNK, self.seed)
+            self._first = len(first)
         have = self._features.get((backbone, "train"))
         done = have.meta.get("chunks", 0) if have is not None else 0
         if done == len(self._chunks):
             return have
         parts = [have] if have is not None else []
         for chunk in self._chunks[done:]:
-            try:  # the first chunk, the ranking's (cached) sample, whatever the time: a model
-                got = self._extract(backbone, chunk, "train", deadline if parts else None)
+            # the ranking's (cached) sample whatever the time: a model needs features
+            limit = None if done < self._first else deadline
+            try:
+                got = self._extract(backbone, chunk, "train", limit)
             except BudgetSpent:
                 break
             parts.append(got[backbone])
             done += 1
-        whole = parts[0]
-        if len(parts) > 1:
-            whole = dataclasses.replace(
-                whole,
-                features=np.concatenate([p.features for p in parts]),
-                labels=np.concatenate([p.labels for p in parts]),
-                logits=None if whole.logits is None else np.concatenate([p.logits for p in parts]),
-                seconds=sum(p.seconds for p in parts),
-            )
+        whole = concat_features(parts)
         whole = dataclasses.replace(whole, meta={**whole.meta, "chunks": done})
         self._features[(backbone, "train")] = whole
         if done < len(self._chunks):

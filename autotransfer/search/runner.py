@@ -51,6 +51,14 @@ def auto_resolution(device: str, median_side: float) -> int:
     return 128 if median_side < 96 else 160
 
 
+def rank_sample(ranking: Any, settings: FitSettings) -> tuple[int | None, int | None, int]:
+    """The ranking's sample as :func:`~autotransfer.data.sample.sample_parts` rebuilds it
+    (size, per class, pilot): the size the ranking read, else the settings' cap."""
+    if ranking is None or not ranking.images:
+        return settings.rank_sample_size, settings.rank_sample_per_class, 0
+    return ranking.images, settings.rank_sample_per_class, ranking.pilot
+
+
 def median_side(descriptor: Any) -> float:
     size = getattr(descriptor, "image_size", None) or {}
     w, h = size.get("width_median"), size.get("height_median")
@@ -133,7 +141,7 @@ def prepare(
     sr = SearchRun(
         dataset=dataset,
         full_dataset=None if dataset is full else full,
-        rank_sample=(settings.rank_sample_size, settings.rank_sample_per_class),
+        rank_sample=rank_sample(ranking, settings),
         specs=specs,
         strategies=strategies,
         search=search,

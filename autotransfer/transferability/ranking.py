@@ -88,20 +88,24 @@ class Ranking:
     hedge: bool = False  # also shortlist another family's best (rank's default: True)
     images: int = 0  # images of the split the scores came from (a stratified sample)...
     split_images: int = 0  # ...of this many (0: not recorded, a ranking saved before)
+    pilot: int = 0  # the sample's first part, which sized it to the time (0: not sized)
 
     def sample_note(self) -> str:
         """One line on what the scores were computed from.
 
         >>> Ranking((), (), (), 1, images=2000, split_images=48000).sample_note()
         'scores from a stratified sample of 2000 of the 48000 train images'
+        >>> Ranking((), (), (), 1, images=900, split_images=48000, pilot=500).sample_note()[-45:]
+        'images (sized to the time from a pilot of 500)'
         """
         if not self.images:
             return ""
         if self.images >= self.split_images:
             return f"scores from all {self.images} {self.split} images"
+        sized = f" (sized to the time from a pilot of {self.pilot})" if self.pilot else ""
         return (
             f"scores from a stratified sample of {self.images} of the {self.split_images} "
-            f"{self.split} images"
+            f"{self.split} images{sized}"
         )
 
     @property
@@ -167,6 +171,7 @@ class Ranking:
             "hedge": self.hedge,
             "images": self.images,
             "split_images": self.split_images,
+            "pilot": self.pilot,
             "shortlist": self.shortlist,
         }
 
@@ -187,6 +192,7 @@ class Ranking:
             hedge=bool(d.get("hedge", False)),  # saved before the hedge: as it was
             images=int(d.get("images", 0)),
             split_images=int(d.get("split_images", 0)),
+            pilot=int(d.get("pilot", 0)),
         )
 
 

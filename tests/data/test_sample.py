@@ -57,9 +57,29 @@ def test_train_chunks_cover_the_split_once_the_ranking_sample_first(image_folder
 
     ds = autotransfer.open_folder(image_folder)
     first = ranking_sample(ds, 2, 2, seed=0)
-    chunks = train_chunks(ds, first, 5, seed=0)
+    chunks = train_chunks(ds, [first], 5, seed=0)
     assert chunks[0].train == first.train and [len(c.train) for c in chunks] == [6, 5, 5, 5, 3]
     paths = [r.path for c in chunks for r in c.train]
     assert sorted(paths) == sorted(r.path for r in ds.train)
     assert all(c.val == ds.val for c in chunks)
     assert Counter(r.label for r in chunks[1].train + chunks[2].train).most_common()[-1][1] >= 3
+
+
+def test_the_pilot_is_a_part_of_the_larger_sample(tmp_path):
+    import autotransfer
+    from autotransfer.data.sample import ranking_sample, sample_parts, train_chunks
+    from autotransfer.testing.images import make_image_folder
+
+    folder = make_image_folder(tmp_path / "d", classes=("a", "b", "c"), per_class=40, size=(8, 8))
+    ds = autotransfer.open_folder(folder)  # 96 training images
+    pilot, rest = sample_parts(ds, 60, 30, seed=0, pilot=30)
+    whole = ranking_sample(ds, 60, 30, seed=0)
+    assert pilot.train == ranking_sample(ds, 30, 30, seed=0).train
+    assert len(pilot.train) == 30 and len(rest.train) == 30
+    assert {r.path for r in pilot.train + rest.train} == {r.path for r in whole.train}
+    assert Counter(r.label for r in pilot.train) == Counter({0: 10, 1: 10, 2: 10})
+    assert [p.train for p in sample_parts(ds, 60, 30, seed=0)] == [whole.train]
+    assert [p.train for p in sample_parts(ds, 60, 30, seed=0, pilot=60)] == [whole.train]
+    chunks = train_chunks(ds, [pilot, rest], 100, seed=0)
+    assert [c.train for c in chunks[:2]] == [pilot.train, rest.train]
+    assert sum(len(c.train) for c in chunks) == len(ds.train)

@@ -191,3 +191,43 @@ def test_a_slow_estimator_does_not_make_fit_overrun_its_budget(folder, tmp_path,
     assert elapsed < 30 + 10, elapsed  # without the limit inside scoring: 600 s and more
     assert result.best.state == "complete"
     assert any("slow_estimator" in why for why in result.ranking.skipped.values())
+
+
+def test_fit_sizes_the_ranking_sample_to_its_budget_and_trains_on_its_features(tmp_path, caplog):
+    """Past the pilot's 500 images the ranking's sample is sized from the pilot's rate; the
+    frozen-feature trial then reads the ranking's parts back from the cache and trains on
+    them, and on more of the split while its time lasts."""
+    import json
+    import logging
+
+    from autotransfer.testing.images import make_image_folder
+
+    folder = make_image_folder(
+        tmp_path / "data", classes=("a", "b", "c"), per_class=250, size=(16, 16)
+    )  # 600 training images
+    run = tmp_path / "run"
+    with caplog.at_level(logging.INFO, logger="autotransfer"):
+        result = autotransfer.fit(
+            folder,
+            run_dir=str(run),
+            backbones=(BACKBONE,),
+            strategies=("feature_extraction",),
+            resolution=32,
+            trackers=(),
+            time_budget=300,
+            n_trials=1,
+            rank_sample_size=560,
+            progress=False,
+        )
+    ranking = json.loads((run / "ranking.json").read_text())
+    assert (ranking["images"], ranking["pilot"], ranking["split_images"]) == (560, 500, 600)
+    assert result.ranking.pilot == 500 and "pilot of 500" in result.ranking.sample_note()
+    assert result.best.state == "complete"
+    read_back = [
+        r.getMessage()
+        for r in caplog.records
+        if r.getMessage().startswith(f"{BACKBONE}: 5") and "from cache" in r.getMessage()
+    ]
+    # the descriptors' and the trial's reads of the two parts: no part computed again
+    assert any(m.startswith(f"{BACKBONE}: 500 x") for m in read_back), read_back
+    assert any(m.startswith(f"{BACKBONE}: 560 x") for m in read_back), read_back
