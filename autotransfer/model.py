@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +41,7 @@ from autotransfer.model_files import (
     read_folder,
     write_folder,
 )
-from autotransfer.model_inputs import flatten_inputs, to_pil
+from autotransfer.model_inputs import flatten_inputs, input_batches
 from autotransfer.preprocessing import Preprocessing
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -144,7 +143,12 @@ class Classifier:
         >>> clf.predict_proba(torch.rand(4, 3, 64, 64)).sum(axis=1)   # doctest: +SKIP
         array([1., 1., 1., 1.], dtype=float32)
         """
-        from autotransfer.backbones.features import default_batch_size, resize_side, resolve_device
+        from autotransfer.backbones.features import (
+            default_batch_size,
+            default_num_workers,
+            resize_side,
+            resolve_device,
+        )
 
         items = flatten_inputs(inputs)
         dev = resolve_device(device)
@@ -161,20 +165,13 @@ class Classifier:
         # files are decoded as training decoded them (large JPEGs at a reduced scale)
         draft = resize_side(self.preprocessing.timm_config())
         out = []
-        workers = max(1, min(4, os.cpu_count() or 1, size))
-        with ThreadPoolExecutor(workers) as pool:
-            for start in range(0, len(items), size):
-                batch = list(
-                    pool.map(
-                        lambda x: transform(to_pil(x, draft=draft)), items[start : start + size]
-                    )
-                )
-                x = torch.stack(batch).to(dev, non_blocking=True)
-                if cuda:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=cuda):
-                    logits = module(x)
-                out.append(torch.softmax(logits.float(), dim=1).cpu())
+        for batch in input_batches(items, transform, draft, size, default_num_workers()):
+            x = batch.to(dev, non_blocking=True)
+            if cuda:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=cuda):
+                logits = module(x)
+            out.append(torch.softmax(logits.float(), dim=1).cpu())
         return torch.cat(out).numpy().astype(np.float32)
 
     def evaluate(

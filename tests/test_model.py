@@ -175,6 +175,16 @@ def test_batch_size_does_not_change_the_answer(clf, paths):
     )
 
 
+def test_many_files_decoded_in_loader_workers_give_the_same_answer(clf, paths):
+    from autotransfer.model_inputs import LOADER_MIN_FILES
+
+    many = (paths * (LOADER_MIN_FILES // len(paths) + 1))[: LOADER_MIN_FILES + 3]
+    in_workers = clf.predict_proba(many, batch_size=16)  # files: the loader's processes
+    in_threads = clf.predict_proba([load_image(p) for p in many], batch_size=16)
+    assert in_workers.shape == (len(many), len(CLASSES))
+    np.testing.assert_allclose(in_workers, in_threads, atol=1e-5)
+
+
 def test_grayscale_inputs_become_rgb(clf, paths):
     gray = load_image(paths[0]).convert("L")
     expected = clf.predict_proba(gray.convert("RGB"))
