@@ -21,6 +21,7 @@ from autotransfer.data.types import ImageDataset
 from autotransfer.errors import ConfigError, WeightsUnavailableError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from autotransfer.backbones.decoded import DecodedImages
     from autotransfer.backbones.features import FeatureSet
     from autotransfer.backbones.spec import BackboneSpec
     from autotransfer.data.descriptors import DatasetDescriptor
@@ -130,6 +131,7 @@ def _extract_one(
     progress: bool | None,
     others: Sequence[BackboneSpec] = (),
     deadline: float | None = None,
+    decoded: DecodedImages | None = None,
 ) -> dict[str, FeatureSet]:
     """Features of ``spec``, and of its cuts among ``others`` from the same pass, by id
     (``deadline``: see :func:`~autotransfer.backbones.features.extract_features`)."""
@@ -154,6 +156,7 @@ def _extract_one(
                 use_cache=s.use_cache,
                 progress=update,
                 deadline=deadline,
+                decoded=decoded,
             )
             if spec.cut is None:
                 pieces.append(extract_group(part, spec, cuts_of(spec, others), **opts))
@@ -258,8 +261,10 @@ def rank(
     >>> print(r.table()); r.shortlist              # doctest: +SKIP
     """
     from autotransfer import plugins
+    from autotransfer.backbones.decoded import DecodedImages
     from autotransfer.backbones.features import concat_features
     from autotransfer.errors import BudgetSpent
+    from autotransfer.strategies.image_store import default_memory_cap
     from autotransfer.transferability.ranking import Ranking, aggregate_scores, score_backbone
 
     settings = RankSettings(
@@ -312,6 +317,7 @@ def rank(
         "time, a smaller rank_sample_size, or name fewer backbones)"
     )
     queue = list(specs)
+    decoded = DecodedImages(default_memory_cap())  # each image decoded once for all
     for i in range(1, len(specs) + 1):
         spec = queue.pop(0)
         in_hand = spec.id in ready
@@ -326,7 +332,9 @@ def rank(
                 fs = ready.pop(spec.id)
             else:
                 label = f"[{i}/{len(specs)}]"
-                got = _extract_one(parts, spec, ex, "train", label, progress, queue, deadline)
+                got = _extract_one(
+                    parts, spec, ex, "train", label, progress, queue, deadline, decoded
+                )
                 if sizing:  # the pilot's seconds size the sample; this candidate reads the rest
                     sizing = False
                     n = _sized_sample(got[spec.id], specs, sample_seconds, len(ds.train))
@@ -341,7 +349,7 @@ def rank(
                     )
                     if len(parts) > 1:
                         more = _extract_one(
-                            parts[1:], spec, ex, "train", label, progress, queue, deadline
+                            parts[1:], spec, ex, "train", label, progress, queue, deadline, decoded
                         )
                         got = {k: concat_features([got[k], more[k]]) for k in got}
                 fs = got.pop(spec.id)
@@ -365,6 +373,12 @@ def rank(
         scoring.append(time.perf_counter() - t1)
         if not fs.from_cache and not in_hand:
             costs.append(time.perf_counter() - t0)
+    if decoded.hits:
+        log.info(
+            "%d passes read the images decoded by an earlier pass (%.0f MB held)",
+            decoded.hits,
+            decoded.bytes / 1e6,
+        )
     if skipped:
         log.warning(
             "Ranked %d of %d candidates within %.0f s; not scored: %s.",

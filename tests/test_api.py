@@ -195,15 +195,24 @@ def test_under_a_short_time_the_ranking_sample_is_the_pilot(larger_folder, tiny_
 
 
 def test_with_time_the_ranking_sample_grows_past_the_pilot_up_to_its_cap(
-    larger_folder, tiny_backbones, tmp_path
+    larger_folder, tiny_backbones, tmp_path, caplog
 ):
+    import logging
+
     from autotransfer.api import extract_all
     from autotransfer.data.sample import sample_parts
 
     ex = autotransfer.ExtractionSettings(resolution=48, num_workers=0, cache_dir=tmp_path)
-    r = autotransfer.rank(
-        larger_folder, backbones=tiny_backbones, extraction=ex, sample_size=560, sample_seconds=1e6
-    )
+    with caplog.at_level(logging.INFO, logger="autotransfer.api"):
+        r = autotransfer.rank(
+            larger_folder,
+            backbones=tiny_backbones,
+            extraction=ex,
+            sample_size=560,
+            sample_seconds=1e6,
+        )
+    # the second backbone read both parts' images as the first decoded them
+    assert "2 passes read the images decoded by an earlier pass" in caplog.text
     assert (r.images, r.pilot) == (560, 500)
     assert all(row.images == 560 for row in r.rows)
     assert "sample of 560 of the 600 train images (sized to the time from a pilot of 500)" in (

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from autotransfer.backbones.cuts import cut_model, cuts_of
+from autotransfer.backbones.decoded import DecodedImages
 from autotransfer.backbones.features import (
     FeatureSet,
     _cache_path,
@@ -125,6 +126,7 @@ def extract_group(
     use_cache: bool = True,
     progress: Callable[[int, int], None] | None = None,
     deadline: float | None = None,
+    decoded: DecodedImages | None = None,
 ) -> dict[str, FeatureSet]:
     """Features of the whole network ``spec`` and of ``cuts`` (its own cuts), by id.
 
@@ -132,7 +134,7 @@ def extract_group(
     that are not cached come from its pass (their ``seconds`` is the shared pass's, their
     ``meta["pass"]`` the whole network's id); a cut the pass cannot give, or any cut when
     the whole network is cached, gets a pass of its own (:func:`extract_features`).
-    ``deadline`` as for :func:`extract_features`.
+    ``deadline`` and ``decoded`` as for :func:`extract_features`.
     """
     from autotransfer.backbones.load import load_backbone
 
@@ -147,6 +149,7 @@ def extract_group(
         cache_dir=cache_dir,
         use_cache=use_cache,
         deadline=deadline,
+        decoded=decoded,
     )
     cfg = data_config(spec, resolution)
     key = _extraction_key(dataset, split, spec, cfg)
@@ -169,7 +172,16 @@ def extract_group(
         records = _records(dataset, split)
         dev = resolve_device(device)
         whole = _compute(
-            model, records, cfg, dev, batch_size, num_workers, progress, taps, deadline=deadline
+            model,
+            records,
+            cfg,
+            dev,
+            batch_size,
+            num_workers,
+            progress,
+            taps,
+            deadline=deadline,
+            decoded=decoded,
         )
         seconds = time.perf_counter() - start
         whole = _stamped(whole, key, seconds, spec, split, cfg)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from autotransfer.backbones.decoded import DecodedImages
 from autotransfer.backbones.spec import BackboneSpec
 from autotransfer.cache import atomic_write, cache_key, resolve_cache_dir
 from autotransfer.data.images import load_image
@@ -310,6 +311,7 @@ def extract_features(
     use_cache: bool = True,
     progress: Callable[[int, int], None] | None = None,
     deadline: float | None = None,
+    decoded: DecodedImages | None = None,
 ) -> FeatureSet:
     """Features of one split of ``dataset`` under ``spec``, from the cache when possible.
 
@@ -318,6 +320,8 @@ def extract_features(
     file that fails to load or to match its checksums is recomputed and replaced.
     ``deadline`` (a :func:`time.monotonic` time) is checked batch by batch: past it the
     pass stops and raises :class:`~autotransfer.errors.BudgetSpent`, caching nothing.
+    ``decoded`` (:class:`~autotransfer.backbones.decoded.DecodedImages`) shares decoded
+    images between the passes of several backbones.
 
     >>> fs = extract_features(ds, lookup_backbone("package:efficientnet_lite0"))  # doctest: +SKIP
     >>> fs.features.shape                                                         # doctest: +SKIP
@@ -336,7 +340,17 @@ def extract_features(
 
     start = time.perf_counter()
     model = load_backbone(spec)
-    fs = _compute(model, records, cfg, dev, batch_size, num_workers, progress, deadline=deadline)
+    fs = _compute(
+        model,
+        records,
+        cfg,
+        dev,
+        batch_size,
+        num_workers,
+        progress,
+        deadline=deadline,
+        decoded=decoded,
+    )
     fs = _stamped(fs, key, time.perf_counter() - start, spec, split, cfg)
     if use_cache:
         _save(path, fs)
@@ -390,10 +404,15 @@ def _compute(
     taps: Sequence[Any] = (),
     *,
     deadline: float | None = None,
+    decoded: DecodedImages | None = None,
 ) -> FeatureSet:
     """One pass of ``model`` over ``records``. ``taps`` (:class:`~autotransfer.backbones.
     cut_taps.CutTap`) read the cuts of the same network from it as it goes. Raises
-    :class:`~autotransfer.errors.BudgetSpent` when a batch ends past ``deadline``."""
+    :class:`~autotransfer.errors.BudgetSpent` when a batch ends past ``deadline``.
+    Loader workers decode, resize and crop to uint8; the batch is normalised on the
+    device. With ``decoded``, the crops are read from it when an earlier pass at the same
+    geometry left them there, and left there for the next pass when they fit."""
+    from autotransfer.backbones.decoded import split_transform
     from autotransfer.errors import BudgetSpent
 
     if deadline is not None and time.monotonic() > deadline:
@@ -404,15 +423,29 @@ def _compute(
     if cuda:
         model = model.to(memory_format=torch.channels_last)
     workers = default_num_workers() if num_workers is None else num_workers
-    loader = DataLoader(
-        _Images(records, eval_transform(cfg), draft=resize_side(cfg)),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=workers,
-        pin_memory=cuda,
-        persistent_workers=False,
-        prefetch_factor=4 if workers > 0 else None,
-    )
+    transform, normalise, geometry = eval_transform(cfg), None, None
+    if (parts := split_transform(transform)) is not None:
+        transform, normalise, geometry = parts
+    key = decoded.key(geometry, [r.path for r in records]) if decoded and geometry else None
+    held = decoded.get(key) if key else None
+    if held is not None:  # an earlier pass decoded them
+        ys = torch.as_tensor([r.label for r in records], dtype=torch.int64)
+        loader = [
+            (held[i : i + batch_size], ys[i : i + batch_size])
+            for i in range(0, len(held), batch_size)
+        ]
+    else:
+        loader = DataLoader(
+            _Images(records, transform, draft=resize_side(cfg)),
+            batch_size=batch_size,
+            shuffle=False,
+            num_workers=workers,
+            pin_memory=cuda,
+            persistent_workers=False,
+            prefetch_factor=4 if workers > 0 else None,
+        )
+    side = int(cfg["input_size"][-1])
+    keep = [] if key and held is None and decoded.fits(len(records) * 3 * side * side) else None
     stats = _ChannelStats()
     bn = _last_batchnorm(model)
     handle = bn.register_forward_pre_hook(stats) if bn is not None else None
@@ -423,7 +456,11 @@ def _compute(
     try:
         with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=cuda):
             for x, y in loader:
+                if keep is not None:
+                    keep.append(x)
                 x = x.to(dev, non_blocking=True)
+                if normalise is not None:
+                    x = normalise(x)
                 if cuda:
                     x = x.contiguous(memory_format=torch.channels_last)
                 f, lg = forward_batch(model, x)
@@ -446,6 +483,8 @@ def _compute(
             handle.remove()
         for tap in taps:
             tap.detach()
+    if keep:
+        decoded.keep(key, torch.cat(keep))
     return FeatureSet(
         features=torch.cat(feats).numpy().astype(np.float32),
         labels=torch.cat(labels).numpy().astype(np.int64),
