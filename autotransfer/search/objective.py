@@ -109,7 +109,9 @@ class SearchRun:
     # seconds per image of scoring each backbone's models, measured in this process
     scoring_rates: dict[str, float] = field(default_factory=dict)
 
-    def features(self, backbone: str, split: str, deadline: float | None = None) -> Any:
+    def features(
+        self, backbone: str, split: str, deadline: float | None = None, *, more: bool = True
+    ) -> Any:
         """Frozen features of ``split`` under a shortlisted backbone; a whole network's
         shortlisted cuts come from the same pass (kept for their own trials).
 
@@ -117,10 +119,11 @@ class SearchRun:
         train_chunks`: the ranking's sample first, its features cached, then the other
         images in a stratified order), each cached, until ``deadline``: a trial gets the
         largest stratified part of the split that its time allows, and the next trial on
-        the backbone starts from the chunks already read."""
+        the backbone starts from the chunks already read. ``more=False``: the ranking's
+        sample and the chunks already read, no more."""
         key = (backbone, split)
         if split == "train":
-            return self._train_features(backbone, deadline)
+            return self._train_features(backbone, deadline, more)
         if key not in self._features:
             got = self._extract(backbone, self.dataset, split, deadline)
             for sid, fs in got.items():
@@ -145,24 +148,35 @@ class SearchRun:
             deadline=deadline,
         )
 
-    def _train_features(self, backbone: str, deadline: float | None) -> Any:
-        import dataclasses
+    def grows(self) -> bool:
+        """Whether the training split is larger than the ranking's sample: the frozen-
+        feature heads are then first compared on the sample, and the best one reads more
+        of the split (see :func:`~autotransfer.search.runner.grow_the_best`)."""
+        return len(self._train_chunks()) > self._first
 
-        from autotransfer.backbones.features import concat_features
+    def _train_chunks(self) -> list[ImageDataset]:
         from autotransfer.data.sample import sample_parts, train_chunks
-        from autotransfer.errors import BudgetSpent
 
         if self._chunks is None:
             size, per_class, pilot = self.rank_sample
             first = sample_parts(self.dataset, size, per_class, self.seed, pilot)
             self._chunks = train_chunks(self.dataset, first, FEATURE_CHUNK, self.seed)
             self._first = len(first)
+        return self._chunks
+
+    def _train_features(self, backbone: str, deadline: float | None, more: bool = True) -> Any:
+        import dataclasses
+
+        from autotransfer.backbones.features import concat_features
+        from autotransfer.errors import BudgetSpent
+
+        chunks = self._train_chunks()
         have = self._features.get((backbone, "train"))
         done = have.meta.get("chunks", 0) if have is not None else 0
-        if done == len(self._chunks):
+        if done == len(chunks) or (not more and done >= self._first):
             return have
         parts = [have] if have is not None else []
-        for chunk in self._chunks[done:]:
+        for chunk in chunks[done : None if more else self._first]:
             # the ranking's (cached) sample whatever the time: a model needs features
             limit = None if done < self._first else deadline
             try:
@@ -174,7 +188,7 @@ class SearchRun:
         whole = concat_features(parts)
         whole = dataclasses.replace(whole, meta={**whole.meta, "chunks": done})
         self._features[(backbone, "train")] = whole
-        if done < len(self._chunks):
+        if done < len(chunks):
             log.info(
                 "%s: features of %d of the %d training images (a stratified part) within "
                 "the trial's time",
@@ -279,8 +293,11 @@ def objective(sr: SearchRun, trial: optuna.Trial) -> float:
 
     start = time.monotonic()
     stage = "train"
+    grow = bool(trial.user_attrs.get("grow"))
     try:
-        model, outcome = train_model(sr, backbone, name, dict(params), trial.number, report)
+        model, outcome = train_model(
+            sr, backbone, name, dict(params), trial.number, report, grow=grow
+        )
         stage = "evaluate"
         metrics = _val_metrics(sr, backbone, model, outcome)
     except optuna.TrialPruned:
@@ -343,20 +360,24 @@ def train_model(
     report: Any,
     *,
     deadline: float | None = None,
+    grow: bool = False,
 ) -> tuple[Any, Any]:
     """Train trial ``number``'s configuration: the classifier and the strategy's outcome.
 
     The deadline is the budget's, less the time the scoring and saving after training
     take (:meth:`SearchRun.closing_reserve`), or the trial time limit from now when
     sooner (or ``deadline`` when given); the seed is the fit's plus the trial number, so
-    the same trial trains the same way again.
+    the same trial trains the same way again. Frozen features of a training split larger
+    than the ranking's sample: ``grow``, as much of it as :data:`FEATURE_SHARE` of the
+    time left allows (the trial limit does not apply: this is the one trial that reads
+    the split); else the sample and what earlier trials read.
     """
     from autotransfer.model import Classifier, Preprocessing
 
     if deadline is None:
         left = sr.training_left()
         deadline = None if left is None else time.monotonic() + left
-        if sr.trial_limit is not None:
+        if sr.trial_limit is not None and not grow:
             own = time.monotonic() + sr.trial_limit
             deadline = own if deadline is None else min(deadline, own)
     ctx = TrainContext(
@@ -372,7 +393,7 @@ def train_model(
         class_weights=sr.class_weights,
         deadline=deadline,
         report=report,
-        features=lambda split: _features(sr, backbone, split, deadline),
+        features=lambda split: _features(sr, backbone, split, deadline, grow),
         images=sr.images,
         search=sr.search,
         log=log,
@@ -394,16 +415,20 @@ def train_model(
     return model, outcome
 
 
-def _features(sr: SearchRun, backbone: str, split: str, deadline: float | None) -> Any:
-    """A trial's frozen features: the validation sample's first, then as much of the
-    training split as :data:`FEATURE_SHARE` of the time left allows."""
-    if sr.completed == 0:  # a fit needs a model: the first trial's validation sample in full
-        deadline_val = None
-    else:
-        deadline_val = deadline
+def _features(
+    sr: SearchRun, backbone: str, split: str, deadline: float | None, grow: bool = False
+) -> Any:
+    """A trial's frozen features: the validation sample's first, then the training split.
+    Under a time budget, where the split is larger than the ranking's sample, a ``grow``
+    trial reads as much of it as :data:`FEATURE_SHARE` of the time left allows, the
+    others the sample (and what earlier trials read); without one, all of it."""
+    # a fit needs a model: the first trial's validation sample in full
+    deadline_val = None if sr.completed == 0 else deadline
     if split != "train" or deadline is None:
         return sr.features(backbone, split, deadline_val if split == "val" else deadline)
     sr.features(backbone, "val", deadline_val)
+    if not grow and sr.grows():
+        return sr.features(backbone, "train", None, more=False)
     now = time.monotonic()
     return sr.features(backbone, "train", now + FEATURE_SHARE * max(0.0, deadline - now))
 
@@ -429,6 +454,7 @@ def rebuild(sr: SearchRun, trial: optuna.trial.FrozenTrial) -> Any:
             trial.number,
             lambda epoch, metrics: None,
             deadline=deadline,
+            grow=bool(trial.user_attrs.get("grow")),
         )
     except Exception as exc:
         raise RuntimeError(plugin_error(record.strategy, "train", exc)) from exc

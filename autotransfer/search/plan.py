@@ -24,6 +24,7 @@ from autotransfer.strategies.base import SearchContext, Strategy
 log = logging.getLogger(__name__)
 
 SMALL = 2_000  # training images per dataset under which data count as "small"
+CHEAP = 0.1  # strategies under this relative cost (frozen features) run first, on every backbone
 SIMILAR = 0.5  # similarity (0..1) above which data count as close to the source
 
 
@@ -65,7 +66,7 @@ def prior_trials(
     from autotransfer.backbones.families import other_family
 
     ordered = strategy_order(strategies, search)
-    cheap = [s for s in ordered if s.relative_cost < 0.1]
+    cheap = [s for s in ordered if s.relative_cost < CHEAP]
     pairs = [(b, s) for s in cheap for b in shortlist]
     tuning = [s for s in ordered if s not in cheap]
     pairs += [(shortlist[0], s) for s in tuning]

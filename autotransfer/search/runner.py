@@ -192,10 +192,66 @@ def make_plan(
 
 
 def enqueue_priors(study: optuna.Study, sr: SearchRun) -> None:
+    """Enqueue the plan's prior trials (:func:`~autotransfer.search.plan.prior_trials`).
+    Under a time budget, where the training split is larger than the ranking's sample,
+    the frozen-feature heads come first alone: :func:`grow_the_best` enqueues the rest
+    once they are done."""
+    for params in _priors(sr, cheap_only=_grows(sr)):
+        study.enqueue_trial(params, user_attrs={"prior": True}, skip_if_exists=True)
+    grow_the_best(study, sr)
+
+
+def grow_the_best(study: optuna.Study, sr: SearchRun) -> None:
+    """Once the frozen-feature heads of every shortlisted backbone are trained on the
+    ranking's sample, the best of them (by validation accuracy) runs again as the next
+    trial and reads as much of the training split as the time allows (its ``grow``
+    attribute), before the other priors: a careful engineer's choice between backbones
+    that the estimators cannot tell apart, then the whole time on the winner's features.
+    Nothing to do for a split no larger than the sample, or without a time budget."""
+    if not _grows(sr):
+        return
+    trials = study.get_trials(deepcopy=False)
+    if any(t.user_attrs.get("grow") for t in trials):
+        return
+    waiting = (optuna.trial.TrialState.WAITING, optuna.trial.TrialState.RUNNING)
+    if any(t.user_attrs.get("prior") and t.state in waiting for t in trials):
+        return  # the heads on the sample are not all trained yet
+    done = [
+        t
+        for t in trials
+        if t.user_attrs.get("prior")
+        and t.state == optuna.trial.TrialState.COMPLETE
+        and t.params.get("strategy") in _cheap(sr)
+    ]
+    if done:
+        best = max(done, key=lambda t: (t.value, -t.number))
+        log.info(
+            "Frozen-feature heads compared on the ranking's sample: %s on %s is the best "
+            "(validation %.4f); it now reads as much of the training split as the time allows.",
+            best.params["strategy"],
+            best.params["backbone"],
+            best.value,
+        )
+        study.enqueue_trial(dict(best.params), user_attrs={"prior": True, "grow": True})
+    for params in _priors(sr, cheap_only=False):
+        study.enqueue_trial(params, user_attrs={"prior": True}, skip_if_exists=True)
+
+
+def _grows(sr: SearchRun) -> bool:
+    return sr.budget.seconds is not None and sr.grows() and bool(_cheap(sr))
+
+
+def _cheap(sr: SearchRun) -> set[str]:
+    from autotransfer.search.plan import CHEAP
+
+    return {n for n, s in sr.strategies.items() if s.relative_cost < CHEAP}
+
+
+def _priors(sr: SearchRun, cheap_only: bool) -> list[dict[str, Any]]:
     from autotransfer.search.plan import prior_trials
 
-    for params in prior_trials(list(sr.specs), list(sr.strategies.values()), sr.search):
-        study.enqueue_trial(params, user_attrs={"prior": True}, skip_if_exists=True)
+    priors = prior_trials(list(sr.specs), list(sr.strategies.values()), sr.search)
+    return [p for p in priors if p["strategy"] in _cheap(sr)] if cheap_only else priors
 
 
 @contextlib.contextmanager
@@ -253,6 +309,10 @@ def run_trials(
                 "" if left is None else f"; {math.ceil(left)} s left",
             )
 
+        def grow(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            if not sr.run.is_worker:
+                grow_the_best(study, sr)
+
         def stop_when_spent(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             left = sr.training_left()
             if left is not None and left < MIN_TRIAL_SECONDS:
@@ -260,7 +320,7 @@ def run_trials(
 
         done = len(study.get_trials(deepcopy=False, states=FINISHED))
         update(done, **_bar_postfix(_best_value(study), sr.budget.left()))
-        callbacks += [show, stop_when_spent]
+        callbacks += [show, grow, stop_when_spent]
         left = sr.budget.left()
         training = sr.training_left()
         if training is not None and training < MIN_TRIAL_SECONDS and _best_value(study) is not None:

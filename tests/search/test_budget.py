@@ -231,3 +231,42 @@ def test_fit_sizes_the_ranking_sample_to_its_budget_and_trains_on_its_features(t
     # the descriptors' and the trial's reads of the two parts: no part computed again
     assert any(m.startswith(f"{BACKBONE}: 500 x") for m in read_back), read_back
     assert any(m.startswith(f"{BACKBONE}: 560 x") for m in read_back), read_back
+
+
+def test_the_best_frozen_head_on_the_sample_then_reads_more_of_the_split(tmp_path):
+    """With a split larger than the ranking's sample, each shortlisted backbone's frozen
+    head is trained on the sample first; the best of them then runs again, before any
+    other prior, and reads more of the split."""
+    from autotransfer.search.study import open_study
+    from autotransfer.testing.images import make_image_folder
+
+    folder = make_image_folder(
+        tmp_path / "data", classes=("a", "b", "c"), per_class=100, size=(16, 16)
+    )  # 240 training images
+    run = tmp_path / "run"
+    result = autotransfer.fit(
+        folder,
+        run_dir=str(run),
+        backbones=(BACKBONE, OTHER),
+        strategies=("feature_extraction", "partial_freeze"),
+        resolution=32,
+        trackers=(),
+        time_budget=600,
+        n_trials=3,
+        rank_sample_size=60,
+        hedge=False,
+        progress=False,
+    )
+    study = open_study(run, storage=None, study_name="autotransfer", seed=0, pruner="median")
+    trials = sorted(
+        study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)), key=lambda t: t.number
+    )
+    first, second, grown = trials
+    assert {first.params["backbone"], second.params["backbone"]} == {BACKBONE, OTHER}
+    assert all(t.params["strategy"] == "feature_extraction" for t in trials)
+    assert first.user_attrs["info"]["train_images"] == 60
+    assert second.user_attrs["info"]["train_images"] == 60
+    best = max((first, second), key=lambda t: (t.value, -t.number))
+    assert grown.user_attrs.get("grow") and grown.params == best.params
+    assert grown.user_attrs["info"]["train_images"] == 240  # the whole split, in time
+    assert len(result.leaderboard) == 3
