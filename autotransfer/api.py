@@ -157,6 +157,7 @@ def _extract_one(
                 progress=update,
                 deadline=deadline,
                 decoded=decoded,
+                jpeg_decode=s.jpeg_decode,
             )
             if spec.cut is None:
                 pieces.append(extract_group(part, spec, cuts_of(spec, others), **opts))
@@ -624,7 +625,9 @@ def _describe_and_rank(ds, s: FitSettings, run_dir, plan, budget, progress):
     (run_dir / "fit_settings.json").write_text(json.dumps(s.to_dict(), indent=2))
     basic = describe_dataset(ds, {})
     res = s.resolution or auto_resolution(resolve_device(s.device).type, median_side(basic))
-    ex = ExtractionSettings(resolution=res, device=s.device, num_workers=s.num_workers)
+    ex = ExtractionSettings(
+        resolution=res, device=s.device, num_workers=s.num_workers, jpeg_decode=s.jpeg_decode
+    )
     left = budget.left()
     ranking = rank(
         ds,

@@ -47,8 +47,15 @@ class ExtractionSettings:
     device: str | None = None  # None: CUDA when present, else CPU
     cache_dir: str | os.PathLike[str] | None = None  # None: autotransfer.cache.default_cache_dir()
     use_cache: bool = True
+    # where JPEGs are decoded: "auto" (on a CUDA device, in batches; else on the host),
+    # "device" or "host" (PIL in the loader workers)
+    jpeg_decode: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.jpeg_decode not in ("auto", "device", "host"):
+            raise ConfigError(
+                f"jpeg_decode must be 'auto', 'device' or 'host', got {self.jpeg_decode!r}."
+            )
         if self.resolution is not None and not 16 <= int(self.resolution) <= 1024:
             raise ConfigError(
                 f"resolution must be between 16 and 1024 pixels, got {self.resolution!r}; "
@@ -169,6 +176,7 @@ class FitSettings:
     seed: int = 0
     device: str | None = None
     num_workers: int | None = None
+    jpeg_decode: str = "auto"  # ExtractionSettings.jpeg_decode
     # decoded training images kept in memory ("2GB"; None: 25 % of the available memory);
     # past it they live in a memory map on disk, under the cache folder
     image_cache_memory: str | float | None = None
@@ -213,6 +221,7 @@ class FitSettings:
         if self.batch_size is not None and int(self.batch_size) < 1:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size!r}.")
         parse_size(self.image_cache_memory, "image_cache_memory")
+        ExtractionSettings(jpeg_decode=self.jpeg_decode)  # checks it
         for name, value, allowed in (
             ("augment", self.augment, AUGMENTATIONS),
             ("class_weights", self.class_weights, CLASS_WEIGHTS),

@@ -127,6 +127,7 @@ def extract_group(
     progress: Callable[[int, int], None] | None = None,
     deadline: float | None = None,
     decoded: DecodedImages | None = None,
+    jpeg_decode: str = "auto",
 ) -> dict[str, FeatureSet]:
     """Features of the whole network ``spec`` and of ``cuts`` (its own cuts), by id.
 
@@ -134,7 +135,7 @@ def extract_group(
     that are not cached come from its pass (their ``seconds`` is the shared pass's, their
     ``meta["pass"]`` the whole network's id); a cut the pass cannot give, or any cut when
     the whole network is cached, gets a pass of its own (:func:`extract_features`).
-    ``deadline`` and ``decoded`` as for :func:`extract_features`.
+    ``deadline``, ``decoded`` and ``jpeg_decode`` as for :func:`extract_features`.
     """
     from autotransfer.backbones.load import load_backbone
 
@@ -150,6 +151,7 @@ def extract_group(
         use_cache=use_cache,
         deadline=deadline,
         decoded=decoded,
+        jpeg_decode=jpeg_decode,
     )
     cfg = data_config(spec, resolution)
     key = _extraction_key(dataset, split, spec, cfg)
@@ -182,6 +184,7 @@ def extract_group(
             taps,
             deadline=deadline,
             decoded=decoded,
+            jpeg_decode=jpeg_decode,
         )
         seconds = time.perf_counter() - start
         whole = _stamped(whole, key, seconds, spec, split, cfg)

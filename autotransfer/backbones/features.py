@@ -312,6 +312,7 @@ def extract_features(
     progress: Callable[[int, int], None] | None = None,
     deadline: float | None = None,
     decoded: DecodedImages | None = None,
+    jpeg_decode: str = "auto",
 ) -> FeatureSet:
     """Features of one split of ``dataset`` under ``spec``, from the cache when possible.
 
@@ -321,7 +322,8 @@ def extract_features(
     ``deadline`` (a :func:`time.monotonic` time) is checked batch by batch: past it the
     pass stops and raises :class:`~autotransfer.errors.BudgetSpent`, caching nothing.
     ``decoded`` (:class:`~autotransfer.backbones.decoded.DecodedImages`) shares decoded
-    images between the passes of several backbones.
+    images between the passes of several backbones. ``jpeg_decode``: where JPEGs are
+    decoded (:func:`~autotransfer.backbones.device_decode.use_device_decode`).
 
     >>> fs = extract_features(ds, lookup_backbone("package:efficientnet_lite0"))  # doctest: +SKIP
     >>> fs.features.shape                                                         # doctest: +SKIP
@@ -350,6 +352,7 @@ def extract_features(
         progress,
         deadline=deadline,
         decoded=decoded,
+        jpeg_decode=jpeg_decode,
     )
     fs = _stamped(fs, key, time.perf_counter() - start, spec, split, cfg)
     if use_cache:
@@ -405,13 +408,16 @@ def _compute(
     *,
     deadline: float | None = None,
     decoded: DecodedImages | None = None,
+    jpeg_decode: str = "auto",
 ) -> FeatureSet:
     """One pass of ``model`` over ``records``. ``taps`` (:class:`~autotransfer.backbones.
     cut_taps.CutTap`) read the cuts of the same network from it as it goes. Raises
     :class:`~autotransfer.errors.BudgetSpent` when a batch ends past ``deadline``.
     Loader workers decode, resize and crop to uint8; the batch is normalised on the
     device. With ``decoded``, the crops are read from it when an earlier pass at the same
-    geometry left them there, and left there for the next pass when they fit."""
+    geometry left them there, and left there for the next pass when they fit. With device decoding
+    (``jpeg_decode``), the workers read JPEG files' bytes and the device decodes them."""
+    from autotransfer.backbones import device_decode
     from autotransfer.backbones.decoded import split_transform
     from autotransfer.errors import BudgetSpent
 
@@ -434,18 +440,28 @@ def _compute(
             (held[i : i + batch_size], ys[i : i + batch_size])
             for i in range(0, len(held), batch_size)
         ]
-    else:
+    on_device = held is None and normalise is not None
+    on_device = on_device and device_decode.use_device_decode(jpeg_decode, dev, records)
+    if held is None:
         loader = DataLoader(
-            _Images(records, transform, draft=resize_side(cfg)),
+            device_decode.FileBytes(records, transform, resize_side(cfg))
+            if on_device
+            else _Images(records, transform, draft=resize_side(cfg)),
             batch_size=batch_size,
             shuffle=False,
             num_workers=workers,
-            pin_memory=cuda,
+            pin_memory=cuda and not on_device,
             persistent_workers=False,
             prefetch_factor=4 if workers > 0 else None,
+            collate_fn=device_decode.collate if on_device else None,
         )
     side = int(cfg["input_size"][-1])
     keep = [] if key and held is None and decoded.fits(len(records) * 3 * side * side) else None
+    if on_device:  # decoding there is cheap: nothing held
+        keep = None
+        on_device_geometry = device_decode.DeviceGeometry(
+            resize_side(cfg), side, cfg.get("interpolation", "bilinear")
+        )
     stats = _ChannelStats()
     bn = _last_batchnorm(model)
     handle = bn.register_forward_pre_hook(stats) if bn is not None else None
@@ -456,6 +472,10 @@ def _compute(
     try:
         with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=cuda):
             for x, y in loader:
+                if on_device:
+                    x = device_decode.decode_batch(
+                        x, dev, on_device_geometry, transform, resize_side(cfg)
+                    )
                 if keep is not None:
                     keep.append(x)
                 x = x.to(dev, non_blocking=True)

@@ -71,6 +71,13 @@ def _add_extraction_args(p: argparse.ArgumentParser) -> None:
         help="images per forward pass (default: 8 on CPU, 128 on CUDA)",
     )
     p.add_argument("--workers", type=int, default=None, help="data-loader workers")
+    p.add_argument(
+        "--jpeg-decode",
+        choices=("auto", "device", "host"),
+        default="auto",
+        help="where JPEGs are decoded: on the device in batches, or by the loader workers "
+        "(default auto: the device when it is a GPU)",
+    )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA if present)")
     p.add_argument(
         "--cache-dir", default=None, help="feature cache (default: ~/.cache/autotransfer)"
@@ -87,6 +94,7 @@ def _settings(args: argparse.Namespace):
         resolution=args.resolution,
         batch_size=args.batch_size,
         num_workers=args.workers,
+        jpeg_decode=args.jpeg_decode,
         device=args.device,
         cache_dir=args.cache_dir,
         use_cache=not args.no_cache,

@@ -58,6 +58,7 @@ def _fit_settings(args: argparse.Namespace):
         seed=args.seed,
         device=args.device,
         num_workers=args.workers,
+        jpeg_decode=args.jpeg_decode,
         run_dir=args.run_dir,
         storage=args.storage,
         study_name=args.study_name,
@@ -256,6 +257,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pruner", default="median", choices=("median", "none"))
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA if present)")
     p.add_argument("--workers", type=int, default=None, help="data-loader workers")
+    p.add_argument(
+        "--jpeg-decode",
+        choices=("auto", "device", "host"),
+        default="auto",
+        help="where JPEGs are decoded: on the device in batches, or by the loader workers "
+        "(default auto: the device when it is a GPU)",
+    )
     p.add_argument("--run-dir", default=None, help="default: ./autotransfer-runs/<folder name>")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite file)")
     p.add_argument("--study-name", default="autotransfer")

@@ -163,6 +163,7 @@ def prepare(
             resolution=int(plan["resolution"]),
             device=settings.device,
             num_workers=settings.num_workers,
+            jpeg_decode=settings.jpeg_decode,
         ),
     )
     return study, sr
