@@ -38,6 +38,11 @@ FEATURE_CHUNK = 2048  # training images per cached chunk of frozen features
 # the share of a frozen-feature trial's time its training features may take; the rest is
 # for the validation features and the head's fit
 FEATURE_SHARE = 0.6
+# ...and of the training time left, for the trial that grows the best head on a split larger
+# than the ranking's sample: when reading the split's features takes more than this, a
+# fine-tune (an epoch over it costs about three such reads, on any device) could not
+# converge in what would be left, so the time goes to the head (benchmarks/scale.py)
+GROW_SHARE = 0.85
 # the most of the time budget the pick's final scoring on the whole validation split may take
 FULL_VAL_SHARE = 0.1
 
@@ -368,7 +373,7 @@ def train_model(
     take (:meth:`SearchRun.closing_reserve`), or the trial time limit from now when
     sooner (or ``deadline`` when given); the seed is the fit's plus the trial number, so
     the same trial trains the same way again. Frozen features of a training split larger
-    than the ranking's sample: ``grow``, as much of it as :data:`FEATURE_SHARE` of the
+    than the ranking's sample: ``grow``, as much of it as :data:`GROW_SHARE` of the
     time left allows (the trial limit does not apply: this is the one trial that reads
     the split); else the sample and what earlier trials read.
     """
@@ -420,7 +425,7 @@ def _features(
 ) -> Any:
     """A trial's frozen features: the validation sample's first, then the training split.
     Under a time budget, where the split is larger than the ranking's sample, a ``grow``
-    trial reads as much of it as :data:`FEATURE_SHARE` of the time left allows, the
+    trial reads as much of it as :data:`GROW_SHARE` of the time left allows, the
     others the sample (and what earlier trials read); without one, all of it."""
     # a fit needs a model: the first trial's validation sample in full
     deadline_val = None if sr.completed == 0 else deadline
@@ -430,7 +435,8 @@ def _features(
     if not grow and sr.grows():
         return sr.features(backbone, "train", None, more=False)
     now = time.monotonic()
-    return sr.features(backbone, "train", now + FEATURE_SHARE * max(0.0, deadline - now))
+    share = GROW_SHARE if grow else FEATURE_SHARE
+    return sr.features(backbone, "train", now + share * max(0.0, deadline - now))
 
 
 def rebuild(sr: SearchRun, trial: optuna.trial.FrozenTrial) -> Any:

@@ -270,3 +270,57 @@ def test_the_best_frozen_head_on_the_sample_then_reads_more_of_the_split(tmp_pat
     assert grown.user_attrs.get("grow") and grown.params == best.params
     assert grown.user_attrs["info"]["train_images"] == 240  # the whole split, in time
     assert len(result.leaderboard) == 3
+
+
+def _register_slow_network() -> str:
+    """A timm architecture whose forward pass takes 6 s a batch: a backbone far slower
+    than the time a test gives it (registered in timm's own registry, as a user's
+    architecture would be)."""
+    import time
+
+    import timm
+    from timm.models import register_model
+
+    name = "test_resnet_slow"
+    if not timm.is_model(name):
+
+        def test_resnet_slow(pretrained: bool = False, **kwargs):
+            model = timm.create_model("test_resnet", pretrained=False, **kwargs)
+            fast = model.forward_features
+
+            def slow(x):
+                time.sleep(6.0)
+                return fast(x)
+
+            model.forward_features = slow
+            return model
+
+        test_resnet_slow.__module__ = __name__
+        register_model(test_resnet_slow)
+    return f"random:{name}"
+
+
+def test_a_slow_backbone_does_not_make_fit_overrun_its_budget(folder, tmp_path):
+    """Extraction checks the time batch by batch: a candidate whose pass cannot end within
+    the ranking's share is stopped and listed as not ranked, and the fit still ends
+    within its budget with a model."""
+    import time
+
+    slow = _register_slow_network()
+    start = time.monotonic()
+    result = autotransfer.fit(
+        folder,
+        run_dir=str(tmp_path / "run"),
+        backbones=(BACKBONE, slow),  # equal priors: ranked in this order
+        strategies=("feature_extraction",),
+        resolution=32,
+        trackers=(),
+        time_budget=40,
+        rank_share=0.3,
+        progress=False,
+    )
+    elapsed = time.monotonic() - start
+    assert elapsed < 40 + 8, elapsed  # one pass of the slow network alone: 6 s x 3 batches
+    assert result.best.state == "complete"
+    assert slow in result.ranking.skipped, result.ranking.skipped
+    assert "time" in result.ranking.skipped[slow]
