@@ -15,6 +15,7 @@ the time allows after the test split's features.
 
     python benchmarks/scale.py [--sizes 1000,5000,20000,60000] [--budget 600]
     python benchmarks/scale.py --baseline-only
+    python benchmarks/scale.py --render          # the table and plot again, from the JSON
 """
 
 from __future__ import annotations
@@ -200,6 +201,7 @@ def main(argv=None) -> int:
     p.add_argument("--budget", type=float, default=600.0)
     p.add_argument("--baseline-only", action="store_true")
     p.add_argument("--no-baseline", action="store_true")
+    p.add_argument("--render", action="store_true", help="only the table and plot of --out")
     p.add_argument("--test-n", type=int, default=None, help="test images (a dry run: fewer)")
     p.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--baseline", action="store_true", help=argparse.SUPPRESS)
@@ -216,7 +218,7 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="scale-bench-"))
     env = {**os.environ, "AUTOTRANSFER_CACHE": str(tmp / "cache")}  # a cold cache per run
     rows = []
-    sizes = [] if args.baseline_only else [int(x) for x in args.sizes.split(",")]
+    sizes = [] if args.baseline_only or args.render else [int(x) for x in args.sizes.split(",")]
     for n in sizes:
         js = tmp / f"fit_{n}.json"
         env["AUTOTRANSFER_CACHE"] = str(tmp / f"cache_{n}")
@@ -232,16 +234,16 @@ def main(argv=None) -> int:
             flush=True,
         )
     base = None
-    if not args.no_baseline:
+    if not (args.no_baseline or args.render):
         js = tmp / "baseline.json"
         env["AUTOTRANSFER_CACHE"] = str(tmp / "cache_baseline")
         cmd = [sys.executable, __file__, "--baseline", "--budget", str(args.budget)]
         subprocess.run([*cmd, "--json", str(js)], env=env, check=True)
         base = json.loads(js.read_text())
         print("baseline:", base, flush=True)
-    info = machine_info()
     saved = out.with_suffix(".json")
     prev = json.loads(saved.read_text()) if saved.exists() else {}
+    info = prev["machine"] if args.render else machine_info()
     rows = rows or prev.get("rows", [])
     base = base or prev.get("baseline")
     out.with_suffix(".json").write_text(
@@ -261,6 +263,7 @@ def main(argv=None) -> int:
             "ranked": f"{r['ranked_with_features']} of {OFFLINE} ({r['rank_images']} images)",
             "trials": f"{r['complete']}/{r['trials']}",
             "pick": r["pick"],
+            "pick's train images": (r.get("pick_info") or {}).get("train_images", "all"),
             "test acc": r["test_accuracy"],
         }
         for r in rows
