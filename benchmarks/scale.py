@@ -75,7 +75,7 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 
 
-def one_fit(n: int, budget: float, out: Path, test_n: int | None = None) -> None:
+def one_fit(n: int, budget: float, out: Path, test_n: int | None = None, seed: int = 0) -> None:
     """Run in a child process: one fit, its figures written to ``out`` as JSON."""
     import logging
 
@@ -89,12 +89,13 @@ def one_fit(n: int, budget: float, out: Path, test_n: int | None = None) -> None
     print(f"N={n}: log in {log_file}", flush=True)
     folder = make_folder(n, tmp / "data", test_n)
     start = time.perf_counter()
-    result = autotransfer.fit(str(folder), time_budget=budget, run_dir=str(tmp / "run"))
+    result = autotransfer.fit(str(folder), time_budget=budget, run_dir=str(tmp / "run"), seed=seed)
     wall = time.perf_counter() - start
     ds = autotransfer.open_folder(folder, progress=False)  # from the scan cache
     ranking = result.ranking
     record = {
         "N": n,
+        "seed": seed,
         "train": len(ds.train),
         "val": len(ds.val),
         "test": len(ds.test),
@@ -199,6 +200,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default=",".join(map(str, SIZES)))
     p.add_argument("--budget", type=float, default=600.0)
+    p.add_argument("--seed", type=int, default=0, help="fit's seed (the folder's sample: 0)")
     p.add_argument("--baseline-only", action="store_true")
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument("--render", action="store_true", help="only the table and plot of --out")
@@ -209,7 +211,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(HERE / "results" / "scale_cpu"))
     args = p.parse_args(argv)
     if args.one is not None:
-        one_fit(args.one, args.budget, Path(args.json), args.test_n)
+        one_fit(args.one, args.budget, Path(args.json), args.test_n, args.seed)
         return 0
     if args.baseline:
         baseline(args.budget, Path(args.json))
@@ -223,6 +225,7 @@ def main(argv=None) -> int:
         js = tmp / f"fit_{n}.json"
         env["AUTOTRANSFER_CACHE"] = str(tmp / f"cache_{n}")
         cmd = [sys.executable, __file__, "--one", str(n), "--budget", str(args.budget)]
+        cmd += ["--seed", str(args.seed)]
         if args.test_n:
             cmd += ["--test-n", str(args.test_n)]
         subprocess.run([*cmd, "--json", str(js)], env=env, check=True)
