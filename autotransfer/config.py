@@ -18,6 +18,9 @@ RANK_PILOT_SIZE = 500
 RANK_SAMPLE_SHARE = 0.2  # ...and the sample grows to what this share of the time left allows
 RANK_SCORING_ALLOWANCE = 0.5  # the estimators' seconds, as a share of the extraction's
 
+# where JPEGs are decoded (ExtractionSettings.jpeg_decode); the first is the default
+JPEG_DECODE = ("auto", "device", "host")
+
 
 @dataclass(frozen=True)
 class DataSettings:
@@ -49,10 +52,10 @@ class ExtractionSettings:
     use_cache: bool = True
     # where JPEGs are decoded: "auto" (on a CUDA device, in batches; else on the host),
     # "device" or "host" (PIL in the loader workers)
-    jpeg_decode: str = "auto"
+    jpeg_decode: str = JPEG_DECODE[0]
 
     def __post_init__(self) -> None:
-        if self.jpeg_decode not in ("auto", "device", "host"):
+        if self.jpeg_decode not in JPEG_DECODE:
             raise ConfigError(
                 f"jpeg_decode must be 'auto', 'device' or 'host', got {self.jpeg_decode!r}."
             )
@@ -176,7 +179,7 @@ class FitSettings:
     seed: int = 0
     device: str | None = None
     num_workers: int | None = None
-    jpeg_decode: str = "auto"  # ExtractionSettings.jpeg_decode
+    jpeg_decode: str = JPEG_DECODE[0]  # ExtractionSettings.jpeg_decode
     # decoded training images kept in memory ("2GB"; None: 25 % of the available memory);
     # past it they live in a memory map on disk, under the cache folder
     image_cache_memory: str | float | None = None

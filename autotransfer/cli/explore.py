@@ -71,19 +71,25 @@ def _add_extraction_args(p: argparse.ArgumentParser) -> None:
         help="images per forward pass (default: 8 on CPU, 128 on CUDA)",
     )
     p.add_argument("--workers", type=int, default=None, help="data-loader workers")
-    p.add_argument(
-        "--jpeg-decode",
-        choices=("auto", "device", "host"),
-        default="auto",
-        help="where JPEGs are decoded: on the device in batches, or by the loader workers "
-        "(default auto: the device when it is a GPU)",
-    )
+    add_jpeg_decode_arg(p)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA if present)")
     p.add_argument(
         "--cache-dir", default=None, help="feature cache (default: ~/.cache/autotransfer)"
     )
     p.add_argument("--no-cache", action="store_true", help="recompute features, do not store them")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+
+def add_jpeg_decode_arg(p: argparse.ArgumentParser) -> None:
+    from autotransfer.config import JPEG_DECODE
+
+    p.add_argument(
+        "--jpeg-decode",
+        choices=JPEG_DECODE,
+        default=JPEG_DECODE[0],
+        help="where JPEGs are decoded: on the device in batches, or by the loader workers "
+        "(default auto: the device when it is a GPU)",
+    )
 
 
 def _settings(args: argparse.Namespace):

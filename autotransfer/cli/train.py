@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from autotransfer.cli.explore import CUTS_HELP, _add_data_args, _csv, _cuts
+from autotransfer.cli.explore import CUTS_HELP, _add_data_args, _csv, _cuts, add_jpeg_decode_arg
 from autotransfer.config import (
     RANK_SAMPLE_PER_CLASS,
     RANK_SAMPLE_SHARE,
@@ -257,13 +257,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pruner", default="median", choices=("median", "none"))
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA if present)")
     p.add_argument("--workers", type=int, default=None, help="data-loader workers")
-    p.add_argument(
-        "--jpeg-decode",
-        choices=("auto", "device", "host"),
-        default="auto",
-        help="where JPEGs are decoded: on the device in batches, or by the loader workers "
-        "(default auto: the device when it is a GPU)",
-    )
+    add_jpeg_decode_arg(p)
     p.add_argument("--run-dir", default=None, help="default: ./autotransfer-runs/<folder name>")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite file)")
     p.add_argument("--study-name", default="autotransfer")
