@@ -36,6 +36,7 @@ bench: install
 	$(BIN)/python benchmarks/feature_extraction.py
 
 # docs/*.png from a real fit (../shared/datasets/hymenoptera, else the digits); needs chromium
+# and chromium-driver (apt-get install chromium chromium-driver)
 screenshots: install
 	$(BIN)/python docs/screenshots.py
 

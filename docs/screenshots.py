@@ -6,10 +6,11 @@
 Fits ``../shared/datasets/hymenoptera`` (ants vs bees, 244 train / 153 test photos) when
 it is there, else scikit-learn's handwritten digits (the data of ``autotransfer demo``),
 with a short budget; runs ``autotransfer ui`` on the run folder and opens it in headless
-Chromium, expands the parent run, adds metric columns and saves
-``docs/mlflow-ui-trials.png``; then runs ``autotransfer report`` and saves the top of the
-page as ``docs/report.png`` and its leaderboard and learning curves as
-``docs/report-trials.png``. Every step is the real command, as a user would run it.
+Chromium (Selenium and chromedriver, through the browser tests' ``tests/browser/driver.py``),
+expands the parent run, adds metric columns and saves ``docs/mlflow-ui-trials.png``; then
+runs ``autotransfer report`` and saves the top of the page as ``docs/report.png`` and its
+leaderboard and learning curves as ``docs/report-trials.png``. Every step is the real
+command, as a user would run it.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from autotransfer.testing import mlflow_ui
-from autotransfer.testing.browser import Browser, find_chromium
-
 DOCS = Path(__file__).resolve().parent
+sys.path.insert(0, str(DOCS.parent))  # the browser tests' driver and MLflow UI steps
+
+from tests.browser import mlflow_ui  # noqa: E402
+from tests.browser.driver import chrome, find_binaries, screenshot, wait_for  # noqa: E402
+
 HYMENOPTERA = DOCS.parent.parent / "shared" / "datasets" / "hymenoptera"
 METRICS = ["val_accuracy", "val_log_loss", "epochs"]  # of each trial run
 HIDDEN = ["Dataset", "Source", "Models"]  # room for the run names and the metrics
@@ -98,16 +101,16 @@ def screenshot_ui(run_dir: Path, out: Path, *, width: int, height: int) -> None:
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit("`autotransfer ui` did not start") from None
                 time.sleep(0.5)
-        with Browser(width=width, height=height) as browser:
-            page = browser.open(mlflow_ui.runs_url(base, record["experiment_id"]))
-            mlflow_ui.wait_for_runs(page, [parent])
-            mlflow_ui.close_assistant(page)
-            mlflow_ui.expand(page, parent, children)
-            mlflow_ui.hide_columns(page, HIDDEN)
-            mlflow_ui.show_columns(page, METRICS)
-            mlflow_ui.fit_column(page, "attributes.`Run Name`")
+        with chrome(width=width, height=height) as driver:
+            driver.get(mlflow_ui.runs_url(base, record["experiment_id"]))
+            mlflow_ui.wait_for_runs(driver, [parent])
+            mlflow_ui.close_assistant(driver)
+            mlflow_ui.expand(driver, parent, children)
+            mlflow_ui.hide_columns(driver, HIDDEN)
+            mlflow_ui.show_columns(driver, METRICS)
+            mlflow_ui.fit_column(driver, "attributes.`Run Name`")
             time.sleep(1)  # the column's new width settles
-            page.screenshot(out)
+            screenshot(driver, out)
     finally:
         import signal
 
@@ -123,14 +126,15 @@ def screenshot_report(run_dir: Path, work: Path, out: Path, *, width: int, heigh
     args = ["report", str(run_dir), "--output", str(html)]
     print("$ autotransfer", *args, flush=True)
     subprocess.run(autotransfer(*args), check=True)
-    with Browser(width=width, height=height) as browser:
-        page = browser.open(html.as_uri())
-        page.wait_for(
-            "document.readyState === 'complete' && [...document.images].every(i => i.complete)"
+    with chrome(width=width, height=height) as driver:
+        driver.get(html.as_uri())
+        wait_for(
+            driver,
+            "document.readyState === 'complete' && [...document.images].every(i => i.complete)",
         )
-        page.screenshot(out)
+        screenshot(driver, out)
         # the trials: the leaderboard and the learning curves
-        page.screenshot(out.with_name("report-trials.png"), between="#leaderboard, #curves")
+        screenshot(driver, out.with_name("report-trials.png"), between="#leaderboard, #curves")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,8 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", type=Path, default=None, help="keep the run folder here")
     ap.add_argument("--out", type=Path, default=DOCS, help="where the PNGs go (default docs/)")
     args = ap.parse_args(argv)
-    if find_chromium() is None:
-        raise SystemExit("No Chromium: apt-get install chromium (or set AUTOTRANSFER_CHROMIUM)")
+    found, missing = find_binaries()
+    if found is None:
+        raise SystemExit(f"Cannot take screenshots: {missing}")
     work = args.keep or Path(tempfile.mkdtemp(prefix="autotransfer-screenshots-"))
     work.mkdir(parents=True, exist_ok=True)
     try:

@@ -1,6 +1,7 @@
-"""Fixtures for the browser tests: Chromium, one real tiny fit tracked in MLflow, the CLI,
-and a folder that keeps the screenshots (``$AUTOTRANSFER_TEST_ARTIFACTS``, else a
-temporary folder; the end of the test session prints where)."""
+"""Fixtures for the browser tests: headless Chromium driven by Selenium (``browser``), one
+real tiny fit tracked in MLflow, the CLI, and a folder that keeps the screenshots
+(``$AUTOTRANSFER_TEST_ARTIFACTS``, else a temporary folder; the end of the test session
+prints where)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,11 @@ import pytest
 # MLflow reports usage unless told not to; tests never touch the network.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-from autotransfer.testing.browser import chromium_or_skip  # noqa: E402
+from selenium.webdriver.chrome.webdriver import WebDriver  # noqa: E402
+
 from autotransfer.testing.images import make_image_folder  # noqa: E402
+
+from .driver import Binaries, chromium_or_skip, start  # noqa: E402
 
 EXPERIMENT = "browser check"  # not the run folder's name, so that the two can be told apart
 RUN_FOLDER = "tiny-fit"  # the parent run's name
@@ -31,9 +35,24 @@ _saved: list[Path] = []
 
 
 @pytest.fixture(scope="session")
-def chromium() -> str:
-    """The Chromium binary; the test skips without one, and fails under CI=true."""
+def chromium() -> Binaries:
+    """Chromium and chromedriver; the test skips without them, and fails under CI=true."""
     return chromium_or_skip()
+
+
+@pytest.fixture
+def browser(chromium: Binaries) -> Iterator[Callable[..., WebDriver]]:
+    """``browser(width=, height=) -> WebDriver``: a headless Chromium with that viewport,
+    quit at the end of the test."""
+    started: list[WebDriver] = []
+
+    def open_browser(*, width: int = 1600, height: int = 1000) -> WebDriver:
+        started.append(start(chromium, width=width, height=height))
+        return started[-1]
+
+    yield open_browser
+    for driver in started:
+        driver.quit()
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,8 @@ import json
 import pytest
 
 from autotransfer.cli import main
-from autotransfer.testing.browser import Browser
+
+from .driver import screenshot, text, wait_for
 
 SECTIONS = {
     "data": "Data",
@@ -55,14 +56,14 @@ def report(fitted, tmp_path_factory):
     return out
 
 
-def test_report_renders_every_section(chromium, fitted, report, keep):
-    with Browser(binary=chromium, width=1400, height=1000) as browser:
-        page = browser.open(report.as_uri())
-        page.wait_for(LOADED)
-        shown = json.loads(page.evaluate(SHOWN))
-        text = page.text()
-        shot = page.screenshot(keep("report.png"))
-        full = page.screenshot(keep("report-full.png"), full_page=True)
+def test_report_renders_every_section(browser, fitted, report, keep):
+    driver = browser(width=1400, height=1000)
+    driver.get(report.as_uri())
+    wait_for(driver, LOADED)
+    shown = json.loads(driver.execute_script(f"return {SHOWN}"))
+    page_text = text(driver)
+    shot = screenshot(driver, keep("report.png"))
+    full = screenshot(driver, keep("report-full.png"), full_page=True)
 
     assert {k: v["title"] for k, v in shown.items()} == SECTIONS
     assert all(v["height"] > 40 for v in shown.values()), shown
@@ -73,9 +74,9 @@ def test_report_renders_every_section(chromium, fitted, report, keep):
             assert natural_w > 0 and natural_h > 0, f"a figure in {key} did not decode"
             assert w > 200 and h > 100, f"a figure in {key} is drawn {w}x{h}"
     b = fitted.best
-    assert f"{b.strategy} on {b.backbone}" in text  # the header's pick line
+    assert f"{b.strategy} on {b.backbone}" in page_text  # the header's pick line
     for trial in fitted.leaderboard:  # every trial in the leaderboard
-        assert trial.backbone in text and trial.strategy in text
+        assert trial.backbone in page_text and trial.strategy in page_text
     for name in ("cat", "dog", "owl"):  # per-class accuracy of the pick
-        assert name in text
+        assert name in page_text
     assert shot.stat().st_size > 10_000 and full.stat().st_size >= shot.stat().st_size // 2

@@ -150,8 +150,8 @@ def test_shell_metacharacters_in_file_names_are_never_executed(tmp_path, monkeyp
 
 def test_no_dataset_path_reaches_a_shell():
     """The package never calls a shell: no os.system, os.popen, os.exec*/spawn* or
-    shell=True, and every subprocess gets an argument list, not a command string. (The two
-    there are: the MLflow UI, given a run folder, host and port; and the test browser.)"""
+    shell=True, and every subprocess gets an argument list, not a command string. (The one
+    there is: the MLflow UI, given a run folder, host and port.)"""
     package = Path(autotransfer.__file__).parent
     spawners, offences = set(), []
     for source in sorted(package.rglob("*.py")):
