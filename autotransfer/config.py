@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from autotransfer.errors import ConfigError
+from autotransfer.units import parse_duration, parse_size
 
 # the ranking's sample and the search's validation sample (benchmarks/rank_sample.py)
 RANK_SAMPLE_SIZE = 2000
@@ -136,6 +137,7 @@ def check_cuts(cuts: Any) -> tuple[int, ...]:
 
 
 PRUNERS = ("median", "none")
+AUGMENTATIONS = ("crop_flip", "crop", "none")  # see strategies.images
 CLASS_WEIGHTS = ("auto", "balanced", "none")
 
 
@@ -191,10 +193,6 @@ class FitSettings:
     experiment: str | None = None  # None: the run folder's name
 
     def __post_init__(self) -> None:
-        from autotransfer.search.budget import parse_duration
-        from autotransfer.strategies.image_store import parse_size
-        from autotransfer.strategies.images import AUGMENTATIONS
-
         if self.time_budget is None and self.n_trials is None:
             raise ConfigError(
                 "Set a time_budget (e.g. '10m') or n_trials, or both; with neither the "
@@ -237,14 +235,10 @@ class FitSettings:
 
     @property
     def time_budget_seconds(self) -> float | None:
-        from autotransfer.search.budget import parse_duration
-
         return parse_duration(self.time_budget)
 
     @property
     def trial_time_limit_seconds(self) -> float | None:
-        from autotransfer.search.budget import parse_duration
-
         limit = parse_duration(self.trial_time_limit)
         if limit is None and self.time_budget_seconds is not None:
             return 0.4 * self.time_budget_seconds

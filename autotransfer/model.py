@@ -29,8 +29,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from autotransfer.data.ingest import open_folder
 from autotransfer.errors import ConfigError, DataError
 from autotransfer.export import MissingDependencyError, write_onnx, write_torchscript
+from autotransfer.metrics import classification_metrics
 from autotransfer.model_files import (
     CONFIG_FILE,
     FORMAT_VERSION,
@@ -194,9 +196,6 @@ class Classifier:
         {'accuracy': 0.93, 'balanced_accuracy': 0.92, 'macro_f1': 0.92, 'log_loss': 0.21,
          'num_images': 120}
         """
-        from autotransfer.api import open_folder
-        from autotransfer.metrics import classification_metrics
-
         if split not in (None, "train", "val", "test", "all"):
             raise ConfigError(f"Unknown split {split!r}; use 'train', 'val', 'test' or 'all'.")
         ds = open_folder(data)

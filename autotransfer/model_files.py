@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from autotransfer.errors import AutoTransferError
+from autotransfer.version import __version__
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "autotransfer.json"
@@ -41,8 +42,6 @@ def library_versions() -> dict[str, str]:
     import timm
     import torch
 
-    from autotransfer import __version__
-
     return {"torch": torch.__version__, "timm": timm.__version__, "autotransfer": __version__}
 
 
@@ -57,6 +56,14 @@ def check_replaceable(target: Path) -> None:
             f"saved model ({CONFIG_FILE}), so replacing it would delete your files. Choose "
             "a new or empty folder."
         )
+
+
+def model_folder(directory: str | os.PathLike[str]) -> Path:
+    """The saved model in ``directory``: the folder itself, or a run folder's ``model``."""
+    path = Path(directory)
+    if not (path / CONFIG_FILE).exists() and (path / "model").is_dir():
+        return path / "model"
+    return path
 
 
 def write_folder(target: Path, config: dict[str, Any], tensors: dict[str, Any]) -> None:

@@ -1,43 +1,17 @@
-"""What a fit returns: trial records, the leaderboard and the fitted model."""
+"""What a fit returns: the fitted model, its trial record and the leaderboard."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-TRIAL_STATES = ("complete", "pruned", "failed", "running")
-
-
-@dataclass(frozen=True)
-class TrialRecord:
-    """One trial of the study as it ended.
-
-    ``state`` is one of ``complete``, ``pruned``, ``failed`` or ``running``;
-    ``val_accuracy`` is the selection score (best epoch); ``metrics`` holds the
-    validation metrics of the kept weights (accuracy, balanced_accuracy, macro_f1,
-    log_loss); ``history`` one dict per epoch; ``error`` the failure, when failed.
-    """
-
-    number: int
-    backbone: str
-    strategy: str
-    params: dict[str, Any]
-    state: str
-    val_accuracy: float | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-    history: tuple[dict[str, float], ...] = ()
-    seconds: float | None = None
-    error: str = ""
-    info: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["history"] = list(self.history)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrialRecord:
-        return cls(**{**d, "history": tuple(d.get("history", ()))})
+from autotransfer.errors import ConfigError
+from autotransfer.model import Classifier
+from autotransfer.model_files import model_folder
+from autotransfer.report import write_report
+from autotransfer.search.records import TrialRecord
 
 
 @dataclass
@@ -101,11 +75,7 @@ class FitResult:
         >>> result.report()                              # doctest: +SKIP
         PosixPath('autotransfer-runs/data/report.html')
         """
-        from autotransfer.report import write_report
-
         if not self.run_dir:
-            from autotransfer.errors import ConfigError
-
             raise ConfigError(
                 "This result has no run folder, and the report reads the study, ranking and "
                 "data of one. Run `autotransfer report RUN_DIR` on the folder the fit wrote."
@@ -141,22 +111,15 @@ class FitResult:
     def save(self, directory: Any) -> Any:
         """Write the model and this result's records to ``directory``; ``autotransfer.load``
         reads it back. Returns the directory as a Path."""
-        import json
-        from pathlib import Path
-
         path = Path(self.model.save(directory, metadata={"fit": self.to_dict()}))
         (path / "fit_result.json").write_text(json.dumps(self.to_dict(), indent=2, default=str))
         return path
 
     @classmethod
     def load(cls, directory: Any) -> FitResult:
-        """Read a result written by :meth:`save` (the model loads without executing code)."""
-        import json
-        from pathlib import Path
-
-        from autotransfer.model import Classifier
-
-        path = Path(directory)
+        """Read a result written by :meth:`save`, from that folder or from the run folder
+        that holds it as ``model`` (the model loads without executing code)."""
+        path = model_folder(directory)
         model = Classifier.load(path)
         meta_file = path / "fit_result.json"
         d = json.loads(meta_file.read_text()) if meta_file.exists() else {}

@@ -106,7 +106,7 @@ def default_variants(device: str) -> list[str]:
 def candidates(protocol: dict) -> list[str]:
     """Every ImageNet backbone available offline, its cuts (of ``cut_backbones`` only,
     when set), and the random control."""
-    from autotransfer.api import candidate_backbones
+    from autotransfer.backbones.candidates import candidate_backbones
 
     whole = [s.id for s in candidate_backbones()]
     cut = protocol["cut_backbones"] or whole
@@ -118,6 +118,7 @@ def search_run(ds, backbones: list[str], protocol: dict, device: str | None, wor
     """The engine's trial state for ``ds``: the shortlist is every candidate."""
     from autotransfer.config import FitSettings
     from autotransfer.search import runner
+    from autotransfer.search.plan import make_plan
 
     settings = FitSettings(
         time_budget=None,
@@ -131,7 +132,7 @@ def search_run(ds, backbones: list[str], protocol: dict, device: str | None, wor
         strategies=("feature_extraction", "full_finetune", *protocol.get("strategies", ())),
     )
     # no descriptor: median side 224, no similarity, and no class weights
-    plan = runner.make_plan(ds, settings, None, backbones)
+    plan = make_plan(ds, settings, None, backbones)
     work.mkdir(parents=True, exist_ok=True)
     _, sr = runner.prepare(work, ds, settings, plan)
     return sr

@@ -36,7 +36,8 @@ from _variants import SHARED  # noqa: E402
 
 import autotransfer  # noqa: E402
 from autotransfer import plugins  # noqa: E402
-from autotransfer.api import candidate_backbones, extract_all  # noqa: E402
+from autotransfer.backbones.candidates import candidate_backbones  # noqa: E402
+from autotransfer.backbones.extraction import extract_all  # noqa: E402
 from autotransfer.data.sample import sample_split, stratified_sample  # noqa: E402
 from autotransfer.transferability.ranking import aggregate_scores  # noqa: E402
 

@@ -124,8 +124,8 @@ def test_rank_with_time_enough_scores_every_candidate(image_folder, tiny_backbon
 
 
 def test_uncached_candidates_are_scored_in_order_of_published_imagenet_accuracy(image_folder):
-    from autotransfer.api import _cached_then_likeliest
     from autotransfer.backbones.spec import BackboneSpec, WeightsRef
+    from autotransfer.transferability.rank import _cached_then_likeliest
 
     def spec(name, top1):
         return BackboneSpec(
@@ -199,11 +199,12 @@ def test_with_time_the_ranking_sample_grows_past_the_pilot_up_to_its_cap(
 ):
     import logging
 
-    from autotransfer.api import extract_all
+    from autotransfer.backbones.candidates import candidate_backbones
+    from autotransfer.backbones.extraction import extract_all
     from autotransfer.data.sample import sample_parts
 
     ex = autotransfer.ExtractionSettings(resolution=48, num_workers=0, cache_dir=tmp_path)
-    with caplog.at_level(logging.INFO, logger="autotransfer.api"):
+    with caplog.at_level(logging.INFO, logger="autotransfer"):
         r = autotransfer.rank(
             larger_folder,
             backbones=tiny_backbones,
@@ -223,5 +224,5 @@ def test_with_time_the_ranking_sample_grows_past_the_pilot_up_to_its_cap(
     # its parts are cached one by one: the search reads the same features back
     ds = autotransfer.open_folder(larger_folder)
     parts = sample_parts(ds, 560, None, 0, pilot=500)
-    got = extract_all(parts, autotransfer.api.candidate_backbones(tiny_backbones), ex)
+    got = extract_all(parts, candidate_backbones(tiny_backbones), ex)
     assert all(fs.from_cache and len(fs) == 560 for fs in got.values())

@@ -5,7 +5,8 @@
 
 An import of ``autotransfer.x`` counts as an edge whether it sits at the top of a module or
 inside a function (a function-local import still makes the importing module depend on the
-imported one; it only hides the cycle from Python). ``from autotransfer.a import b`` is an
+imported one; it only hides the cycle from Python); imports under ``if TYPE_CHECKING:``
+(annotations only, never run) do not count. ``from autotransfer.a import b`` is an
 edge to ``autotransfer.a.b`` when that is a module, else to ``autotransfer.a``. The exit
 status is 1 when there is a cycle.
 """
@@ -48,6 +49,8 @@ def imports(name: str, path: Path, known: set[str]) -> list[tuple[str, bool, int
 
     def visit(node: ast.AST, local: bool) -> None:
         for child in ast.iter_child_nodes(node):
+            if _type_checking_only(child):
+                continue
             inner = local or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
             if isinstance(child, ast.Import):
                 for alias in child.names:
@@ -70,6 +73,15 @@ def imports(name: str, path: Path, known: set[str]) -> list[tuple[str, bool, int
 
     visit(tree, False)
     return [(t, loc, line) for t, loc, line in found if t != name]
+
+
+def _type_checking_only(node: ast.AST) -> bool:
+    """``if TYPE_CHECKING:`` (never run: annotations only, as import-linter reads them too)."""
+    if not isinstance(node, ast.If):
+        return False
+    test = node.test
+    name = test.id if isinstance(test, ast.Name) else getattr(test, "attr", None)
+    return name == "TYPE_CHECKING"
 
 
 def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:

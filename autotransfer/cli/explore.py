@@ -261,7 +261,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from autotransfer.cli.main import main
+    main = args.main  # the command line's main (cli.main), to run each command as typed
     from autotransfer.data.demo import write_digits_folder
 
     folder = write_digits_folder(Path(args.dest))

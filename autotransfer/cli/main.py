@@ -75,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.verbose, args.quiet = verbose, quiet
     _configure_logging(args.verbose, args.quiet)
     args.progress = False if args.quiet else None
+    args.main = main  # for commands that run others as typed (demo)
     try:
         return int(args.func(args) or 0)
     except AutoTransferError as exc:

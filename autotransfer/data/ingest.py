@@ -34,6 +34,8 @@ from pathlib import Path
 
 from sklearn.model_selection import train_test_split
 
+from autotransfer.cache import resolve_cache_dir
+from autotransfer.config import DataSettings
 from autotransfer.data.images import DEFAULT_MAX_PIXELS, ImageInfo
 from autotransfer.data.layouts import EXPECTED_LAYOUT, discover_folder, read_manifest
 from autotransfer.data.scan import Progress, ScanCache, scan
@@ -51,8 +53,36 @@ from autotransfer.data.types import (
     ValidationReport,
 )
 from autotransfer.errors import ConfigError, DataError, DataWarning
+from autotransfer.progress import progress_bar
 
 logger = logging.getLogger(__name__)
+
+
+def open_folder(
+    data: str | os.PathLike[str] | ImageDataset,
+    settings: DataSettings | None = None,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool | None = None,
+) -> ImageDataset:
+    """Read and check a folder or CSV manifest (an ImageDataset passes through).
+
+    >>> ds = open_folder("data/")            # doctest: +SKIP
+    >>> print(ds.report.summary())           # doctest: +SKIP
+    """
+    if isinstance(data, ImageDataset):
+        return data
+    s = settings or DataSettings()
+    with progress_bar("scanning", enabled=progress, unit="file") as update:
+        ds = open_dataset(
+            data,
+            val_fraction=s.val_fraction,
+            seed=s.seed,
+            strict=s.strict,
+            cache_dir=resolve_cache_dir(cache_dir),
+            progress=update,
+        )
+    return ds
 
 
 def open_dataset(

@@ -22,6 +22,8 @@ import logging
 import os
 from pathlib import Path
 
+from autotransfer.version import __version__
+
 __all__ = ["write_report"]
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,6 @@ def write_report(
     """
     import datetime
 
-    import autotransfer
     from autotransfer.errors import AutoTransferError
     from autotransfer.report import figures
     from autotransfer.report.artifact import log_report
@@ -88,7 +89,7 @@ def write_report(
         svgs,
         evaluation_error=why,
         generated=now,
-        version=autotransfer.__version__,
+        version=__version__,
     )
     path = Path(out) if out is not None else facts.run_dir / REPORT_FILE
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autotransfer.errors import ConfigError
-from autotransfer.results import TrialRecord
+from autotransfer.search.records import TrialRecord
 
 if TYPE_CHECKING:  # pragma: no cover
     from autotransfer.data.descriptors import DatasetDescriptor

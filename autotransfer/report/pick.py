@@ -18,7 +18,13 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from autotransfer.config import DataSettings
+from autotransfer.data.images import load_image
+from autotransfer.data.ingest import open_folder
 from autotransfer.errors import DataError
+from autotransfer.metrics import classification_metrics, confusion
+from autotransfer.model import Classifier
+from autotransfer.model_files import model_folder
 
 if TYPE_CHECKING:  # pragma: no cover
     from autotransfer.report.collect import RunFacts
@@ -68,13 +74,9 @@ def evaluate_pick(
     """Score the saved model of ``facts.run_dir`` on the data the fit used."""
     import numpy as np
 
-    from autotransfer.api import load, open_folder
-    from autotransfer.config import DataSettings
-    from autotransfer.metrics import classification_metrics, confusion
-
     if not facts.dataset_root:
         raise DataError(f"plan.json in {facts.run_dir} does not say where the data is.")
-    result = load(facts.run_dir)
+    result = Classifier.load(model_folder(facts.run_dir))
     data_settings = facts.plan.get("data_settings") or {"seed": facts.settings.get("seed", 0)}
     ds = open_folder(facts.dataset_root, DataSettings(**data_settings), progress=False)
     split = "test" if ds.test else "val"
@@ -121,8 +123,6 @@ def evaluate_pick(
 def thumbnail(path: str, side: int = THUMBNAIL_SIDE) -> str:
     """A JPEG thumbnail of the image at ``path`` (upright RGB, longest side ``side``) as a
     ``data:`` URI; an empty string when the file cannot be read any more."""
-    from autotransfer.data.images import load_image
-
     try:
         img = load_image(path, draft=side)
     except (OSError, DataError) as exc:

@@ -139,8 +139,8 @@ class SearchRun:
         return self._features[key]
 
     def _extract(self, backbone: str, dataset: ImageDataset, split: str, deadline) -> Any:
-        from autotransfer.api import extract_all
         from autotransfer.backbones.cuts import cuts_of
+        from autotransfer.backbones.extraction import extract_all
 
         spec = self.specs[backbone]
         same_pass = [spec, *cuts_of(spec, self.specs.values())]
@@ -437,35 +437,6 @@ def _features(
     now = time.monotonic()
     share = GROW_SHARE if grow else FEATURE_SHARE
     return sr.features(backbone, "train", now + share * max(0.0, deadline - now))
-
-
-def rebuild(sr: SearchRun, trial: optuna.trial.FrozenTrial) -> Any:
-    """Train a complete trial again and save its checkpoint: its model on disk was lost
-    or damaged. Same backbone, strategy, hyperparameters and seed; no pruning; at most
-    the trial time limit (the budget may be spent by now). Returns the classifier."""
-    record = record_of(trial)
-    if record.backbone not in sr.specs or record.strategy not in sr.strategies:
-        raise KeyError(
-            f"trial {trial.number} used {record.strategy!r} on {record.backbone!r}, which "
-            "this fit no longer has"
-        )
-    limit = sr.trial_limit
-    deadline = None if limit is None else time.monotonic() + limit
-    try:
-        model, _ = train_model(
-            sr,
-            record.backbone,
-            record.strategy,
-            dict(record.params),
-            trial.number,
-            lambda epoch, metrics: None,
-            deadline=deadline,
-            grow=bool(trial.user_attrs.get("grow")),
-        )
-    except Exception as exc:
-        raise RuntimeError(plugin_error(record.strategy, "train", exc)) from exc
-    model.save(checkpoint_dir(sr.run_dir, trial.number))
-    return model
 
 
 def _record_error(trial: optuna.Trial, message: str) -> None:

@@ -1,5 +1,6 @@
-"""Priors of the study: which strategies to try first, and the trials enqueued before
-Optuna's sampler takes over.
+"""The plan of a study and its priors: what stays fixed for its life (shortlist,
+strategies, resolution, class weights, from the descriptors), which strategies to try
+first, and the trials enqueued before Optuna's sampler takes over.
 
 The rule of thumb from the transfer-learning literature (Yosinski et al. 2014; the
 "size and similarity" quadrant): small data close to the source wants a frozen
@@ -19,6 +20,15 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+from sklearn.utils.class_weight import compute_class_weight
+
+from autotransfer import plugins
+from autotransfer.backbones.families import other_family
+from autotransfer.backbones.features import resolve_device
+from autotransfer.config import FitSettings
+from autotransfer.data.statistics import bit_hyperrule
+from autotransfer.data.types import ImageDataset
 from autotransfer.strategies.base import SearchContext, Strategy
 
 log = logging.getLogger(__name__)
@@ -63,8 +73,6 @@ def prior_trials(
      ('t:vit', 'partial_freeze'), ('t:resnet', 'partial_freeze'),
      ('t:vit', 'discriminative_lr'), ('t:vit', 'full_finetune')]
     """
-    from autotransfer.backbones.families import other_family
-
     ordered = strategy_order(strategies, search)
     cheap = [s for s in ordered if s.relative_cost < CHEAP]
     pairs = [(b, s) for s in cheap for b in shortlist]
@@ -111,3 +119,62 @@ def similarity_score(descriptor: Any, backbone: str) -> float | None:
     if kl is None or kl != kl:
         return None
     return float(math.exp(-2.0 * float(kl)))
+
+
+def make_plan(
+    dataset: ImageDataset, settings: FitSettings, descriptor: Any, shortlist: list[str]
+) -> dict[str, Any]:
+    """What stays fixed for the life of a study: data, shortlist, strategies, resolution."""
+    device = resolve_device(settings.device).type
+    side = median_side(descriptor)
+    res = settings.resolution or auto_resolution(device, side)
+    weights = class_weights(
+        dataset, settings.class_weights, float(getattr(descriptor, "imbalance_ratio", 1.0))
+    )
+    return {
+        "root": dataset.root,
+        "shortlist": list(shortlist),
+        "strategies": list(settings.strategies or plugins.registered("strategies")),
+        "resolution": int(res),
+        "median_side": side,
+        "similarity": similarity_score(descriptor, shortlist[0]) if shortlist else None,
+        "class_weights": None if weights is None else [float(w) for w in weights],
+    }
+
+
+def auto_resolution(device: str, median_side: float) -> int:
+    """The training resolution when none is set: what a CPU budget affords, else BiT's.
+
+    >>> auto_resolution("cpu", 64.0), auto_resolution("cpu", 500.0), auto_resolution("cuda", 500.0)
+    (128, 160, 384)
+    """
+    if device == "cuda":
+        return int(bit_hyperrule(1, median_side)["crop"])
+    return 128 if median_side < 96 else 160
+
+
+def rank_sample(ranking: Any, settings: FitSettings) -> tuple[int | None, int | None, int]:
+    """The ranking's sample as :func:`~autotransfer.data.sample.sample_parts` rebuilds it
+    (size, per class, pilot): the size the ranking read, else the settings' cap."""
+    if ranking is None or not ranking.images:
+        return settings.rank_sample_size, settings.rank_sample_per_class, 0
+    return ranking.images, settings.rank_sample_per_class, ranking.pilot
+
+
+def median_side(descriptor: Any) -> float:
+    size = getattr(descriptor, "image_size", None) or {}
+    w, h = size.get("width_median"), size.get("height_median")
+    return float(min(w, h)) if w and h else 224.0
+
+
+def class_weights(dataset: ImageDataset, mode: str, imbalance_ratio: float) -> np.ndarray | None:
+    """Inverse-frequency weights (scikit-learn's "balanced") when asked, or for "auto" when
+    the largest class has at least twice the images of the smallest."""
+    if mode == "none" or (mode == "auto" and imbalance_ratio < 2.0):
+        return None
+    y = np.array([r.label for r in dataset.train])
+    k = len(dataset.classes)
+    present = np.unique(y)
+    w = np.ones(k, dtype=np.float32)
+    w[present] = compute_class_weight("balanced", classes=present, y=y)
+    return w

@@ -17,12 +17,15 @@ import numpy as np
 import optuna
 
 from autotransfer import plugins
+from autotransfer.backbones.features import resolve_device
+from autotransfer.backbones.load import resolve_backbones
 from autotransfer.config import ExtractionSettings, FitSettings
 from autotransfer.data.sample import sample_split
 from autotransfer.data.types import ImageDataset
+from autotransfer.progress import progress_bar
 from autotransfer.search.budget import Budget
 from autotransfer.search.objective import SearchRun, notify, objective
-from autotransfer.search.plan import similarity_score
+from autotransfer.search.plan import CHEAP, prior_trials, rank_sample
 from autotransfer.search.study import close_dead_trials, open_study, record_of
 from autotransfer.strategies.base import SearchContext
 from autotransfer.strategies.images import ImageCache
@@ -36,48 +39,6 @@ FINISHED = (
     optuna.trial.TrialState.PRUNED,
     optuna.trial.TrialState.FAIL,
 )
-
-
-def auto_resolution(device: str, median_side: float) -> int:
-    """The training resolution when none is set: what a CPU budget affords, else BiT's.
-
-    >>> auto_resolution("cpu", 64.0), auto_resolution("cpu", 500.0), auto_resolution("cuda", 500.0)
-    (128, 160, 384)
-    """
-    from autotransfer.data.statistics import bit_hyperrule
-
-    if device == "cuda":
-        return int(bit_hyperrule(1, median_side)["crop"])
-    return 128 if median_side < 96 else 160
-
-
-def rank_sample(ranking: Any, settings: FitSettings) -> tuple[int | None, int | None, int]:
-    """The ranking's sample as :func:`~autotransfer.data.sample.sample_parts` rebuilds it
-    (size, per class, pilot): the size the ranking read, else the settings' cap."""
-    if ranking is None or not ranking.images:
-        return settings.rank_sample_size, settings.rank_sample_per_class, 0
-    return ranking.images, settings.rank_sample_per_class, ranking.pilot
-
-
-def median_side(descriptor: Any) -> float:
-    size = getattr(descriptor, "image_size", None) or {}
-    w, h = size.get("width_median"), size.get("height_median")
-    return float(min(w, h)) if w and h else 224.0
-
-
-def class_weights(dataset: ImageDataset, mode: str, imbalance_ratio: float) -> np.ndarray | None:
-    """Inverse-frequency weights (scikit-learn's "balanced") when asked, or for "auto" when
-    the largest class has at least twice the images of the smallest."""
-    if mode == "none" or (mode == "auto" and imbalance_ratio < 2.0):
-        return None
-    from sklearn.utils.class_weight import compute_class_weight
-
-    y = np.array([r.label for r in dataset.train])
-    k = len(dataset.classes)
-    present = np.unique(y)
-    w = np.ones(k, dtype=np.float32)
-    w[present] = compute_class_weight("balanced", classes=present, y=y)
-    return w
 
 
 def prepare(
@@ -95,9 +56,6 @@ def prepare(
 
     ``budget`` runs from the start of the fit (ranking included); default: from now.
     """
-    from autotransfer.backbones.features import resolve_device
-    from autotransfer.backbones.load import resolve_backbones
-
     device = resolve_device(settings.device)
     study = open_study(
         run_dir,
@@ -169,29 +127,6 @@ def prepare(
     return study, sr
 
 
-def make_plan(
-    dataset: ImageDataset, settings: FitSettings, descriptor: Any, shortlist: list[str]
-) -> dict[str, Any]:
-    """What stays fixed for the life of a study: data, shortlist, strategies, resolution."""
-    from autotransfer.backbones.features import resolve_device
-
-    device = resolve_device(settings.device).type
-    side = median_side(descriptor)
-    res = settings.resolution or auto_resolution(device, side)
-    weights = class_weights(
-        dataset, settings.class_weights, float(getattr(descriptor, "imbalance_ratio", 1.0))
-    )
-    return {
-        "root": dataset.root,
-        "shortlist": list(shortlist),
-        "strategies": list(settings.strategies or plugins.registered("strategies")),
-        "resolution": int(res),
-        "median_side": side,
-        "similarity": similarity_score(descriptor, shortlist[0]) if shortlist else None,
-        "class_weights": None if weights is None else [float(w) for w in weights],
-    }
-
-
 def enqueue_priors(study: optuna.Study, sr: SearchRun) -> None:
     """Enqueue the plan's prior trials (:func:`~autotransfer.search.plan.prior_trials`).
     Under a time budget, where the training split is larger than the ranking's sample,
@@ -243,13 +178,11 @@ def _grows(sr: SearchRun) -> bool:
 
 
 def _cheap(sr: SearchRun) -> set[str]:
-    from autotransfer.search.plan import CHEAP
 
     return {n for n, s in sr.strategies.items() if s.relative_cost < CHEAP}
 
 
 def _priors(sr: SearchRun, cheap_only: bool) -> list[dict[str, Any]]:
-    from autotransfer.search.plan import prior_trials
 
     priors = prior_trials(list(sr.specs), list(sr.strategies.values()), sr.search)
     return [p for p in priors if p["strategy"] in _cheap(sr)] if cheap_only else priors
@@ -284,7 +217,6 @@ def run_trials(
     """Run trials until the budget or the trial count is spent. Ctrl-C once: the running
     trial finishes, then the study stops; twice: it stops at once, the trial in progress
     recorded as failed. Either way the best result so far stands."""
-    from autotransfer.progress import progress_bar
 
     notify(sr.trackers, "fit_start", sr.run)
     callbacks = []

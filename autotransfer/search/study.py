@@ -20,7 +20,7 @@ from typing import Any
 
 import optuna
 
-from autotransfer.results import TrialRecord
+from autotransfer.search.records import TrialRecord
 
 log = logging.getLogger(__name__)
 

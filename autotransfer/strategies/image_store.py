@@ -7,18 +7,13 @@ images not seen before (on threads) and keeps them, so a trial that trains on 5,
 uint8 memory map of an unnamed file (nothing is left on disk, even after a crash): the
 kernel pages it in and out, so memory never grows past the cap with N.
 
-The default cap is a quarter of the memory available when the cache is made: the rest
-stays for the model, its optimiser state and the activations of a training batch (several
-GB on CPU at 160 px), the features of the ranking, and the page cache that serves the
-memory maps.
+The default cap is :func:`autotransfer.memory.default_memory_cap`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-import re
 import shutil
 import tempfile
 import threading
@@ -31,77 +26,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from autotransfer.errors import ConfigError, DataError
+from autotransfer.errors import DataError
 
 log = logging.getLogger(__name__)
 
-MEMORY_SHARE = 0.25  # of the available memory, the default cap
-FALLBACK_CAP = 2 * 2**30  # when the available memory cannot be read
 DISK_HEADROOM = 256 * 2**20  # left free on the disk of a memory map
 CACHE_ENV = "AUTOTRANSFER_CACHE"  # see autotransfer.cache.default_cache_dir
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
-_UNITS.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
-
-
-def parse_size(value: str | float | None, setting: str = "image_cache_memory") -> int | None:
-    """Bytes from a number or a string such as ``"2GB"`` (powers of 1000) or ``"500MiB"``
-    (powers of 1024); None stays None.
-
-    >>> parse_size("2GB"), parse_size("1.5 GiB"), parse_size(500_000), parse_size(None)
-    (2000000000, 1610612736, 500000, None)
-    """
-    if value is None:
-        return None
-    allowed = "a number of bytes or a size such as '2GB' or '500MiB' (B, KB, MB, GB, TB, KiB ..)"
-    if isinstance(value, bool):
-        raise ConfigError(f"{setting} must be {allowed}, got {value!r}.")
-    if isinstance(value, (int, float)):
-        number, unit = float(value), ""
-    else:
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([a-z]*)\s*", str(value).lower())
-        if m is None or m.group(2) not in _UNITS:
-            raise ConfigError(f"{setting} must be {allowed}, got {value!r}.")
-        number, unit = float(m.group(1)), m.group(2)
-    if not math.isfinite(number) or number < 0:
-        raise ConfigError(f"{setting} must be 0 or more bytes ({allowed}), got {value!r}.")
-    return int(number * _UNITS[unit])
-
-
-def available_memory() -> int | None:
-    """Bytes this process may still use: MemAvailable, bounded by a cgroup (container)
-    limit; None when neither /proc nor ``os.sysconf`` tells."""
-    found = []
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    found.append(int(line.split()[1]) * 1024)
-    except (OSError, ValueError, IndexError):
-        pass
-    if not found:
-        try:
-            found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-        except (ValueError, OSError, AttributeError):
-            pass
-    for limit, usage in (
-        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-        (
-            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
-        ),
-    ):
-        try:
-            left = int(Path(limit).read_text()) - int(Path(usage).read_text())
-        except (OSError, ValueError):  # absent, or "max": no limit
-            continue
-        found.append(max(0, left))
-    return min(found) if found else None
-
-
-def default_memory_cap() -> int:
-    """A quarter of :func:`available_memory`, else 2 GiB."""
-    available = available_memory()
-    return FALLBACK_CAP if available is None else int(MEMORY_SHARE * available)
 
 
 def disk_images(

@@ -24,17 +24,15 @@ import torch
 from autotransfer.cache import resolve_cache_dir
 from autotransfer.data.images import load_image
 from autotransfer.data.types import ImageDataset, ImageRecord
+from autotransfer.memory import available_memory, default_memory_cap
 from autotransfer.strategies.image_store import (
     LazyImages,
-    available_memory,
-    default_memory_cap,
     disk_images,
-    parse_size,
 )
+from autotransfer.units import parse_size
 
 log = logging.getLogger(__name__)
 
-AUGMENTATIONS = ("crop_flip", "crop", "none")
 MIN_AREA = 0.6  # smallest random crop, as a share of the image area
 
 

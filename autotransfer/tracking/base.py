@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:  # pragma: no cover
     from autotransfer.data.descriptors import DatasetDescriptor
     from autotransfer.data.types import ImageDataset
-    from autotransfer.results import FitResult, TrialRecord
+    from autotransfer.results import FitResult
+    from autotransfer.search.records import TrialRecord
     from autotransfer.transferability.ranking import Ranking
 
 

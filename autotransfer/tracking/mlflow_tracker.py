@@ -65,7 +65,8 @@ from autotransfer.tracking.store import (
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow import MlflowClient
 
-    from autotransfer.results import FitResult, TrialRecord
+    from autotransfer.results import FitResult
+    from autotransfer.search.records import TrialRecord
 
 logger = logging.getLogger(__name__)
 

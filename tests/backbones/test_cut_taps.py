@@ -89,7 +89,7 @@ def test_only_a_whole_network_and_its_own_cuts(ds):
 
 
 def test_rank_reads_the_cuts_from_the_whole_pass(ds, tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="autotransfer.api")
+    caplog.set_level(logging.INFO, logger="autotransfer")
     r = autotransfer.rank(
         ds,
         backbones=["random:test_resnet", "random:test_efficientnet"],

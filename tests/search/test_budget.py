@@ -11,6 +11,7 @@ from autotransfer.config import FitSettings
 from autotransfer.search import runner
 from autotransfer.search.budget import CLOSING_SECONDS, Budget
 from autotransfer.search.objective import train_model
+from autotransfer.search.plan import make_plan
 from autotransfer.strategies.feature_extraction import FeatureExtraction
 from autotransfer.transferability.ranking import Ranking, RankingRow
 
@@ -46,7 +47,7 @@ def _search_run(
 ):
     s = settings or _settings()
     ds = autotransfer.open_folder(folder)
-    plan = runner.make_plan(ds, s, None, list(shortlist))
+    plan = make_plan(ds, s, None, list(shortlist))
     (tmp_path / "run").mkdir(parents=True)
     study, sr = runner.prepare(
         tmp_path / "run",

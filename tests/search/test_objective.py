@@ -6,6 +6,7 @@ import autotransfer
 from autotransfer.config import FitSettings
 from autotransfer.search import runner
 from autotransfer.search.budget import Budget
+from autotransfer.search.plan import make_plan
 
 BACKBONE = "random:test_resnet"
 CUT = f"{BACKBONE}@2"
@@ -16,7 +17,7 @@ def test_a_trials_features_bring_its_networks_shortlisted_cuts(folder, tmp_path)
     s = FitSettings(backbones=(BACKBONE, CUT), strategies=("feature_extraction",),
                     resolution=32, trackers=(), time_budget=600)  # fmt: skip
     ds = autotransfer.open_folder(folder)
-    plan = runner.make_plan(ds, s, None, [BACKBONE, CUT])
+    plan = make_plan(ds, s, None, [BACKBONE, CUT])
     (tmp_path / "run").mkdir()
     _, sr = runner.prepare(tmp_path / "run", ds, s, plan, budget=Budget.start(600))
     whole = sr.features(BACKBONE, "val")

@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 import torch
 
+from autotransfer import memory
 from autotransfer.config import FitSettings
 from autotransfer.errors import ConfigError, DataError
 from autotransfer.strategies import image_store
-from autotransfer.strategies.image_store import LazyImages, parse_size
+from autotransfer.strategies.image_store import LazyImages
 from autotransfer.strategies.images import ImageCache, center_crop, square
+from autotransfer.units import parse_size
 
 
 def _truth(dataset, name: str, side: int, crop: int) -> torch.Tensor:
@@ -112,15 +114,15 @@ def test_a_disk_too_small_for_the_memory_map_is_a_clear_error(dataset, tmp_path,
 
 
 def test_the_default_cap_is_a_quarter_of_the_available_memory(dataset, monkeypatch):
-    monkeypatch.setattr(image_store, "available_memory", lambda: 8 * 10**9)
+    monkeypatch.setattr(memory, "available_memory", lambda: 8 * 10**9)
     assert ImageCache(dataset).memory_cap == 2 * 10**9
-    monkeypatch.setattr(image_store, "available_memory", lambda: None)
+    monkeypatch.setattr(memory, "available_memory", lambda: None)
     assert ImageCache(dataset).memory_cap == 2 * 2**30
     assert ImageCache(dataset, memory_cap="500MB").memory_cap == 500 * 10**6
 
 
 def test_available_memory_reads_this_machine():
-    available = image_store.available_memory()
+    available = memory.available_memory()
     assert available is None or available > 0
 
 
@@ -155,7 +157,7 @@ def test_a_cap_beyond_the_machines_memory_is_lowered_with_a_warning_naming_the_s
     tmp_path, caplog
 ):
     import autotransfer
-    from autotransfer.strategies.image_store import available_memory
+    from autotransfer.memory import available_memory
     from autotransfer.strategies.images import ImageCache
     from autotransfer.testing.images import make_image_folder
 

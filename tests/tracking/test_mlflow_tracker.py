@@ -23,7 +23,8 @@ from mlflow.entities import ViewType
 
 from autotransfer import plugins
 from autotransfer.model import Classifier, Preprocessing
-from autotransfer.results import FitResult, TrialRecord
+from autotransfer.results import FitResult
+from autotransfer.search.records import TrialRecord
 from autotransfer.tracking.base import RunContext, Tracker, TrialInfo
 from autotransfer.tracking.mlflow_client import flatten as _flatten
 from autotransfer.tracking.mlflow_client import valid_key as _key

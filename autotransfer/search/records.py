@@ -1,0 +1,40 @@
+"""The record of one trial of the study, as :func:`autotransfer.fit` reports it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+TRIAL_STATES = ("complete", "pruned", "failed", "running")
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial of the study as it ended.
+
+    ``state`` is one of ``complete``, ``pruned``, ``failed`` or ``running``;
+    ``val_accuracy`` is the selection score (best epoch); ``metrics`` holds the
+    validation metrics of the kept weights (accuracy, balanced_accuracy, macro_f1,
+    log_loss); ``history`` one dict per epoch; ``error`` the failure, when failed.
+    """
+
+    number: int
+    backbone: str
+    strategy: str
+    params: dict[str, Any]
+    state: str
+    val_accuracy: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    history: tuple[dict[str, float], ...] = ()
+    seconds: float | None = None
+    error: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["history"] = list(self.history)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrialRecord:
+        return cls(**{**d, "history": tuple(d.get("history", ()))})
