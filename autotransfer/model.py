@@ -29,6 +29,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from autotransfer.backbones.cuts import build_cut_model, cut_of
+from autotransfer.backbones.features import (
+    default_batch_size,
+    default_num_workers,
+    resize_side,
+    resolve_device,
+)
 from autotransfer.data.ingest import open_folder
 from autotransfer.errors import ConfigError, DataError
 from autotransfer.export import MissingDependencyError, write_onnx, write_torchscript
@@ -80,7 +87,6 @@ class Classifier:
         metadata: dict[str, Any] | None = None,
         cut: int | None = None,
     ) -> None:
-        from autotransfer.backbones.cuts import cut_of
 
         classes = tuple(str(c) for c in classes)
         if not classes or len(set(classes)) != len(classes):
@@ -145,12 +151,6 @@ class Classifier:
         >>> clf.predict_proba(torch.rand(4, 3, 64, 64)).sum(axis=1)   # doctest: +SKIP
         array([1., 1., 1., 1.], dtype=float32)
         """
-        from autotransfer.backbones.features import (
-            default_batch_size,
-            default_num_workers,
-            resize_side,
-            resolve_device,
-        )
 
         items = flatten_inputs(inputs)
         dev = resolve_device(device)
@@ -282,8 +282,6 @@ class Classifier:
                     config["arch"], pretrained=False, num_classes=len(classes), **kwargs
                 )
             else:
-                from autotransfer.backbones.cuts import build_cut_model
-
                 module = build_cut_model(config["arch"], int(cut), len(classes), **kwargs)
             module.load_state_dict(load_file(str(weights)), strict=True)
             return cls(

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from autotransfer.data.images import load_image, to_rgb
 from autotransfer.errors import DataError
 
 
@@ -44,7 +45,6 @@ def to_pil(item: Any, *, draft: int | None = None) -> Image.Image:
     decoded at a reduced scale, as :func:`~autotransfer.data.images.load_image` does for
     training and feature extraction, so that a file gets the pixels its model learnt from.
     """
-    from autotransfer.data.images import load_image, to_rgb
 
     if isinstance(item, (str, os.PathLike)):
         return load_image(item, draft=draft)
@@ -64,7 +64,6 @@ def to_pil(item: Any, *, draft: int | None = None) -> Image.Image:
 
 
 def _array_to_pil(a: np.ndarray, kind: str) -> Image.Image:
-    from autotransfer.data.images import to_rgb
 
     if a.ndim == 2:
         a = a[:, :, None]

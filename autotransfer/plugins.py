@@ -156,3 +156,12 @@ def lookup(kind: str, name: str) -> Any:
     if name not in reg:
         raise unknown_name(kind[:-1].replace("_", " "), name, reg)
     return reg[name].obj
+
+
+def plugin_error(strategy: str, hook: str, exc: BaseException) -> str:
+    """One line naming the plugin that registered ``strategy``, the hook and the error."""
+    owner = registered("strategies").get(strategy)
+    return (
+        f"Plugin {owner.plugin if owner else '?'!r} failed in strategy {strategy!r}.{hook}: "
+        f"{type(exc).__name__}: {exc}"
+    )

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from PIL import Image
 
+from autotransfer.backbones.features import eval_transform
 from autotransfer.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -100,6 +101,5 @@ class Preprocessing:
 
     def transform(self) -> Callable[[Image.Image], torch.Tensor]:
         """timm's evaluation transform: PIL RGB image in, normalised CHW float tensor out."""
-        from autotransfer.backbones.features import eval_transform
 
         return eval_transform(self.timm_config())

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from autotransfer.backbones.cuts import with_cuts
+from autotransfer.backbones.cuts import cut_model, with_cuts
 from autotransfer.backbones.load import availability, list_candidates, resolve_backbones  # noqa: F401
 from autotransfer.backbones.spec import BackboneSpec
 from autotransfer.errors import WeightsUnavailableError
@@ -63,8 +63,6 @@ def count_params(arch: str, num_classes: int = 1000, cut: int | None = None) -> 
             with torch.device(device):
                 model = timm.create_model(arch, pretrained=False, num_classes=num_classes)
                 if cut is not None:
-                    from autotransfer.backbones.cuts import cut_model
-
                     cut_model(model, cut, arch)
             return sum(p.numel() for p in model.parameters())
         except Exception as exc:  # some models compute with tensors in __init__

@@ -41,6 +41,7 @@ from autotransfer.backbones.features import (
     extract_features,
     resolve_device,
 )
+from autotransfer.backbones.load import load_backbone
 from autotransfer.backbones.spec import BackboneSpec
 from autotransfer.data.types import ImageDataset
 
@@ -137,7 +138,6 @@ def extract_group(
     the whole network is cached, gets a pass of its own (:func:`extract_features`).
     ``deadline``, ``decoded`` and ``jpeg_decode`` as for :func:`extract_features`.
     """
-    from autotransfer.backbones.load import load_backbone
 
     if spec.cut is not None or len(cuts_of(spec, cuts)) != len(cuts):
         raise ValueError(f"extract_group takes a whole network and its cuts, got {spec.id!r}")

@@ -23,11 +23,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from autotransfer.backbones.decoded import DecodedImages
+from autotransfer import plugins
+from autotransfer.backbones import device_decode
+from autotransfer.backbones.decoded import DecodedImages, split_transform
+from autotransfer.backbones.load import load_backbone
 from autotransfer.backbones.spec import BackboneSpec
 from autotransfer.cache import atomic_write, cache_key, resolve_cache_dir
 from autotransfer.data.images import load_image
 from autotransfer.data.types import ImageDataset, ImageRecord
+from autotransfer.errors import BudgetSpent, CacheError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +214,6 @@ def forward_batch(
 
 
 def _extraction_key(dataset: ImageDataset, split: str, spec: BackboneSpec, cfg: dict) -> str:
-    from autotransfer import plugins
 
     source = plugins.lookup("weight_sources", spec.weights.source)
     return cache_key(
@@ -269,7 +272,6 @@ def _checksums(arrays: dict[str, np.ndarray]) -> dict[str, str]:
 
 def _load(path: Path) -> FeatureSet:
     """Read a cache file; raise CacheError when it is unreadable or fails its checksums."""
-    from autotransfer.errors import CacheError
 
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -329,7 +331,6 @@ def extract_features(
     >>> fs.features.shape                                                         # doctest: +SKIP
     (1437, 1280)
     """
-    from autotransfer.backbones.load import load_backbone
 
     records = _records(dataset, split)
     dev = resolve_device(device)
@@ -363,15 +364,12 @@ def extract_features(
 def _records(dataset: ImageDataset, split: str) -> Sequence[ImageRecord]:
     records = dataset.split(split)
     if not records:
-        from autotransfer.errors import DataError
-
         raise DataError(f"The {split!r} split of {dataset.root} has no images to extract.")
     return records
 
 
 def _read_cache(path: Path, spec: BackboneSpec) -> FeatureSet | None:
     """The cached features at ``path``, or None (a broken file is removed, to recompute)."""
-    from autotransfer.errors import CacheError
 
     if not path.exists():
         return None
@@ -417,9 +415,6 @@ def _compute(
     device. With ``decoded``, the crops are read from it when an earlier pass at the same
     geometry left them there, and left there for the next pass when they fit. With device decoding
     (``jpeg_decode``), the workers read JPEG files' bytes and the device decodes them."""
-    from autotransfer.backbones import device_decode
-    from autotransfer.backbones.decoded import split_transform
-    from autotransfer.errors import BudgetSpent
 
     if deadline is not None and time.monotonic() > deadline:
         raise BudgetSpent(f"no time left to extract features of {len(records)} images")

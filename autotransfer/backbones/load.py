@@ -28,7 +28,11 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from autotransfer import plugins
+from autotransfer.backbones.cuts import cut_model, split_cut, with_cut
+from autotransfer.backbones.key_maps import get_key_map
 from autotransfer.backbones.spec import IMAGENET_MEAN, IMAGENET_STD, BackboneSpec, WeightsRef
+from autotransfer.backbones.weight_sources import timm_pretrained_cfg
+from autotransfer.backbones.zoo import random_spec
 from autotransfer.errors import (
     AutoTransferError,
     ConfigError,
@@ -106,8 +110,6 @@ def load_backbone(spec: BackboneSpec, *, pretrained: bool = True) -> torch.nn.Mo
             )
         _load_strict(model, _state_dict(source, spec), spec)
     if spec.cut is not None:
-        from autotransfer.backbones.cuts import cut_model
-
         cut_model(model, spec.cut, spec.arch)
     return model.eval()
 
@@ -214,8 +216,6 @@ def resolve_backbones(names: str | Iterable[str]) -> list[BackboneSpec]:
             continue
         spec = registered.get(name)
         if spec is None:
-            from autotransfer.backbones.cuts import split_cut, with_cut
-
             base, cut = split_cut(name)
             spec = registered.get(base) or _bare(base, registered) or parse_backbone_id(base)
             spec = spec if cut is None else with_cut(spec, cut)
@@ -256,10 +256,6 @@ def parse_backbone_id(backbone_id: str) -> BackboneSpec:
     '3'
     """
     import timm
-
-    from autotransfer.backbones.cuts import split_cut, with_cut
-    from autotransfer.backbones.weight_sources import timm_pretrained_cfg
-    from autotransfer.backbones.zoo import random_spec
 
     base, cut = split_cut(backbone_id)
     if cut is not None:
@@ -374,8 +370,6 @@ def _ref(opts: dict[str, str], *, cfg: Any, **fields: Any) -> WeightsRef:
     else:
         mean, std = (tuple(cfg.mean), tuple(cfg.std)) if cfg else (IMAGENET_MEAN, IMAGENET_STD)
     if "key_map" in opts:
-        from autotransfer.backbones.key_maps import get_key_map
-
         get_key_map(opts["key_map"])  # unknown -> error with close matches
     return WeightsRef(
         mean=mean,

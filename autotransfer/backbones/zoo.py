@@ -26,6 +26,11 @@ import logging
 from pathlib import Path
 
 from autotransfer.backbones.spec import IMAGENET_MEAN, IMAGENET_STD, BackboneSpec, WeightsRef
+from autotransfer.backbones.weight_sources import (
+    WEIGHT_SUFFIXES,
+    shared_weights_dir,
+    timm_pretrained_cfg,
+)
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +123,6 @@ _TIMM: list[tuple[str, float, str, str]] = [
 
 def timm_backbones() -> list[BackboneSpec]:
     """Popular timm hub backbones; each is available offline only when cached locally."""
-    from autotransfer.backbones.weight_sources import timm_pretrained_cfg
 
     out = []
     for name, top1, dataset, description in _TIMM:
@@ -152,7 +156,6 @@ def random_spec(arch: str, seed: int = 0, *, tags: tuple[str, ...] = ("control",
     >>> random_spec("test_resnet", tags=("control", "test")).input_size
     160
     """
-    from autotransfer.backbones.weight_sources import timm_pretrained_cfg
 
     cfg = timm_pretrained_cfg(arch)
     return BackboneSpec(
@@ -189,8 +192,6 @@ def shared_backbones() -> list[BackboneSpec]:
     ``mean``, ``std``, ``imagenet_top1``, ``source_dataset``, ...).
     """
     import timm
-
-    from autotransfer.backbones.weight_sources import WEIGHT_SUFFIXES, shared_weights_dir
 
     root = shared_weights_dir()
     if root is None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from autotransfer.backbones.zoo import builtin_backbones
 from autotransfer.hookspecs import hookimpl
 
 
 @hookimpl
 def autotransfer_register_backbones():
-    from autotransfer.backbones.zoo import builtin_backbones
 
     return builtin_backbones()

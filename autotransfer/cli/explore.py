@@ -9,6 +9,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import autotransfer
+from autotransfer import plugins
+from autotransfer.backbones.candidates import candidate_info
+from autotransfer.backbones.load import list_candidates
+from autotransfer.config import JPEG_DECODE, DataSettings, ExtractionSettings
+from autotransfer.data.demo import write_digits_folder
+
 log = logging.getLogger("autotransfer")
 
 
@@ -81,7 +88,6 @@ def _add_extraction_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_jpeg_decode_arg(p: argparse.ArgumentParser) -> None:
-    from autotransfer.config import JPEG_DECODE
 
     p.add_argument(
         "--jpeg-decode",
@@ -93,7 +99,6 @@ def add_jpeg_decode_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace):
-    from autotransfer.config import DataSettings, ExtractionSettings
 
     data = DataSettings(val_fraction=args.val_fraction, seed=args.seed, strict=args.strict)
     ex = ExtractionSettings(
@@ -159,7 +164,6 @@ def format_descriptor(d: Any) -> str:
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
-    import autotransfer
 
     data, ex = _settings(args)
     t0 = time.perf_counter()
@@ -180,7 +184,6 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
-    import autotransfer
 
     data, ex = _settings(args)
     r = autotransfer.rank(
@@ -206,7 +209,6 @@ def cmd_rank(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    from autotransfer import plugins
 
     infos = plugins.plugin_infos()
     rows = []
@@ -235,8 +237,6 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
-    from autotransfer.backbones.candidates import candidate_info
-    from autotransfer.backbones.load import list_candidates
 
     infos = [candidate_info(s) for s in list_candidates(include_unavailable=True)]
     if args.available:
@@ -262,7 +262,6 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     main = args.main  # the command line's main (cli.main), to run each command as typed
-    from autotransfer.data.demo import write_digits_folder
 
     folder = write_digits_folder(Path(args.dest))
     print(f"demo data: scikit-learn's handwritten digits written to {folder}\n")

@@ -10,11 +10,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from autotransfer.cli import explore, report, train
 from autotransfer.errors import AutoTransferError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from autotransfer.cli import explore, report, train
 
     parser = argparse.ArgumentParser(
         prog="autotransfer",

@@ -6,7 +6,7 @@ import argparse
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from autotransfer.report import write_report
+    from autotransfer.report import write_report  # torch, Optuna: only when the command runs
 
     path = write_report(
         args.run_dir,

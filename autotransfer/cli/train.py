@@ -6,13 +6,19 @@ import argparse
 import json
 from pathlib import Path
 
+import autotransfer
+from autotransfer import plugins
 from autotransfer.cli.explore import CUTS_HELP, _add_data_args, _csv, _cuts, add_jpeg_decode_arg
 from autotransfer.config import (
     RANK_SAMPLE_PER_CLASS,
     RANK_SAMPLE_SHARE,
     RANK_SAMPLE_SIZE,
     VAL_SAMPLE_SIZE,
+    DataSettings,
+    FitSettings,
 )
+from autotransfer.tracking.store import read_record
+from autotransfer.tracking.ui import serve_ui
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -28,7 +34,6 @@ def _share(text: str) -> float | None:
 
 
 def _fit_settings(args: argparse.Namespace):
-    from autotransfer.config import FitSettings
 
     budget = args.time_budget
     if args.n_trials is not None and args.time_budget is None:
@@ -69,8 +74,6 @@ def _fit_settings(args: argparse.Namespace):
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    import autotransfer
-    from autotransfer.config import DataSettings
 
     result = autotransfer.fit(
         args.data,
@@ -101,7 +104,6 @@ def _metrics(m: dict) -> str:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    import autotransfer
 
     n = autotransfer.run_worker(
         args.run_dir, time_budget=args.time_budget, n_trials=args.n_trials, progress=args.progress
@@ -122,7 +124,6 @@ def _image_paths(items: list[str]) -> list[str]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import autotransfer
 
     result = autotransfer.load(args.model)
     paths = _image_paths(args.images)
@@ -144,7 +145,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import autotransfer
 
     result = autotransfer.load(args.model)
     metrics = result.evaluate(args.data, split=args.split, device=args.device)
@@ -157,7 +157,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_strategies(args: argparse.Namespace) -> int:
-    from autotransfer import plugins
 
     rows = [
         {
@@ -179,8 +178,6 @@ def cmd_strategies(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from autotransfer.tracking.store import read_record
-    from autotransfer.tracking.ui import serve_ui
 
     base = f"http://{args.host}:{args.port}"
     print(f"MLflow UI on {base} (Ctrl-C to stop)", flush=True)

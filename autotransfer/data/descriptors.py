@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from autotransfer import plugins
 from autotransfer.data.similarity import SourceSimilarity
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -85,7 +86,6 @@ def describe_dataset(
     >>> describe_dataset(open_dataset("data/")).num_classes  # doctest: +SKIP
     10
     """
-    from autotransfer import plugins
 
     features = dict(features or {})
     values: dict[str, Any] = {}

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from autotransfer.data.similarity import source_similarity
+
 if TYPE_CHECKING:  # pragma: no cover
     from autotransfer.backbones.features import FeatureSet
     from autotransfer.data.types import ImageDataset
@@ -102,7 +104,6 @@ class SourceSimilarityDescriptor:
     def compute(
         self, *, dataset: ImageDataset, features: Mapping[str, FeatureSet]
     ) -> dict[str, Any]:
-        from autotransfer.data.similarity import source_similarity
 
         return {
             "source_similarity": {bid: source_similarity(bid, fs) for bid, fs in features.items()}

@@ -6,6 +6,8 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from autotransfer.errors import ConfigError
+
 SPLITS = ("train", "val", "test")
 
 
@@ -116,8 +118,6 @@ class ImageDataset:
 
     def split(self, name: str) -> tuple[ImageRecord, ...]:
         if name not in SPLITS:
-            from autotransfer.errors import ConfigError
-
             raise ConfigError(f"Unknown split {name!r}; use one of {', '.join(SPLITS)}.")
         return getattr(self, name)
 

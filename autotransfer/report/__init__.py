@@ -22,6 +22,12 @@ import logging
 import os
 from pathlib import Path
 
+from autotransfer.errors import AutoTransferError
+from autotransfer.report import figures
+from autotransfer.report.artifact import log_report
+from autotransfer.report.collect import collect_run
+from autotransfer.report.html import render
+from autotransfer.report.pick import evaluate_pick
 from autotransfer.version import __version__
 
 __all__ = ["write_report"]
@@ -50,13 +56,6 @@ def write_report(
     >>> path = write_report("autotransfer-runs/flowers", "flowers.html")  # doctest: +SKIP
     """
     import datetime
-
-    from autotransfer.errors import AutoTransferError
-    from autotransfer.report import figures
-    from autotransfer.report.artifact import log_report
-    from autotransfer.report.collect import collect_run
-    from autotransfer.report.html import render
-    from autotransfer.report.pick import evaluate_pick
 
     facts = collect_run(run_dir)
     evaluation, why = None, ""

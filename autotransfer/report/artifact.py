@@ -13,6 +13,9 @@ from __future__ import annotations
 import logging
 import os
 
+from autotransfer.tracking.mlflow_client import open_client
+from autotransfer.tracking.store import RECORD_FILE, read_record, tracking_uri_of
+
 log = logging.getLogger(__name__)
 
 ARTIFACT = "report/report.html"
@@ -21,7 +24,6 @@ ARTIFACT = "report/report.html"
 def log_report(run_dir: str | os.PathLike[str], page: str) -> str | None:
     """Log ``page`` to the fit's parent run; its artifact URI, or None when the fit was
     not tracked in MLflow or the run cannot be reached (both logged)."""
-    from autotransfer.tracking.store import RECORD_FILE, read_record, tracking_uri_of
 
     parent = read_record(run_dir).get("parent_run_id")
     if not parent:
@@ -33,8 +35,6 @@ def log_report(run_dir: str | os.PathLike[str], page: str) -> str | None:
         )
         return None
     from mlflow.exceptions import MlflowException
-
-    from autotransfer.tracking.mlflow_client import open_client
 
     uri = tracking_uri_of(run_dir)
     client = open_client(uri)

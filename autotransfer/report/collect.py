@@ -22,8 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from autotransfer.data.descriptors import DatasetDescriptor
 from autotransfer.errors import ConfigError
 from autotransfer.search.records import TrialRecord
+from autotransfer.search.study import leaderboard, storage_url
+from autotransfer.tracking.store import read_record
+from autotransfer.transferability.ranking import Ranking
 
 if TYPE_CHECKING:  # pragma: no cover
     from autotransfer.data.descriptors import DatasetDescriptor
@@ -77,7 +81,6 @@ class RunFacts:
 
 def collect_run(run_dir: str | os.PathLike[str]) -> RunFacts:
     """Read the run folder ``run_dir`` of a fit (see the module docstring)."""
-    from autotransfer.tracking.store import read_record
 
     root = Path(run_dir).expanduser().resolve()
     if not (root / "plan.json").exists() and not (root / "model").is_dir():
@@ -126,7 +129,6 @@ def _json(path: Path, notes: list[str]) -> Any:
 
 
 def _descriptor(root: Path, notes: list[str]) -> DatasetDescriptor | None:
-    from autotransfer.data.descriptors import DatasetDescriptor
 
     d = _json(root / "descriptor.json", notes)
     if d is None:
@@ -136,7 +138,6 @@ def _descriptor(root: Path, notes: list[str]) -> DatasetDescriptor | None:
 
 
 def _ranking(root: Path, notes: list[str]) -> Ranking | None:
-    from autotransfer.transferability.ranking import Ranking
 
     d = _json(root / "ranking.json", notes)
     if d is None:
@@ -151,8 +152,6 @@ def _study(
     """Every trial of the run folder's Optuna study, best first, and the validation
     accuracy each reported per epoch (``trial.report``, what the pruner judged)."""
     import optuna
-
-    from autotransfer.search.study import leaderboard, storage_url
 
     url = storage_url(root, settings.get("storage"))
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():

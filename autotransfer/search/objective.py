@@ -21,8 +21,16 @@ import optuna
 import torch
 
 from autotransfer import plugins
+from autotransfer.backbones.cuts import cuts_of
+from autotransfer.backbones.extraction import extract_all
+from autotransfer.backbones.features import concat_features
 from autotransfer.backbones.spec import BackboneSpec
+from autotransfer.data.sample import sample_parts, train_chunks
 from autotransfer.data.types import ImageDataset
+from autotransfer.errors import BudgetSpent
+from autotransfer.metrics import classification_metrics
+from autotransfer.model import Classifier, Preprocessing
+from autotransfer.plugins import plugin_error
 from autotransfer.search.budget import Budget, closing_reserve
 from autotransfer.search.checkpoints import checkpoint_dir
 from autotransfer.search.selection import PER_CLASS, worth_keeping
@@ -139,8 +147,6 @@ class SearchRun:
         return self._features[key]
 
     def _extract(self, backbone: str, dataset: ImageDataset, split: str, deadline) -> Any:
-        from autotransfer.backbones.cuts import cuts_of
-        from autotransfer.backbones.extraction import extract_all
 
         spec = self.specs[backbone]
         same_pass = [spec, *cuts_of(spec, self.specs.values())]
@@ -160,7 +166,6 @@ class SearchRun:
         return len(self._train_chunks()) > self._first
 
     def _train_chunks(self) -> list[ImageDataset]:
-        from autotransfer.data.sample import sample_parts, train_chunks
 
         if self._chunks is None:
             size, per_class, pilot = self.rank_sample
@@ -171,9 +176,6 @@ class SearchRun:
 
     def _train_features(self, backbone: str, deadline: float | None, more: bool = True) -> Any:
         import dataclasses
-
-        from autotransfer.backbones.features import concat_features
-        from autotransfer.errors import BudgetSpent
 
         chunks = self._train_chunks()
         have = self._features.get((backbone, "train"))
@@ -251,15 +253,6 @@ class SearchRun:
         """Seconds of the budget left for training (None: no limit); may be negative."""
         left = self.budget.left()
         return None if left is None else left - self.closing_reserve()
-
-
-def plugin_error(strategy: str, hook: str, exc: BaseException) -> str:
-    """One line naming the plugin that registered ``strategy``, the hook and the error."""
-    owner = plugins.registered("strategies").get(strategy)
-    return (
-        f"Plugin {owner.plugin if owner else '?'!r} failed in strategy {strategy!r}.{hook}: "
-        f"{type(exc).__name__}: {exc}"
-    )
 
 
 def objective(sr: SearchRun, trial: optuna.Trial) -> float:
@@ -341,7 +334,6 @@ def _val_metrics(sr: SearchRun, backbone: str, model: Any, outcome: Any) -> dict
     """The trial's validation metrics: from the probabilities its training already computed
     (the frozen-feature head's, the loop's best evaluation), else from predicting the
     validation split through the model's preprocessing (and the scoring rate measured)."""
-    from autotransfer.metrics import classification_metrics
 
     y = [r.label for r in sr.dataset.val]
     proba = getattr(outcome, "val_proba", None)
@@ -377,7 +369,6 @@ def train_model(
     time left allows (the trial limit does not apply: this is the one trial that reads
     the split); else the sample and what earlier trials read.
     """
-    from autotransfer.model import Classifier, Preprocessing
 
     if deadline is None:
         left = sr.training_left()

@@ -29,6 +29,7 @@ from autotransfer.backbones.features import resolve_device
 from autotransfer.config import FitSettings
 from autotransfer.data.statistics import bit_hyperrule
 from autotransfer.data.types import ImageDataset
+from autotransfer.plugins import plugin_error
 from autotransfer.strategies.base import SearchContext, Strategy
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,6 @@ def prior_trials(
         try:
             out.append(_params(b, s, search))
         except Exception as exc:  # plugin code: name it, skip its prior, go on
-            from autotransfer.search.objective import plugin_error
-
             log.error(
                 "%s. Its prior trial is skipped; the study goes on.\n%s",
                 plugin_error(s.name, "defaults", exc),

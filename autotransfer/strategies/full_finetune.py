@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from autotransfer.data.statistics import bit_hyperrule
 from autotransfer.strategies import loop
 from autotransfer.strategies.base import SearchContext, TrainContext, TrainOutcome
 from autotransfer.strategies.models import freezable_bn, new_classifier, preprocessing
@@ -36,7 +37,6 @@ class FullFinetune:
 
     def defaults(self, *, search: SearchContext) -> dict[str, Any]:
         """The BiT-HyperRule configuration for this dataset."""
-        from autotransfer.data.statistics import bit_hyperrule
 
         rule = bit_hyperrule(search.num_train, search.median_side)
         return {

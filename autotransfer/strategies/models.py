@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from autotransfer.backbones.load import load_backbone
 from autotransfer.strategies.base import TrainContext
 
 
@@ -16,7 +17,6 @@ def new_classifier(ctx: TrainContext) -> torch.nn.Module:
     The head starts at zero, as in BiT: the first updates then move the head, not the
     pretrained features, which a random head's large gradients would disturb.
     """
-    from autotransfer.backbones.load import load_backbone
 
     torch.manual_seed(ctx.seed)
     model = load_backbone(ctx.spec)

@@ -13,6 +13,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from autotransfer.data.statistics import bit_hyperrule
 from autotransfer.strategies.base import SearchContext
 
 MAX_EPOCHS = 100  # no schedule passes over the training images more often than this
@@ -53,7 +54,6 @@ def hyperrule_steps(search: SearchContext) -> int:
     >>> hyperrule_steps(SearchContext(100_000, 10, 200.0, None, "cuda", 128))  # 51.2 x 782
     40039
     """
-    from autotransfer.data.statistics import bit_hyperrule
 
     rule = bit_hyperrule(search.num_train, search.median_side)
     n = max(1, search.num_train)

@@ -25,8 +25,14 @@ import optuna
 import pytest
 import torch
 
+from autotransfer.api import extract_all, open_folder
+from autotransfer.backbones.load import resolve_backbones
+from autotransfer.config import ExtractionSettings
 from autotransfer.data.types import ImageDataset
+from autotransfer.search.objective import Prefixed
 from autotransfer.strategies.base import SearchContext, Strategy, TrainContext
+from autotransfer.strategies.images import ImageCache
+from autotransfer.testing.images import make_image_folder
 
 CONTRACT_BACKBONE = "random:test_resnet"
 
@@ -46,10 +52,6 @@ def make_train_context(
 ) -> TrainContext:
     """A :class:`TrainContext` for ``dataset`` on ``backbone``; ``reports`` collects every
     ``(epoch, metrics)`` the strategy reports; ``seconds`` sets a deadline."""
-    from autotransfer.api import extract_all
-    from autotransfer.backbones.load import resolve_backbones
-    from autotransfer.config import ExtractionSettings
-    from autotransfer.strategies.images import ImageCache
 
     spec = resolve_backbones([backbone])[0]
     sink = [] if reports is None else reports
@@ -112,8 +114,6 @@ class StrategyContract:
 
     @pytest.fixture
     def dataset(self, tmp_path: Path) -> ImageDataset:
-        from autotransfer.api import open_folder
-        from autotransfer.testing.images import make_image_folder
 
         root = make_image_folder(tmp_path / "data", classes=("a", "b", "c"), per_class=8)
         return open_folder(root, progress=False)
@@ -129,7 +129,6 @@ class StrategyContract:
         defaults = strategy.defaults(search=search)
         study = optuna.create_study()
         study.enqueue_trial({f"{strategy.name}.{k}": v for k, v in defaults.items()})
-        from autotransfer.search.objective import Prefixed
 
         trial = study.ask()
         with __import__("warnings").catch_warnings():

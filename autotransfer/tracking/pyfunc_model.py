@@ -66,6 +66,7 @@ class AutotransferClassifier(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context: Any) -> None:
         try:
+            # MLflow loads this file where autotransfer may be missing: say what to install
             from autotransfer.model import Classifier
         except ImportError as exc:
             raise ImportError(

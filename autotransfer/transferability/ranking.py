@@ -14,6 +14,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy.stats import rankdata
 
+from autotransfer import plugins
+from autotransfer.backbones.families import other_family
+from autotransfer.cache import atomic_write, resolve_cache_dir
+from autotransfer.errors import BudgetSpent
 from autotransfer.transferability.base import Estimator, ScoringInput
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -111,7 +115,6 @@ class Ranking:
     @property
     def hedged(self) -> str | None:
         """The other family's best network the shortlist adds to the top ``top_k``, if any."""
-        from autotransfer.backbones.families import other_family
 
         top = [r.backbone for r in self.rows[: self.top_k]]
         pick = other_family([r.backbone for r in self.rows]) if self.hedge else None
@@ -214,7 +217,6 @@ class ScoreCache:
     """Scores already computed for one feature set, in ``<cache_dir>/scores/<key>.json``."""
 
     def __init__(self, cache_dir, key: str) -> None:
-        from autotransfer.cache import resolve_cache_dir
 
         self.path = resolve_cache_dir(cache_dir) / "scores" / f"{key}.json"
         try:
@@ -233,7 +235,6 @@ class ScoreCache:
 
     def save(self) -> None:
         """Write the file once, after a backbone's estimators have run (if any score is new)."""
-        from autotransfer.cache import atomic_write
 
         if self.dirty:
             atomic_write(self.path, lambda p: p.write_text(json.dumps(self.values, indent=1)))
@@ -259,7 +260,6 @@ def score_backbone(
     :class:`~autotransfer.errors.BudgetSpent` is raised (the scores finished before it stay
     cached).
     """
-    from autotransfer import plugins
 
     scores: dict[str, float] = {}
     seconds: dict[str, float] = {}
@@ -303,7 +303,6 @@ def _call_by(deadline: float, name: str, fn: Callable[[], Any]) -> Any:
     """``fn()``, waited for until ``deadline`` at most. It runs on a daemon thread, which is
     abandoned (and finishes in the background, its result dropped) when the deadline
     passes first: Python cannot stop a thread, and the budget must hold."""
-    from autotransfer.errors import BudgetSpent
 
     left = deadline - time.monotonic()
     if left <= 0:
