@@ -13,7 +13,7 @@ from typing import Any
 
 from autotransfer.backbones.candidates import candidate_backbones
 from autotransfer.backbones.extraction import extract_all
-from autotransfer.backbones.features import resolve_device
+from autotransfer.backbones.inputs import resolve_device
 from autotransfer.config import (
     DataSettings,
     ExtractionSettings,
@@ -34,10 +34,11 @@ from autotransfer.results import FitResult
 from autotransfer.search import runner
 from autotransfer.search.budget import Budget
 from autotransfer.search.checkpoints import prune_checkpoints
-from autotransfer.search.objective import FULL_VAL_SHARE, notify
 from autotransfer.search.pick import load_best
 from autotransfer.search.plan import auto_resolution, make_plan, median_side, rank_sample
+from autotransfer.search.search_run import FULL_VAL_SHARE
 from autotransfer.search.study import leaderboard, load_plan, record_of, save_plan
+from autotransfer.tracking.base import notify
 from autotransfer.transferability.rank import rank_backbones
 from autotransfer.transferability.ranking import Ranking
 

@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 
 from autotransfer.backbones.cuts import build_cut_model, cut_of
-from autotransfer.backbones.features import (
+from autotransfer.backbones.inputs import (
     default_batch_size,
     default_num_workers,
     resize_side,

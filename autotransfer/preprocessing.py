@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from PIL import Image
 
-from autotransfer.backbones.features import eval_transform
+from autotransfer.backbones.inputs import eval_transform
 from autotransfer.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover

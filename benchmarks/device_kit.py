@@ -1,6 +1,6 @@
 """Pack what a GPU machine without internet needs for the benchmarks into ``device_carry/``.
 
-A device machine (see the README's Benchmarks section) has torch, timm, scikit-learn and
+A device machine (docs/benchmarks.md, "The GPU device session") has torch, timm, scikit-learn and
 the like, but nothing else can be fetched there and ``../shared`` does not travel. This
 script, run here, fills the git-ignored folder ``device_carry/`` that the call names in
 ``carry`` (64 MiB for the whole working tree), and ``benchmarks/device_session.sh`` uses:

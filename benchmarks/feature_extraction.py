@@ -28,12 +28,11 @@ from _machine import machine_info, markdown_table  # noqa: E402
 from _variants import SHARED  # noqa: E402
 
 import autotransfer  # noqa: E402
-from autotransfer.backbones.features import (  # noqa: E402
-    _Images,
+from autotransfer.backbones.features import extract_features, forward_batch  # noqa: E402
+from autotransfer.backbones.inputs import (  # noqa: E402
+    ImageFiles,
     data_config,
     eval_transform,
-    extract_features,
-    forward_batch,
     resize_side,
 )
 from autotransfer.backbones.load import load_backbone, resolve_backbones  # noqa: E402
@@ -45,7 +44,7 @@ REPEATS = 2
 def plain_forward_rate(spec, ds, resolution, batch_size, repeats=1) -> float:
     """Images/s of the model alone on preprocessed batches already in memory."""
     tf = eval_transform(data_config(spec, resolution))
-    images = _Images(ds.train, tf, draft=resize_side(data_config(spec, resolution)))
+    images = ImageFiles(ds.train, tf, draft=resize_side(data_config(spec, resolution)))
     batches = [
         torch.stack([images[j][0] for j in range(i, min(i + batch_size, len(images)))])
         for i in range(0, len(images), batch_size)

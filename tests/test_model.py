@@ -14,7 +14,7 @@ import pytest
 import timm
 import torch
 
-from autotransfer.backbones.features import data_config, eval_transform
+from autotransfer.backbones.inputs import data_config, eval_transform
 from autotransfer.backbones.spec import BackboneSpec, WeightsRef
 from autotransfer.data.images import load_image
 from autotransfer.errors import AutoTransferError, ConfigError, DataError
@@ -144,7 +144,7 @@ def test_a_large_jpeg_file_is_decoded_as_for_training(clf, tmp_path):
     decode (the two gave trial scores 2 validation images apart on real photographs)."""
     from PIL import Image
 
-    from autotransfer.backbones.features import resize_side
+    from autotransfer.backbones.inputs import resize_side
 
     rng = np.random.default_rng(0)
     coarse = rng.integers(0, 256, size=(60, 80, 3), dtype=np.uint8)

@@ -26,7 +26,8 @@ import torch
 import autotransfer
 from autotransfer.backbones.load import load_backbone, resolve_backbones
 from autotransfer.backbones.spec import BackboneSpec, WeightsRef
-from autotransfer.backbones.weight_sources import TimmHubSource, read_state_dict
+from autotransfer.backbones.weight_files import read_state_dict
+from autotransfer.backbones.weight_sources import TimmHubSource
 from autotransfer.errors import AutoTransferError, WeightsUnavailableError
 from autotransfer.model_files import ModelFileError
 

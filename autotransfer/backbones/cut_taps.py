@@ -25,22 +25,23 @@ import torch
 
 from autotransfer.backbones.cuts import cut_model, cuts_of
 from autotransfer.backbones.decoded import DecodedImages
-from autotransfer.backbones.features import (
+from autotransfer.backbones.feature_cache import (
     FeatureSet,
-    _cache_path,
-    _ChannelStats,
-    _compute,
-    _extraction_key,
-    _last_batchnorm,
-    _read_cache,
-    _records,
-    _running_stats,
-    _save,
-    _stamped,
-    data_config,
-    extract_features,
-    resolve_device,
+    cache_path,
+    extraction_key,
+    read_cache,
+    save_features,
+    stamped,
 )
+from autotransfer.backbones.features import (
+    ChannelStats,
+    compute_pass,
+    extract_features,
+    last_batchnorm,
+    running_stats,
+    split_records,
+)
+from autotransfer.backbones.inputs import data_config, resolve_device
 from autotransfer.backbones.load import load_backbone
 from autotransfer.backbones.spec import BackboneSpec
 from autotransfer.data.types import ImageDataset
@@ -55,14 +56,14 @@ class CutTap:
         self.spec = spec
         self.model = cut_model(copy.deepcopy(whole), spec.cut, spec.arch).eval()
         self.module_name = whole.feature_info[spec.cut]["module"]
-        bn = _last_batchnorm(self.model)
+        bn = last_batchnorm(self.model)
         self.bn_name = None
         if bn is not None:
             self.bn_name = next(n for n, m in self.model.named_modules() if m is bn)
         self.ok = True  # until the first batch says otherwise
         self._out: torch.Tensor | None = None
         self._feats: list[torch.Tensor] = []
-        self._stats = _ChannelStats()
+        self._stats = ChannelStats()
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._bn: torch.nn.Module | None = None
 
@@ -109,7 +110,7 @@ class CutTap:
             labels=labels,
             logits=None,  # a cut has no source classifier
             target_bn=self._stats.result(),
-            source_bn=_running_stats(self._bn),
+            source_bn=running_stats(self._bn),
         )
 
 
@@ -154,16 +155,16 @@ def extract_group(
         jpeg_decode=jpeg_decode,
     )
     cfg = data_config(spec, resolution)
-    key = _extraction_key(dataset, split, spec, cfg)
-    path = _cache_path(cache_dir, key)
-    whole = _read_cache(path, spec) if use_cache else None
+    key = extraction_key(dataset, split, spec, cfg)
+    path = cache_path(cache_dir, key)
+    whole = read_cache(path, spec) if use_cache else None
     out: dict[str, FeatureSet] = {}
     if whole is None:
         missing = []
         for c in cuts:
             ccfg = data_config(c, resolution)
-            ckey = _extraction_key(dataset, split, c, ccfg)
-            cached = _read_cache(_cache_path(cache_dir, ckey), c) if use_cache else None
+            ckey = extraction_key(dataset, split, c, ccfg)
+            cached = read_cache(cache_path(cache_dir, ckey), c) if use_cache else None
             if cached is not None:
                 out[c.id] = cached
             elif ccfg == cfg:  # same preprocessing: the whole network's pass serves it
@@ -171,9 +172,9 @@ def extract_group(
         start = time.perf_counter()
         model = load_backbone(spec)
         taps = [CutTap(model, c) for c, _ in missing]
-        records = _records(dataset, split)
+        records = split_records(dataset, split)
         dev = resolve_device(device)
-        whole = _compute(
+        whole = compute_pass(
             model,
             records,
             cfg,
@@ -187,16 +188,16 @@ def extract_group(
             jpeg_decode=jpeg_decode,
         )
         seconds = time.perf_counter() - start
-        whole = _stamped(whole, key, seconds, spec, split, cfg)
+        whole = stamped(whole, key, seconds, spec, split, cfg)
         if use_cache:
-            _save(path, whole)
+            save_features(path, whole)
         for tap, (c, ckey) in zip(taps, missing):
             fs = tap.result(whole.labels)
             if fs is None:
                 continue
-            fs = _stamped(fs, ckey, seconds, c, split, cfg, **{"pass": spec.id})
+            fs = stamped(fs, ckey, seconds, c, split, cfg, **{"pass": spec.id})
             if use_cache:
-                _save(_cache_path(cache_dir, ckey), fs)
+                save_features(cache_path(cache_dir, ckey), fs)
             out[c.id] = fs
     out[spec.id] = whole
     for c in cuts:

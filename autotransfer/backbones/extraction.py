@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from autotransfer.backbones.cut_taps import extract_group
 from autotransfer.backbones.cuts import cuts_of
 from autotransfer.backbones.decoded import DecodedImages
-from autotransfer.backbones.features import FeatureSet, concat_features, extract_features
+from autotransfer.backbones.feature_cache import FeatureSet, concat_features
+from autotransfer.backbones.features import extract_features
 from autotransfer.backbones.spec import BackboneSpec
 from autotransfer.config import ExtractionSettings
 from autotransfer.data.types import ImageDataset

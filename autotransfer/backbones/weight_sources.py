@@ -15,8 +15,8 @@ shared     a file name inside the shared weights folder (``$AUTOTRANSFER_SHARED_
 random     the seed (``""`` means 0): a seeded random initialisation, the control
 =========  ==========================================================================
 
-Files are read without running code from them: safetensors, or
-``torch.load(..., weights_only=True)``; a checkpoint that needs pickled classes is refused.
+Files are read by :mod:`~autotransfer.backbones.weight_files`, without running code from
+them.
 
 >>> from autotransfer.backbones.spec import BackboneSpec, WeightsRef
 >>> spec = BackboneSpec("file:w#resnet18", "resnet18", WeightsRef("file", "w.safetensors"))
@@ -29,11 +29,14 @@ import hashlib
 import importlib.util
 import logging
 import os
-import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from autotransfer.backbones.key_maps import apply_key_map
+from autotransfer.backbones.weight_files import (
+    find_weights_file,
+    read_mapped,
+    stat_fingerprint,
+)
 from autotransfer.errors import ConfigError, WeightsUnavailableError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,9 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 SHARED_WEIGHTS_ENV = "AUTOTRANSFER_SHARED_WEIGHTS"
-_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network")
 
 __all__ = [
     "FileSource",
@@ -54,111 +55,8 @@ __all__ = [
     "SharedSource",
     "TimmHubSource",
     "builtin_weight_sources",
-    "find_weights_file",
-    "read_state_dict",
     "shared_weights_dir",
 ]
-
-
-# reading files ---------------------------------------------------------------------------
-
-
-def find_weights_file(path: str | os.PathLike[str]) -> Path:
-    """``path`` itself, or the one weights file inside the folder ``path``.
-
-    A folder may hold several files; ``.safetensors`` wins over the pickle formats.
-
-    >>> find_weights_file("weights/resnet18")  # doctest: +SKIP
-    PosixPath('weights/resnet18/model.safetensors')
-    """
-    p = Path(path).expanduser()
-    if p.is_file():
-        return p
-    if not p.is_dir():
-        raise WeightsUnavailableError(f"Weights file {p} does not exist.")
-    for suffix in WEIGHT_SUFFIXES:
-        found = sorted(f for f in p.iterdir() if f.is_file() and f.name.endswith(suffix))
-        if len(found) == 1:
-            return found[0]
-        if len(found) > 1:
-            raise ConfigError(
-                f"Folder {p} holds several {suffix} files ({', '.join(f.name for f in found)}). "
-                "Name the file itself instead of the folder."
-            )
-    raise WeightsUnavailableError(
-        f"Folder {p} holds no weights file (looked for {', '.join(WEIGHT_SUFFIXES)})."
-    )
-
-
-def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """The tensors in a weights file, unwrapped from ``state_dict``/``model``/``module.``.
-
-    ``.safetensors`` goes through ``safetensors.torch.load_file``; anything else through
-    ``torch.load(..., map_location="cpu", weights_only=True)``, which refuses pickled code.
-
-    >>> sd = read_state_dict("resnet18.safetensors")  # doctest: +SKIP
-    """
-    import torch
-
-    p = find_weights_file(path)
-    if p.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(p), device="cpu")
-        except Exception as exc:  # SafetensorError, OSError: a damaged or mislabelled file
-            raise WeightsUnavailableError(
-                f"{p} is not a readable safetensors file ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0][:200] if str(exc) else 'no detail'}). It may be "
-                "damaged, cut short, or another format under a .safetensors name; nothing "
-                "in it was executed. Download or export it again."
-            ) from exc
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError) as exc:
-        raise WeightsUnavailableError(
-            f"{p} cannot be read safely: it needs pickled Python objects beyond plain tensors "
-            f"({str(exc).splitlines()[0][:200]}). "
-            "autotransfer never runs code from a weights file. "
-            "Convert it once, in an environment you trust, with: "
-            "`torch.save(torch.load(path, weights_only=False)['state_dict'], 'clean.pth')` or "
-            "`safetensors.torch.save_file(state_dict, 'weights.safetensors')`, then use that file."
-        ) from exc
-    return _unwrap(obj, p)
-
-
-def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
-    import torch
-
-    for _ in range(3):  # {"state_dict": {"model": {...}}} and the like
-        if isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
-            inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
-            if inner is None:
-                break
-            obj = inner
-    if not isinstance(obj, dict) or not obj:
-        raise WeightsUnavailableError(
-            f"{path} does not hold a state dict (found {type(obj).__name__}). Save "
-            "`model.state_dict()` rather than the model object."
-        )
-    sd = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    for prefix in ("module.", "model."):
-        if sd and all(k.startswith(prefix) for k in sd):
-            sd = {k.removeprefix(prefix): v for k, v in sd.items()}
-    return sd
-
-
-def _stat_fingerprint(kind: str, path: Path) -> str:
-    st = path.stat()
-    raw = f"{kind}:{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
-    return hashlib.sha256(raw.encode()).hexdigest()[:16]
-
-
-def _read_mapped(path: Path, spec: BackboneSpec) -> dict[str, torch.Tensor]:
-    return apply_key_map(spec.weights.key_map, read_state_dict(path))
-
-
-# timm / Hugging Face hub -----------------------------------------------------------------
 
 
 def timm_pretrained_cfg(name: str) -> Any | None:
@@ -260,9 +158,6 @@ def _torch_hub_checkpoint(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url.split("?")[0])
 
 
-# local files -----------------------------------------------------------------------------
-
-
 class FileSource:
     """A local ``.safetensors``/``.pth``/``.pt``/``.bin`` file (or a folder holding one).
 
@@ -285,19 +180,16 @@ class FileSource:
         return True
 
     def load_state_dict(self, spec: BackboneSpec) -> dict[str, torch.Tensor]:
-        return _read_mapped(find_weights_file(self._path(spec)), spec)
+        return read_mapped(find_weights_file(self._path(spec)), spec)
 
     def fingerprint(self, spec: BackboneSpec) -> str:
-        return _stat_fingerprint("file", find_weights_file(self._path(spec)))
+        return stat_fingerprint("file", find_weights_file(self._path(spec)))
 
     def missing_hint(self, spec: BackboneSpec) -> str:
         return (
             f"Put the weights at {self._path(spec)} (a .safetensors file, or a .pth/.pt/.bin "
             "state dict saved with torch.save(model.state_dict(), ...))."
         )
-
-
-# installed weight packages ---------------------------------------------------------------
 
 
 class _LocatedFile:
@@ -321,11 +213,11 @@ class _LocatedFile:
                 f"Weights of {spec.id} ({self.name}: {spec.weights.location!r}) are not on "
                 "this machine. " + self.missing_hint(spec)
             )
-        return _read_mapped(p, spec)
+        return read_mapped(p, spec)
 
     def fingerprint(self, spec: BackboneSpec) -> str:
         p = self.path(spec)
-        return _stat_fingerprint(f"{self.name}:{spec.weights.location}", p) if p else "missing"
+        return stat_fingerprint(f"{self.name}:{spec.weights.location}", p) if p else "missing"
 
 
 class PackageSource(_LocatedFile):
@@ -384,9 +276,6 @@ def _package_dir(module: str) -> Path | None:
     return Path(found.origin).parent if found.origin else None
 
 
-# the shared weights folder ---------------------------------------------------------------
-
-
 def shared_weights_dir() -> Path | None:
     """The shared weights folder, or None when there is none.
 
@@ -429,9 +318,6 @@ class SharedSource(_LocatedFile):
         root = shared_weights_dir()
         where = str(root) if root else f"../shared/weights or ${SHARED_WEIGHTS_ENV}"
         return f"Copy {spec.weights.location or 'the file'} into {where}."
-
-
-# seeded random initialisation ------------------------------------------------------------
 
 
 def parse_seed(spec: BackboneSpec) -> int:

@@ -26,11 +26,8 @@ import logging
 from pathlib import Path
 
 from autotransfer.backbones.spec import IMAGENET_MEAN, IMAGENET_STD, BackboneSpec, WeightsRef
-from autotransfer.backbones.weight_sources import (
-    WEIGHT_SUFFIXES,
-    shared_weights_dir,
-    timm_pretrained_cfg,
-)
+from autotransfer.backbones.weight_files import WEIGHT_SUFFIXES
+from autotransfer.backbones.weight_sources import shared_weights_dir, timm_pretrained_cfg
 
 log = logging.getLogger(__name__)
 

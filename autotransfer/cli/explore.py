@@ -98,6 +98,17 @@ def add_jpeg_decode_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_shortlist_args(p: argparse.ArgumentParser) -> None:
+    """``--top-k`` and ``--no-hedge``: how many backbones the ranking's shortlist keeps."""
+    p.add_argument("--top-k", type=int, default=3, help="backbones kept from the ranking")
+    p.add_argument(
+        "--no-hedge",
+        dest="hedge",
+        action="store_false",
+        help="keep only the top k, without another architecture family's best",
+    )
+
+
 def _settings(args: argparse.Namespace):
 
     data = DataSettings(val_fraction=args.val_fraction, seed=args.seed, strict=args.strict)
@@ -313,13 +324,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="estimators averaged into the aggregate (default: those reading features)",
     )
-    p.add_argument("--top-k", type=int, default=3, help="size of the shortlist")
-    p.add_argument(
-        "--no-hedge",
-        dest="hedge",
-        action="store_false",
-        help="shortlist only the top k, without another architecture family's best",
-    )
+    add_shortlist_args(p)
     p.add_argument("--controls", action="store_true", help="add random-init control backbones")
     p.add_argument("--cuts", type=_cuts, default=(), help=CUTS_HELP)
     p.set_defaults(func=cmd_rank)

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import autotransfer
 from autotransfer import plugins
-from autotransfer.cli.explore import CUTS_HELP, _add_data_args, _csv, _cuts, add_jpeg_decode_arg
+from autotransfer.cli.explore import (
+    CUTS_HELP,
+    _add_data_args,
+    _csv,
+    _cuts,
+    add_jpeg_decode_arg,
+    add_shortlist_args,
+)
 from autotransfer.config import (
     RANK_SAMPLE_PER_CLASS,
     RANK_SAMPLE_SHARE,
@@ -195,13 +202,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-trials", type=int, default=None, help="trials in the study, at most")
     p.add_argument("--strategies", type=_csv, default=None, help="default: all registered")
     p.add_argument("--backbones", type=_csv, default=None, help="default: all offline")
-    p.add_argument("--top-k", type=int, default=3, help="backbones kept from the ranking")
-    p.add_argument(
-        "--no-hedge",
-        dest="hedge",
-        action="store_false",
-        help="search only the top k, without another architecture family's best",
-    )
+    add_shortlist_args(p)
     p.add_argument(
         "--rank-share",
         type=float,

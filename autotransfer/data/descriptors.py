@@ -16,7 +16,7 @@ from autotransfer import plugins
 from autotransfer.data.similarity import SourceSimilarity
 
 if TYPE_CHECKING:  # pragma: no cover
-    from autotransfer.backbones.features import FeatureSet
+    from autotransfer.backbones.feature_cache import FeatureSet
     from autotransfer.data.types import ImageDataset
 
 

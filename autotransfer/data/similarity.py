@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from autotransfer.backbones.features import FeatureSet
+    from autotransfer.backbones.feature_cache import FeatureSet
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import numpy as np
 from autotransfer.data.similarity import source_similarity
 
 if TYPE_CHECKING:  # pragma: no cover
-    from autotransfer.backbones.features import FeatureSet
+    from autotransfer.backbones.feature_cache import FeatureSet
     from autotransfer.data.types import ImageDataset
 
 MODE_CHANNELS = {"1": 1, "L": 1, "P": 1, "I": 1, "F": 1, "I;16": 1, "I;16B": 1, "I;16L": 1,

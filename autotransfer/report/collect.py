@@ -93,7 +93,8 @@ def collect_run(run_dir: str | os.PathLike[str]) -> RunFacts:
     settings = _json(root / "fit_settings.json", notes) or {}
     plan = _json(root / "plan.json", notes) or {}
     fit = _json(root / "model" / "fit_result.json", notes) or {}
-    descriptor, ranking = _descriptor(root, notes), _ranking(root, notes)
+    descriptor = _saved(root, "descriptor.json", DatasetDescriptor, notes)
+    ranking = _saved(root, "ranking.json", Ranking, notes)
     trials, curves = _study(root, settings, notes)
     if trials is None:  # no study to read: the leaderboard the fit saved with its model
         trials = tuple(TrialRecord.from_dict(r) for r in fit.get("leaderboard", ()))
@@ -128,22 +129,14 @@ def _json(path: Path, notes: list[str]) -> Any:
         return None
 
 
-def _descriptor(root: Path, notes: list[str]) -> DatasetDescriptor | None:
-
-    d = _json(root / "descriptor.json", notes)
+def _saved(root: Path, name: str, kind: Any, notes: list[str]) -> Any:
+    """``kind.from_dict`` of the run folder's ``name`` (descriptor.json, ranking.json), or
+    None with a note when it is missing or unreadable."""
+    d = _json(root / name, notes)
     if d is None:
-        notes.append("No descriptor.json in the run folder.")
+        notes.append(f"No {name} in the run folder.")
         return None
-    return DatasetDescriptor.from_dict(d)
-
-
-def _ranking(root: Path, notes: list[str]) -> Ranking | None:
-
-    d = _json(root / "ranking.json", notes)
-    if d is None:
-        notes.append("No ranking.json in the run folder.")
-        return None
-    return Ranking.from_dict(d)
+    return kind.from_dict(d)
 
 
 def _study(

@@ -9,14 +9,11 @@ parameters, errors) goes through :func:`html.escape`; numbers are formatted here
 
 from __future__ import annotations
 
-import base64
-import json
-import math
-from collections import Counter
-from collections.abc import Mapping, Sequence
-from html import escape
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from autotransfer.report.data_sections import data_section, ranking_section
+from autotransfer.report.markup import duration, e, figure_section, img, num, section, table
 from autotransfer.report.style import CSS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,31 +31,6 @@ SECTIONS = (
     ("mistakes", "Misclassified"),
 )
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "log_loss")
-
-
-def e(value: Any) -> str:
-    return escape(str(value), quote=True)
-
-
-def num(x: Any, digits: int = 4) -> str:
-    if x is None or isinstance(x, bool):
-        return "–"
-    try:
-        f = float(x)
-    except (TypeError, ValueError):
-        return e(x)
-    if math.isnan(f):
-        return "–"
-    return f"{f:.{digits}f}"
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    s = float(seconds)
-    if s < 60:
-        return f"{s:.1f} s"
-    return f"{int(s // 60)} min {s % 60:02.0f} s" if s < 3600 else f"{s / 3600:.1f} h"
 
 
 def render(
@@ -80,9 +52,9 @@ def render(
         + "</div></nav>",
         '<main class="wrap">',
         "".join(f'<div class="note">{e(n)}</div>' for n in facts.notes),
-        _data(facts),
-        _ranking(facts),
-        _figure_section(
+        data_section(facts),
+        ranking_section(facts),
+        figure_section(
             "estimators",
             "Estimators vs accuracy",
             figures.get("estimators"),
@@ -92,7 +64,7 @@ def render(
             "Higher is better on both axes; the pick's backbone is ringed in red.",
         ),
         _leaderboard(facts),
-        _figure_section(
+        figure_section(
             "curves",
             "Learning curves",
             figures.get("curves"),
@@ -160,163 +132,6 @@ def _header(facts: RunFacts, ev: PickEvaluation | None) -> str:
     )
 
 
-def _section(key: str, title: str, lead: str, content: str) -> str:
-    lead_html = f'<p class="lead">{lead}</p>' if lead else ""
-    return f'<section id="{key}"><h2>{e(title)}</h2>{lead_html}{content}</section>'
-
-
-def _table(
-    head: Sequence[str], rows: Sequence[str], numeric: Sequence[bool] = (), cls: str = ""
-) -> str:
-    ths = "".join(
-        f'<th class="num">{h}</th>' if i < len(numeric) and numeric[i] else f"<th>{h}</th>"
-        for i, h in enumerate(head)
-    )
-    return (
-        f'<div class="scroll"><table class="{cls}"><thead><tr>{ths}</tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table></div>"
-    )
-
-
-def _kv(title: str, pairs: Sequence[tuple[str, str]]) -> str:
-    rows = "".join(f"<tr><td>{e(k)}</td><td>{v}</td></tr>" for k, v in pairs)
-    return f"<div><h3>{e(title)}</h3><table><tbody>{rows}</tbody></table></div>"
-
-
-def _data(facts: RunFacts) -> str:
-    d = facts.descriptor
-    if d is None:
-        return _section("data", "Data", "", '<div class="note">No descriptor.json.</div>')
-    pc, s, r = d.train_per_class, d.image_size, d.regime
-    overview = [
-        ("folder", f"<code>{e(d.root)}</code>"),
-        ("layout", e(d.layout)),
-        (
-            "images",
-            f"{d.num_images} (" + ", ".join(f"{e(k)} {v}" for k, v in d.split_sizes.items()) + ")",
-        ),
-        ("classes", str(d.num_classes)),
-        (
-            "train images per class",
-            " / ".join(num(pc.get(k), 0) for k in ("min", "median", "max"))
-            + " (min / median / max)",
-        ),
-        ("imbalance (largest / smallest)", num(d.imbalance_ratio, 2) + "×"),
-        ("skipped files", str(d.skipped_files)),
-        ("eval duplicates of train dropped", str(d.duplicates_dropped)),
-    ]
-    images = [
-        ("median size", f"{num(s.get('width_median'), 0)} × {num(s.get('height_median'), 0)} px"),
-        ("smallest", f"{num(s.get('width_min'), 0)} × {num(s.get('height_min'), 0)} px"),
-        ("largest", f"{num(s.get('width_max'), 0)} × {num(s.get('height_max'), 0)} px"),
-        ("aspect ratio", f"{num(s.get('aspect_min'), 2)} – {num(s.get('aspect_max'), 2)}"),
-        ("colour modes", ", ".join(f"{e(m)} {n}" for m, n in d.color_modes.items())),
-        (
-            "BiT regime",
-            f"{e(r.get('regime', '–'))}: {e(r.get('schedule_steps', '–'))} steps, "
-            f"resize {e(r.get('resize', '–'))}, crop {e(r.get('crop', '–'))}, "
-            f"MixUp {e(r.get('mixup_alpha', '–'))}",
-        ),
-    ]
-    plan = facts.plan
-    if plan:
-        images.append(("fit resolution", f"{e(plan.get('resolution', '–'))} px"))
-        images.append(("similarity to the source", num(plan.get("similarity"), 3)))
-    total = max(1, sum(d.class_counts.values()))
-    class_rows = [
-        f'<tr><td>{e(c)}</td><td class="num">{n}</td><td class="num">{100 * n / total:.1f} %'
-        "</td></tr>"
-        for c, n in d.class_counts.items()
-    ]
-    out = [f'<div class="kv">{_kv("Overview", overview)}{_kv("Images", images)}</div>']
-    out.append(
-        "<h3>Classes</h3>" + _table(("class", "images", "share"), class_rows, (False, True, True))
-    )
-    if d.source_similarity:
-        rows = [
-            f"<tr><td>{e(k)}</td>"
-            + "".join(
-                f'<td class="num">{num(x, 3)}</td>'
-                for x in (v.head_entropy, v.head_confidence, v.head_mutual_info, v.bn_kl)
-            )
-            + "</tr>"
-            for k, v in d.source_similarity.items()
-        ]
-        out.append(
-            "<h3>Similarity to each backbone's pretraining source</h3>"
-            '<p class="lead">The source head on these images: entropy (0 certain … 1 uniform), '
-            "confidence and mutual information (how much it tells the images apart); BN KL: "
-            "last-BatchNorm statistics against the source's (0 = the same).</p>"
-            + _table(
-                ("backbone", "entropy", "confidence", "mutual info", "BN KL"),
-                rows,
-                (False, True, True, True, True),
-            )
-        )
-    for name, extra in d.extra.items():
-        out.append(
-            f'<h3>{e(name)}</h3><pre class="mono">'
-            f"{e(json.dumps(extra, indent=2, default=str))}</pre>"
-        )
-    return _section("data", "Data", "What <code>describe</code> found in the folder.", "".join(out))
-
-
-def _ranking(facts: RunFacts) -> str:
-    rk = facts.ranking
-    if rk is None:
-        return _section("ranking", "Ranking", "", '<div class="note">No ranking.json.</div>')
-    acc = facts.best_accuracy_by_backbone()
-    trials = Counter(t.backbone for t in facts.trials)
-    best_of = {}
-    for est in rk.estimators:
-        vals = [r.scores.get(est) for r in rk.rows]
-        vals = [v for v in vals if v is not None and not math.isnan(v)]
-        best_of[est] = max(vals) if vals else None
-    pick = facts.best.backbone if facts.best else None
-    rows = []
-    shortlist = set(rk.shortlist)
-    for r in rk.rows:
-        short = ' <span class="badge short">shortlist</span>' if r.backbone in shortlist else ""
-        cells = [
-            f'<td class="num">{r.rank}</td><td class="nowrap">{e(r.backbone)}{short}</td>',
-            f'<td class="num"><b>{num(r.aggregate, 3)}</b></td>',
-        ]
-        for est in rk.estimators:
-            v = r.scores.get(est)
-            cls = "num best" if v is not None and v == best_of[est] else "num"
-            cells.append(f'<td class="{cls}">{num(v, 3)}</td>')
-        cells.append(f'<td class="num">{num(acc.get(r.backbone))}</td>')
-        cells.append(f'<td class="num">{trials.get(r.backbone, 0)}</td>')
-        cells.append(f'<td class="num">{num(r.params_m, 1)}</td>')
-        tr = '<tr class="pick">' if r.backbone == pick else "<tr>"
-        rows.append(tr + "".join(cells) + "</tr>")
-    head = [
-        "#",
-        "backbone",
-        "aggregate",
-        *(e(x).replace("_", "_<wbr>") for x in rk.estimators),
-        "best val acc",
-        "trials",
-        "params (M)",
-    ]
-    numeric = [True, False, True, *([True] * len(rk.estimators)), True, True, True]
-    lead = (
-        "Every estimator's score per backbone (higher is better; the best in each column in "
-        "blue), from one forward pass of frozen features, before any training. The "
-        "aggregate is the mean normalised rank over "
-        + e(", ".join(rk.aggregate_estimators))
-        + f"; the top {rk.top_k} went into the search"
-        + (f", and {e(rk.hedged)}, the best of another architecture family" if rk.hedged else "")
-        + ". The last columns are what the search then measured."
-        + (f" The estimators' {e(rk.sample_note())}." if rk.images else "")
-    )
-    skipped = "".join(
-        f'<div class="note">Not ranked: {e(b)}: {e(why)}</div>' for b, why in rk.skipped.items()
-    )
-    table = _table(head, rows, numeric, cls="dense")
-    return _section("ranking", "Ranking", lead, table + skipped)
-
-
 def _params(params: Mapping[str, Any]) -> str:
     def fmt(v: Any) -> str:
         if isinstance(v, float):
@@ -365,25 +180,13 @@ def _leaderboard(facts: RunFacts) -> str:
         "ties only on a few-shot training set; then pruned, then failed); the pick is "
         "marked."
     )
-    return _section("leaderboard", "Leaderboard", lead, _table(head, rows, numeric))
-
-
-def _img(svg: str, alt: str) -> str:
-    data = base64.b64encode(svg.encode("utf-8")).decode("ascii")
-    return f'<img src="data:image/svg+xml;base64,{data}" alt="{e(alt)}">'
-
-
-def _figure_section(key: str, title: str, svg: str | None, lead: str, caption: str) -> str:
-    if not svg:
-        return _section(key, title, e(lead), '<div class="note">Nothing to plot.</div>')
-    body = f"<figure>{_img(svg, title)}<figcaption>{e(caption)}</figcaption></figure>"
-    return _section(key, title, e(lead), body)
+    return section("leaderboard", "Leaderboard", lead, table(head, rows, numeric))
 
 
 def _pick(facts: RunFacts, ev: PickEvaluation | None, svg: str | None, error: str) -> str:
     b = facts.best
     if b is None:
-        return _section("pick", "The pick", "", '<div class="note">No model was kept.</div>')
+        return section("pick", "The pick", "", '<div class="note">No model was kept.</div>')
     lead = (
         f"<b>{e(b.strategy)}</b> on <b>{e(b.backbone)}</b>, trial {b.number}: "
         f'<span class="mono">{e(_params(b.params))}</span>.'
@@ -399,11 +202,11 @@ def _pick(facts: RunFacts, ev: PickEvaluation | None, svg: str | None, error: st
         + "</tr>"
         for m, digits in (*((m, 4) for m in METRICS), ("num_images", 0))
     ]
-    out = [_table(("metric", *(e(n) for n, _ in cols)), rows, (False, *[True] * len(cols)))]
+    out = [table(("metric", *(e(n) for n, _ in cols)), rows, (False, *[True] * len(cols)))]
     if ev is None:
         why = error or "the pick was not scored."
         out.append(f'<div class="note">No confusion matrix: {e(why)}</div>')
-        return _section("pick", "The pick", lead, "".join(out))
+        return section("pick", "The pick", lead, "".join(out))
     per_class = []
     for name, n, ok, acc in ev.per_class():
         width = 0 if acc is None else round(100 * acc)
@@ -412,25 +215,25 @@ def _pick(facts: RunFacts, ev: PickEvaluation | None, svg: str | None, error: st
             f'<td class="num">{num(acc, 3)}</td><td><span class="bar">'
             f'<span style="width:{width}%"></span></span></td></tr>'
         )
-    fig = _img(svg, "confusion matrix") if svg else ""
+    fig = img(svg, "confusion matrix") if svg else ""
     out.append(
         f"<h3>Confusion matrix and per-class accuracy on the {e(ev.split)} split</h3>"
         f'<div class="two"><figure>{fig}<figcaption>Rows: true class; columns: predicted. '
         "Cells count images, shaded by the share of the row.</figcaption></figure><div>"
-        + _table(
+        + table(
             ("class", "images", "correct", "accuracy", ""), per_class, (False, True, True, True)
         )
         + "</div></div>"
     )
-    return _section("pick", "The pick", lead, "".join(out))
+    return section("pick", "The pick", lead, "".join(out))
 
 
 def _mistakes(ev: PickEvaluation | None) -> str:
     if ev is None:
-        return _section("mistakes", "Misclassified", "", '<div class="note">Not scored.</div>')
+        return section("mistakes", "Misclassified", "", '<div class="note">Not scored.</div>')
     if not ev.num_wrong:
         lead = f"None: the pick classifies every {e(ev.split)} image correctly."
-        return _section("mistakes", "Misclassified", lead, "")
+        return section("mistakes", "Misclassified", lead, "")
     shown = len(ev.examples)
     which = f"the {shown} most confident are" if shown < ev.num_wrong else "all are"
     lead = (
@@ -446,4 +249,4 @@ def _mistakes(ev: PickEvaluation | None) -> str:
             f'<div class="t">{e(x.true)}</div><div class="p">→ {e(x.predicted)}</div>'
             f'<div class="c">{x.confidence:.1%} sure</div><div class="f">{e(name)}</div></div>'
         )
-    return _section("mistakes", "Misclassified", lead, f'<div class="grid">{"".join(tiles)}</div>')
+    return section("mistakes", "Misclassified", lead, f'<div class="grid">{"".join(tiles)}</div>')

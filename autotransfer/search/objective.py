@@ -12,37 +12,24 @@ import logging
 import time
 import traceback
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
-import torch
 
-from autotransfer import plugins
-from autotransfer.backbones.cuts import cuts_of
-from autotransfer.backbones.extraction import extract_all
-from autotransfer.backbones.features import concat_features
-from autotransfer.backbones.spec import BackboneSpec
-from autotransfer.data.sample import sample_parts, train_chunks
-from autotransfer.data.types import ImageDataset
-from autotransfer.errors import BudgetSpent
 from autotransfer.metrics import classification_metrics
 from autotransfer.model import Classifier, Preprocessing
 from autotransfer.plugins import plugin_error
-from autotransfer.search.budget import Budget, closing_reserve
 from autotransfer.search.checkpoints import checkpoint_dir
+from autotransfer.search.search_run import SearchRun
 from autotransfer.search.selection import PER_CLASS, worth_keeping
 from autotransfer.search.study import FINISHED_VALUE, record_of, worker_id
-from autotransfer.strategies.base import SearchContext, Strategy, TrainContext
-from autotransfer.strategies.images import ImageCache
-from autotransfer.tracking.base import RunContext, Tracker, TrialInfo
+from autotransfer.strategies.base import TrainContext
+from autotransfer.tracking.base import TrialInfo, notify
 
 log = logging.getLogger(__name__)
 
 MAX_TRACEBACK = 8000  # characters of a failed trial's traceback kept in the study
-FEATURE_CHUNK = 2048  # training images per cached chunk of frozen features
 # the share of a frozen-feature trial's time its training features may take; the rest is
 # for the validation features and the head's fit
 FEATURE_SHARE = 0.6
@@ -51,8 +38,6 @@ FEATURE_SHARE = 0.6
 # fine-tune (an epoch over it costs about three such reads, on any device) could not
 # converge in what would be left, so the time goes to the head (benchmarks/scale.py)
 GROW_SHARE = 0.85
-# the most of the time budget the pick's final scoring on the whole validation split may take
-FULL_VAL_SHARE = 0.1
 
 
 class Prefixed:
@@ -70,189 +55,6 @@ class Prefixed:
 
     def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
         return self._trial.suggest_categorical(f"{self._prefix}.{name}", choices)
-
-
-def notify(trackers: Sequence[Tracker], method: str, *args: Any) -> None:
-    """Call ``method`` on every tracker; a tracker that raises is logged, never fatal."""
-    for tr in trackers:
-        try:
-            getattr(tr, method)(*args)
-        except Exception:
-            owner = plugins.registered("trackers").get(tr.name)
-            log.error(
-                "Tracker %r (plugin %r) failed in %s; the study goes on.\n%s",
-                tr.name,
-                owner.plugin if owner else "?",
-                method,
-                traceback.format_exc(),
-            )
-
-
-@dataclass
-class SearchRun:
-    """Everything the trials of one process share."""
-
-    dataset: ImageDataset
-    specs: dict[str, BackboneSpec]  # the shortlist, by id
-    strategies: dict[str, Strategy]
-    search: SearchContext
-    run: RunContext
-    trackers: Sequence[Tracker]
-    budget: Budget
-    trial_limit: float | None
-    device: torch.device
-    seed: int
-    resolution: int
-    batch_size: int
-    num_workers: int
-    augment: str
-    class_weights: np.ndarray | None
-    images: ImageCache
-    feature_settings: Any  # ExtractionSettings for the frozen features
-    # the whole dataset, for the pick's final scoring (``dataset``'s validation split is the
-    # search's bounded sample of it); None: ``dataset`` is whole
-    full_dataset: ImageDataset | None = None
-    # the ranking's sample (size, per class, pilot; see data.sample.sample_parts): the
-    # first chunks of the training features
-    rank_sample: tuple[int | None, int | None, int] = (None, None, 0)
-    completed: int = 0  # trials this process completed
-    _features: dict[tuple[str, str], Any] = field(default_factory=dict)
-    _chunks: list[ImageDataset] | None = None
-    _first: int = 1  # of the chunks, those of the ranking's sample
-    # seconds per image of scoring each backbone's models, measured in this process
-    scoring_rates: dict[str, float] = field(default_factory=dict)
-
-    def features(
-        self, backbone: str, split: str, deadline: float | None = None, *, more: bool = True
-    ) -> Any:
-        """Frozen features of ``split`` under a shortlisted backbone; a whole network's
-        shortlisted cuts come from the same pass (kept for their own trials).
-
-        The training split is read in chunks (:func:`~autotransfer.data.sample.
-        train_chunks`: the ranking's sample first, its features cached, then the other
-        images in a stratified order), each cached, until ``deadline``: a trial gets the
-        largest stratified part of the split that its time allows, and the next trial on
-        the backbone starts from the chunks already read. ``more=False``: the ranking's
-        sample and the chunks already read, no more."""
-        key = (backbone, split)
-        if split == "train":
-            return self._train_features(backbone, deadline, more)
-        if key not in self._features:
-            got = self._extract(backbone, self.dataset, split, deadline)
-            for sid, fs in got.items():
-                self._features[(sid, split)] = fs
-            fs = got[backbone]
-            if not fs.from_cache and len(fs) and split == "val":  # a forward pass measured
-                self.scoring_rates.setdefault(backbone, fs.seconds / len(fs))
-        return self._features[key]
-
-    def _extract(self, backbone: str, dataset: ImageDataset, split: str, deadline) -> Any:
-
-        spec = self.specs[backbone]
-        same_pass = [spec, *cuts_of(spec, self.specs.values())]
-        return extract_all(
-            dataset,
-            same_pass,
-            self.feature_settings,
-            split=split,
-            progress=False,
-            deadline=deadline,
-        )
-
-    def grows(self) -> bool:
-        """Whether the training split is larger than the ranking's sample: the frozen-
-        feature heads are then first compared on the sample, and the best one reads more
-        of the split (see :func:`~autotransfer.search.runner.grow_the_best`)."""
-        return len(self._train_chunks()) > self._first
-
-    def _train_chunks(self) -> list[ImageDataset]:
-
-        if self._chunks is None:
-            size, per_class, pilot = self.rank_sample
-            first = sample_parts(self.dataset, size, per_class, self.seed, pilot)
-            self._chunks = train_chunks(self.dataset, first, FEATURE_CHUNK, self.seed)
-            self._first = len(first)
-        return self._chunks
-
-    def _train_features(self, backbone: str, deadline: float | None, more: bool = True) -> Any:
-        import dataclasses
-
-        chunks = self._train_chunks()
-        have = self._features.get((backbone, "train"))
-        done = have.meta.get("chunks", 0) if have is not None else 0
-        if done == len(chunks) or (not more and done >= self._first):
-            return have
-        parts = [have] if have is not None else []
-        for chunk in chunks[done : None if more else self._first]:
-            # the ranking's (cached) sample whatever the time: a model needs features
-            limit = None if done < self._first else deadline
-            try:
-                got = self._extract(backbone, chunk, "train", limit)
-            except BudgetSpent:
-                break
-            parts.append(got[backbone])
-            done += 1
-        whole = concat_features(parts)
-        whole = dataclasses.replace(whole, meta={**whole.meta, "chunks": done})
-        self._features[(backbone, "train")] = whole
-        if done < len(chunks):
-            log.info(
-                "%s: features of %d of the %d training images (a stratified part) within "
-                "the trial's time",
-                backbone,
-                len(whole),
-                len(self.dataset.train),
-            )
-        return whole
-
-    @property
-    def run_dir(self) -> Path:
-        return self.run.run_dir
-
-    def closing_reserve(self) -> float:
-        """Seconds kept back from training for the scoring and saving that follow it
-        (:func:`~autotransfer.search.budget.closing_reserve`), at the slowest rate of the
-        shortlist. A backbone scored in this search has its measured rate; the others the
-        ranking's forward pass, scaled as the measured ones compare with theirs: the
-        ranking's seconds include loading the weights and starting the loader, which
-        outweigh the images of a small split (the five of a one-shot set read as a fifth
-        of a second each, ten times the real rate), and a cached ranking's seconds may
-        come from another machine."""
-        rate = self.scoring_rate()
-        full_val = len(self.full_dataset.val) if self.rescore_full_val(rate) else 0
-        return closing_reserve(rate, len(self.dataset.val), len(self.dataset.test), full_val)
-
-    def scoring_rate(self) -> float:
-        """Seconds per image of scoring a model of the shortlist, at the slowest rate."""
-        ranked = {}
-        if self.run.ranking is not None:
-            ranked = {
-                r.backbone: r.extract_seconds / r.images
-                for r in self.run.ranking.rows
-                if r.images and r.extract_seconds > 0 and r.backbone in self.specs
-            }
-        measured = dict(self.scoring_rates)
-        ratios = [measured[b] / ranked[b] for b in measured if b in ranked]
-        scale = float(np.median(ratios)) if ratios else 1.0
-        rates = {b: rate * scale for b, rate in ranked.items()}
-        rates.update(measured)
-        return max(rates.values(), default=0.0)
-
-    def rescore_full_val(self, rate: float | None = None) -> bool:
-        """Whether the pick is scored on the whole validation split at the end (the search
-        validated on a sample of it): when that costs at most
-        :data:`FULL_VAL_SHARE` of the time budget (or there is no time budget)."""
-        if self.full_dataset is None:
-            return False
-        if self.budget.seconds is None:
-            return True
-        rate = self.scoring_rate() if rate is None else rate
-        return rate * len(self.full_dataset.val) <= FULL_VAL_SHARE * self.budget.seconds
-
-    def training_left(self) -> float | None:
-        """Seconds of the budget left for training (None: no limit); may be negative."""
-        left = self.budget.left()
-        return None if left is None else left - self.closing_reserve()
 
 
 def objective(sr: SearchRun, trial: optuna.Trial) -> float:

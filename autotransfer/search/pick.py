@@ -15,7 +15,8 @@ from autotransfer.model import Classifier
 from autotransfer.model_files import ModelFileError
 from autotransfer.plugins import plugin_error
 from autotransfer.search.checkpoints import checkpoint_dir
-from autotransfer.search.objective import SearchRun, train_model
+from autotransfer.search.objective import train_model
+from autotransfer.search.search_run import SearchRun
 from autotransfer.search.selection import ranked
 from autotransfer.search.study import record_of
 

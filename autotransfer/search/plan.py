@@ -25,7 +25,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from autotransfer import plugins
 from autotransfer.backbones.families import other_family
-from autotransfer.backbones.features import resolve_device
+from autotransfer.backbones.inputs import resolve_device
 from autotransfer.config import FitSettings
 from autotransfer.data.statistics import bit_hyperrule
 from autotransfer.data.types import ImageDataset

@@ -17,19 +17,20 @@ import numpy as np
 import optuna
 
 from autotransfer import plugins
-from autotransfer.backbones.features import resolve_device
+from autotransfer.backbones.inputs import resolve_device
 from autotransfer.backbones.load import resolve_backbones
 from autotransfer.config import ExtractionSettings, FitSettings
 from autotransfer.data.sample import sample_split
 from autotransfer.data.types import ImageDataset
 from autotransfer.progress import progress_bar
 from autotransfer.search.budget import Budget
-from autotransfer.search.objective import SearchRun, notify, objective
+from autotransfer.search.objective import objective
 from autotransfer.search.plan import CHEAP, prior_trials, rank_sample
+from autotransfer.search.search_run import SearchRun
 from autotransfer.search.study import close_dead_trials, open_study, record_of
 from autotransfer.strategies.base import SearchContext
 from autotransfer.strategies.images import ImageCache
-from autotransfer.tracking.base import RunContext
+from autotransfer.tracking.base import RunContext, notify
 
 log = logging.getLogger(__name__)
 

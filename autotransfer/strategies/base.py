@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import optuna
     import torch
 
-    from autotransfer.backbones.features import FeatureSet
+    from autotransfer.backbones.feature_cache import FeatureSet
     from autotransfer.backbones.spec import BackboneSpec
     from autotransfer.data.descriptors import DatasetDescriptor
     from autotransfer.data.types import ImageDataset

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from autotransfer.backbones.features import resize_side
+from autotransfer.backbones.inputs import resize_side
 from autotransfer.errors import ConfigError, TrainingDiverged
 from autotransfer.preprocessing import Preprocessing
 from autotransfer.strategies.base import TrainContext, TrainOutcome

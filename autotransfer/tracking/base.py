@@ -10,10 +10,14 @@ every fit of the process.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+import traceback
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from autotransfer.plugins import registered
 
 if TYPE_CHECKING:  # pragma: no cover
     from autotransfer.data.descriptors import DatasetDescriptor
@@ -21,6 +25,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from autotransfer.results import FitResult
     from autotransfer.search.records import TrialRecord
     from autotransfer.transferability.ranking import Ranking
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -74,3 +80,19 @@ class Tracker(Protocol):
     def trial_end(self, run: RunContext, record: TrialRecord) -> None: ...
 
     def fit_end(self, run: RunContext, result: FitResult | None) -> None: ...
+
+
+def notify(trackers: Sequence[Tracker], method: str, *args: Any) -> None:
+    """Call ``method`` on every tracker; a tracker that raises is logged, never fatal."""
+    for tr in trackers:
+        try:
+            getattr(tr, method)(*args)
+        except Exception:
+            owner = registered("trackers").get(tr.name)
+            log.error(
+                "Tracker %r (plugin %r) failed in %s; the study goes on.\n%s",
+                tr.name,
+                owner.plugin if owner else "?",
+                method,
+                traceback.format_exc(),
+            )

@@ -13,7 +13,7 @@ from autotransfer import plugins
 from autotransfer.backbones.candidates import candidate_backbones, candidate_info
 from autotransfer.backbones.decoded import DecodedImages
 from autotransfer.backbones.extraction import extract_one
-from autotransfer.backbones.features import FeatureSet, concat_features, is_cached
+from autotransfer.backbones.feature_cache import FeatureSet, concat_features, is_cached
 from autotransfer.backbones.spec import BackboneSpec
 from autotransfer.config import (
     RANK_PILOT_SIZE,

@@ -21,7 +21,7 @@ from autotransfer.errors import BudgetSpent
 from autotransfer.transferability.base import Estimator, ScoringInput
 
 if TYPE_CHECKING:  # pragma: no cover
-    from autotransfer.backbones.features import FeatureSet
+    from autotransfer.backbones.feature_cache import FeatureSet
     from autotransfer.backbones.spec import BackboneSpec
 
 

@@ -5,7 +5,8 @@ import torch
 
 from autotransfer.api import open_folder
 from autotransfer.backbones.decoded import DecodedImages, split_transform
-from autotransfer.backbones.features import data_config, eval_transform, extract_features
+from autotransfer.backbones.features import extract_features
+from autotransfer.backbones.inputs import data_config, eval_transform
 from autotransfer.backbones.load import resolve_backbones
 from autotransfer.data.images import load_image
 

@@ -11,7 +11,8 @@ from PIL import Image
 from autotransfer.api import open_folder
 from autotransfer.backbones import device_decode
 from autotransfer.backbones.decoded import split_transform
-from autotransfer.backbones.features import data_config, eval_transform, extract_features
+from autotransfer.backbones.features import extract_features
+from autotransfer.backbones.inputs import data_config, eval_transform
 from autotransfer.backbones.load import resolve_backbones
 from autotransfer.config import ExtractionSettings
 from autotransfer.data.images import load_image

@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from autotransfer.api import open_folder
-from autotransfer.backbones.features import FeatureSet, data_config, extract_features
+from autotransfer.backbones.feature_cache import FeatureSet
+from autotransfer.backbones.features import extract_features
+from autotransfer.backbones.inputs import data_config
 from autotransfer.backbones.load import load_backbone, resolve_backbones
 from autotransfer.testing.images import class_image, write_image
 
@@ -149,7 +151,7 @@ def test_rank_after_every_cache_file_is_damaged_equals_the_clean_rank(
 def test_extraction_past_its_deadline_stops_and_caches_nothing(image_folder, spec, tmp_path):
     import time
 
-    from autotransfer.backbones.features import is_cached
+    from autotransfer.backbones.feature_cache import is_cached
     from autotransfer.errors import BudgetSpent
 
     ds = open_folder(image_folder)

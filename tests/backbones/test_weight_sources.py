@@ -10,14 +10,13 @@ import torch
 from safetensors.torch import save_file
 
 from autotransfer.backbones.spec import BackboneSpec, WeightsRef
+from autotransfer.backbones.weight_files import find_weights_file, read_state_dict
 from autotransfer.backbones.weight_sources import (
     FileSource,
     PackageSource,
     RandomSource,
     SharedSource,
     TimmHubSource,
-    find_weights_file,
-    read_state_dict,
 )
 from autotransfer.backbones.weights import WeightSource
 from autotransfer.errors import ConfigError, WeightsUnavailableError

@@ -19,7 +19,7 @@ import autotransfer  # noqa: E402
 from autotransfer.cli import main  # noqa: E402
 from autotransfer.errors import ConfigError  # noqa: E402
 from autotransfer.report import write_report  # noqa: E402
-from autotransfer.report.html import num  # noqa: E402
+from autotransfer.report.markup import num  # noqa: E402
 from autotransfer.testing.images import (  # noqa: E402
     class_image,
     make_image_folder,

@@ -1,4 +1,4 @@
-"""What the trials of one search share (search/objective.SearchRun)."""
+"""What the trials of one search share (search/search_run.SearchRun)."""
 
 from __future__ import annotations
 

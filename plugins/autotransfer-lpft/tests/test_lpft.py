@@ -9,7 +9,7 @@ import pytest
 import torch
 from autotransfer import plugins
 from autotransfer.api import open_folder
-from autotransfer.backbones.features import data_config, eval_transform
+from autotransfer.backbones.inputs import data_config, eval_transform
 from autotransfer.backbones.load import load_backbone
 from autotransfer.data.images import load_image
 from autotransfer.strategies.models import bn_modules
