@@ -66,7 +66,6 @@ def describe(
     >>> d.num_classes, d.source_similarity["package:efficientnet_lite0"].bn_kl  # doctest: +SKIP
     (10, 1.93)
     """
-
     ex = extraction or ExtractionSettings()
     ds = open_folder(data, data_settings, cache_dir=ex.cache_dir, progress=progress)
     features = {}
@@ -180,7 +179,6 @@ def fit(
     >>> result.predict(["new/cat.jpg"])                          # doctest: +SKIP
     ['cat']
     """
-
     s = _fit_settings(settings, options)
     budget = Budget.start(s.time_budget_seconds)  # ranking counts against the budget
     start = time.perf_counter()
@@ -228,7 +226,6 @@ def run_worker(
     number of workers, on this machine or others sharing the study's storage, can run at
     once; the ``fit`` that started the study builds the result.
     """
-
     root = Path(run_dir).resolve()
     plan = load_plan(root)
     settings_file = root / "fit_settings.json"
@@ -265,7 +262,6 @@ def _split_fingerprints(ds: ImageDataset) -> dict[str, str]:
 
 
 def _fit_settings(settings: FitSettings | None, options: dict[str, Any]) -> FitSettings:
-
     known = {f.name for f in dataclasses.fields(FitSettings)}
     for k in options:
         if k not in known:
@@ -281,7 +277,6 @@ def _fit_settings(settings: FitSettings | None, options: dict[str, Any]) -> FitS
 
 def _describe_and_rank(ds, s: FitSettings, run_dir, plan, budget, progress):
     """Descriptors and ranking of a new study, or the saved ones of a resumed study."""
-
     d_file, r_file = run_dir / "descriptor.json", run_dir / "ranking.json"
     if plan is not None and d_file.exists() and r_file.exists():
         return (
@@ -324,7 +319,6 @@ def _describe_and_rank(ds, s: FitSettings, run_dir, plan, budget, progress):
 
 
 def _result(study, sr, s: FitSettings, start: float, phases: dict[str, float]) -> FitResult:
-
     board = leaderboard(study)
     ds = sr.full_dataset or sr.dataset
     best, model = load_best(study, sr)  # a damaged checkpoint is rebuilt
@@ -385,5 +379,4 @@ def load(directory: str | os.PathLike[str]) -> FitResult:
     >>> result.predict("rose.jpg")                                # doctest: +SKIP
     ['rose']
     """
-
     return FitResult.load(directory)

@@ -87,7 +87,6 @@ class Classifier:
         metadata: dict[str, Any] | None = None,
         cut: int | None = None,
     ) -> None:
-
         classes = tuple(str(c) for c in classes)
         if not classes or len(set(classes)) != len(classes):
             raise ConfigError(f"classes must be distinct names, at least one; got {classes}.")
@@ -151,7 +150,6 @@ class Classifier:
         >>> clf.predict_proba(torch.rand(4, 3, 64, 64)).sum(axis=1)   # doctest: +SKIP
         array([1., 1., 1., 1.], dtype=float32)
         """
-
         items = flatten_inputs(inputs)
         dev = resolve_device(device)
         size = int(batch_size or default_batch_size(dev))

@@ -45,7 +45,6 @@ def to_pil(item: Any, *, draft: int | None = None) -> Image.Image:
     decoded at a reduced scale, as :func:`~autotransfer.data.images.load_image` does for
     training and feature extraction, so that a file gets the pixels its model learnt from.
     """
-
     if isinstance(item, (str, os.PathLike)):
         return load_image(item, draft=draft)
     if isinstance(item, Image.Image):
@@ -64,7 +63,6 @@ def to_pil(item: Any, *, draft: int | None = None) -> Image.Image:
 
 
 def _array_to_pil(a: np.ndarray, kind: str) -> Image.Image:
-
     if a.ndim == 2:
         a = a[:, :, None]
     if a.ndim != 3 or a.shape[2] not in (1, 3, 4):

@@ -101,5 +101,4 @@ class Preprocessing:
 
     def transform(self) -> Callable[[Image.Image], torch.Tensor]:
         """timm's evaluation transform: PIL RGB image in, normalised CHW float tensor out."""
-
         return eval_transform(self.timm_config())

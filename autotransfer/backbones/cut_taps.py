@@ -139,7 +139,6 @@ def extract_group(
     the whole network is cached, gets a pass of its own (:func:`extract_features`).
     ``deadline``, ``decoded`` and ``jpeg_decode`` as for :func:`extract_features`.
     """
-
     if spec.cut is not None or len(cuts_of(spec, cuts)) != len(cuts):
         raise ValueError(f"extract_group takes a whole network and its cuts, got {spec.id!r}")
     opts = dict(

@@ -90,7 +90,6 @@ def concat_features(parts: Sequence[FeatureSet]) -> FeatureSet:
 
 
 def extraction_key(dataset: ImageDataset, split: str, spec: BackboneSpec, cfg: dict) -> str:
-
     source = plugins.lookup("weight_sources", spec.weights.source)
     return cache_key(
         {
@@ -146,7 +145,6 @@ def _checksums(arrays: dict[str, np.ndarray]) -> dict[str, str]:
 
 def load_features(path: Path) -> FeatureSet:
     """Read a cache file; raise CacheError when it is unreadable or fails its checksums."""
-
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -176,7 +174,6 @@ def load_features(path: Path) -> FeatureSet:
 
 def read_cache(path: Path, spec: BackboneSpec) -> FeatureSet | None:
     """The cached features at ``path``, or None (a broken file is removed, to recompute)."""
-
     if not path.exists():
         return None
     try:

@@ -73,7 +73,6 @@ def extract_features(
     >>> fs.features.shape                                                         # doctest: +SKIP
     (1437, 1280)
     """
-
     records = split_records(dataset, split)
     dev = resolve_device(device)
     cfg = data_config(spec, resolution)

@@ -120,7 +120,6 @@ _TIMM: list[tuple[str, float, str, str]] = [
 
 def timm_backbones() -> list[BackboneSpec]:
     """Popular timm hub backbones; each is available offline only when cached locally."""
-
     out = []
     for name, top1, dataset, description in _TIMM:
         cfg = timm_pretrained_cfg(name)
@@ -153,7 +152,6 @@ def random_spec(arch: str, seed: int = 0, *, tags: tuple[str, ...] = ("control",
     >>> random_spec("test_resnet", tags=("control", "test")).input_size
     160
     """
-
     cfg = timm_pretrained_cfg(arch)
     return BackboneSpec(
         id=f"random:{arch}" + (f"#seed={seed}" if seed else ""),

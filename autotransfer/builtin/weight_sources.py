@@ -8,5 +8,4 @@ from autotransfer.hookspecs import hookimpl
 
 @hookimpl
 def autotransfer_register_weight_sources():
-
     return builtin_weight_sources()

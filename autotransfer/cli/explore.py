@@ -88,7 +88,6 @@ def _add_extraction_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_jpeg_decode_arg(p: argparse.ArgumentParser) -> None:
-
     p.add_argument(
         "--jpeg-decode",
         choices=JPEG_DECODE,
@@ -110,7 +109,6 @@ def add_shortlist_args(p: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace):
-
     data = DataSettings(val_fraction=args.val_fraction, seed=args.seed, strict=args.strict)
     ex = ExtractionSettings(
         resolution=args.resolution,
@@ -175,7 +173,6 @@ def format_descriptor(d: Any) -> str:
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
-
     data, ex = _settings(args)
     t0 = time.perf_counter()
     d = autotransfer.describe(
@@ -195,7 +192,6 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
-
     data, ex = _settings(args)
     r = autotransfer.rank(
         args.data,
@@ -220,7 +216,6 @@ def cmd_rank(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-
     infos = plugins.plugin_infos()
     rows = []
     for kind in plugins.KINDS:
@@ -248,7 +243,6 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
-
     infos = [candidate_info(s) for s in list_candidates(include_unavailable=True)]
     if args.available:
         infos = [i for i in infos if i.available_offline]

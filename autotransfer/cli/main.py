@@ -15,7 +15,6 @@ from autotransfer.errors import AutoTransferError
 
 
 def build_parser() -> argparse.ArgumentParser:
-
     parser = argparse.ArgumentParser(
         prog="autotransfer",
         description="From a folder of labelled images to the best transfer-learning model.",

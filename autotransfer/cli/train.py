@@ -41,7 +41,6 @@ def _share(text: str) -> float | None:
 
 
 def _fit_settings(args: argparse.Namespace):
-
     budget = args.time_budget
     if args.n_trials is not None and args.time_budget is None:
         budget = None
@@ -81,7 +80,6 @@ def _fit_settings(args: argparse.Namespace):
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-
     result = autotransfer.fit(
         args.data,
         _fit_settings(args),
@@ -111,7 +109,6 @@ def _metrics(m: dict) -> str:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-
     n = autotransfer.run_worker(
         args.run_dir, time_budget=args.time_budget, n_trials=args.n_trials, progress=args.progress
     )
@@ -131,7 +128,6 @@ def _image_paths(items: list[str]) -> list[str]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-
     result = autotransfer.load(args.model)
     paths = _image_paths(args.images)
     proba = result.predict_proba(paths, batch_size=args.batch_size, device=args.device)
@@ -152,7 +148,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-
     result = autotransfer.load(args.model)
     metrics = result.evaluate(args.data, split=args.split, device=args.device)
     if args.json:
@@ -164,7 +159,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_strategies(args: argparse.Namespace) -> int:
-
     rows = [
         {
             "name": r.name,
@@ -185,7 +179,6 @@ def cmd_strategies(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-
     base = f"http://{args.host}:{args.port}"
     print(f"MLflow UI on {base} (Ctrl-C to stop)", flush=True)
     experiment = read_record(args.run_dir).get("experiment_id")

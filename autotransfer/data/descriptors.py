@@ -86,7 +86,6 @@ def describe_dataset(
     >>> describe_dataset(open_dataset("data/")).num_classes  # doctest: +SKIP
     10
     """
-
     features = dict(features or {})
     values: dict[str, Any] = {}
     extra: dict[str, dict[str, Any]] = {}

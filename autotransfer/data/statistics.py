@@ -104,7 +104,6 @@ class SourceSimilarityDescriptor:
     def compute(
         self, *, dataset: ImageDataset, features: Mapping[str, FeatureSet]
     ) -> dict[str, Any]:
-
         return {
             "source_similarity": {bid: source_similarity(bid, fs) for bid, fs in features.items()}
         }

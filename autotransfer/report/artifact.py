@@ -24,7 +24,6 @@ ARTIFACT = "report/report.html"
 def log_report(run_dir: str | os.PathLike[str], page: str) -> str | None:
     """Log ``page`` to the fit's parent run; its artifact URI, or None when the fit was
     not tracked in MLflow or the run cannot be reached (both logged)."""
-
     parent = read_record(run_dir).get("parent_run_id")
     if not parent:
         log.info(

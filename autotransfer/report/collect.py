@@ -81,7 +81,6 @@ class RunFacts:
 
 def collect_run(run_dir: str | os.PathLike[str]) -> RunFacts:
     """Read the run folder ``run_dir`` of a fit (see the module docstring)."""
-
     root = Path(run_dir).expanduser().resolve()
     if not (root / "plan.json").exists() and not (root / "model").is_dir():
         raise ConfigError(

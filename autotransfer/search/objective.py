@@ -136,7 +136,6 @@ def _val_metrics(sr: SearchRun, backbone: str, model: Any, outcome: Any) -> dict
     """The trial's validation metrics: from the probabilities its training already computed
     (the frozen-feature head's, the loop's best evaluation), else from predicting the
     validation split through the model's preprocessing (and the scoring rate measured)."""
-
     y = [r.label for r in sr.dataset.val]
     proba = getattr(outcome, "val_proba", None)
     if proba is not None and len(proba) == len(y):
@@ -171,7 +170,6 @@ def train_model(
     time left allows (the trial limit does not apply: this is the one trial that reads
     the split); else the sample and what earlier trials read.
     """
-
     if deadline is None:
         left = sr.training_left()
         deadline = None if left is None else time.monotonic() + left

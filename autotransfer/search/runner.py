@@ -179,12 +179,10 @@ def _grows(sr: SearchRun) -> bool:
 
 
 def _cheap(sr: SearchRun) -> set[str]:
-
     return {n for n, s in sr.strategies.items() if s.relative_cost < CHEAP}
 
 
 def _priors(sr: SearchRun, cheap_only: bool) -> list[dict[str, Any]]:
-
     priors = prior_trials(list(sr.specs), list(sr.strategies.values()), sr.search)
     return [p for p in priors if p["strategy"] in _cheap(sr)] if cheap_only else priors
 
@@ -218,7 +216,6 @@ def run_trials(
     """Run trials until the budget or the trial count is spent. Ctrl-C once: the running
     trial finishes, then the study stops; twice: it stops at once, the trial in progress
     recorded as failed. Either way the best result so far stands."""
-
     notify(sr.trackers, "fit_start", sr.run)
     callbacks = []
     if settings.n_trials is not None:

@@ -91,7 +91,6 @@ class SearchRun:
         return self._features[key]
 
     def _extract(self, backbone: str, dataset: ImageDataset, split: str, deadline) -> Any:
-
         spec = self.specs[backbone]
         same_pass = [spec, *cuts_of(spec, self.specs.values())]
         return extract_all(
@@ -110,7 +109,6 @@ class SearchRun:
         return len(self._train_chunks()) > self._first
 
     def _train_chunks(self) -> list[ImageDataset]:
-
         if self._chunks is None:
             size, per_class, pilot = self.rank_sample
             first = sample_parts(self.dataset, size, per_class, self.seed, pilot)

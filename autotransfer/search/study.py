@@ -172,7 +172,6 @@ def record_of(t: optuna.trial.FrozenTrial) -> TrialRecord:
 def leaderboard(study: optuna.Study) -> tuple[TrialRecord, ...]:
     """Every trial that ran or runs, best first (see :mod:`autotransfer.search.selection`);
     enqueued trials that never started are left out."""
-
     trials = [
         t for t in study.get_trials(deepcopy=False) if t.state != optuna.trial.TrialState.WAITING
     ]

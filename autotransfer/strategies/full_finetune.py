@@ -37,7 +37,6 @@ class FullFinetune:
 
     def defaults(self, *, search: SearchContext) -> dict[str, Any]:
         """The BiT-HyperRule configuration for this dataset."""
-
         rule = bit_hyperrule(search.num_train, search.median_side)
         return {
             "lr": 0.003,

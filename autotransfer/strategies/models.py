@@ -17,7 +17,6 @@ def new_classifier(ctx: TrainContext) -> torch.nn.Module:
     The head starts at zero, as in BiT: the first updates then move the head, not the
     pretrained features, which a random head's large gradients would disturb.
     """
-
     torch.manual_seed(ctx.seed)
     model = load_backbone(ctx.spec)
     model.reset_classifier(len(ctx.dataset.classes))

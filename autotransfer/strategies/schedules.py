@@ -54,7 +54,6 @@ def hyperrule_steps(search: SearchContext) -> int:
     >>> hyperrule_steps(SearchContext(100_000, 10, 200.0, None, "cuda", 128))  # 51.2 x 782
     40039
     """
-
     rule = bit_hyperrule(search.num_train, search.median_side)
     n = max(1, search.num_train)
     return steps_for(min(MAX_EPOCHS * n, rule["schedule_steps"] * 512), search)

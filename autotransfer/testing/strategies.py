@@ -52,7 +52,6 @@ def make_train_context(
 ) -> TrainContext:
     """A :class:`TrainContext` for ``dataset`` on ``backbone``; ``reports`` collects every
     ``(epoch, metrics)`` the strategy reports; ``seconds`` sets a deadline."""
-
     spec = resolve_backbones([backbone])[0]
     sink = [] if reports is None else reports
 
@@ -114,7 +113,6 @@ class StrategyContract:
 
     @pytest.fixture
     def dataset(self, tmp_path: Path) -> ImageDataset:
-
         root = make_image_folder(tmp_path / "data", classes=("a", "b", "c"), per_class=8)
         return open_folder(root, progress=False)
 

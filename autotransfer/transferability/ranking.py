@@ -115,7 +115,6 @@ class Ranking:
     @property
     def hedged(self) -> str | None:
         """The other family's best network the shortlist adds to the top ``top_k``, if any."""
-
         top = [r.backbone for r in self.rows[: self.top_k]]
         pick = other_family([r.backbone for r in self.rows]) if self.hedge else None
         return pick if pick is not None and pick not in top else None
@@ -217,7 +216,6 @@ class ScoreCache:
     """Scores already computed for one feature set, in ``<cache_dir>/scores/<key>.json``."""
 
     def __init__(self, cache_dir, key: str) -> None:
-
         self.path = resolve_cache_dir(cache_dir) / "scores" / f"{key}.json"
         try:
             self.values: dict[str, float] = json.loads(self.path.read_text())
@@ -235,7 +233,6 @@ class ScoreCache:
 
     def save(self) -> None:
         """Write the file once, after a backbone's estimators have run (if any score is new)."""
-
         if self.dirty:
             atomic_write(self.path, lambda p: p.write_text(json.dumps(self.values, indent=1)))
             self.dirty = False
@@ -260,7 +257,6 @@ def score_backbone(
     :class:`~autotransfer.errors.BudgetSpent` is raised (the scores finished before it stay
     cached).
     """
-
     scores: dict[str, float] = {}
     seconds: dict[str, float] = {}
     cache = ScoreCache(cache_dir, fs.key) if (use_cache and fs is not None and fs.key) else None
@@ -303,7 +299,6 @@ def _call_by(deadline: float, name: str, fn: Callable[[], Any]) -> Any:
     """``fn()``, waited for until ``deadline`` at most. It runs on a daemon thread, which is
     abandoned (and finishes in the background, its result dropped) when the deadline
     passes first: Python cannot stop a thread, and the budget must hold."""
-
     left = deadline - time.monotonic()
     if left <= 0:
         raise BudgetSpent(f"no time was left to run estimator {name!r}")
