@@ -25,19 +25,15 @@ from autotransfer.data.ingest import open_folder
 from autotransfer.data.sample import ranking_sample, sample_parts
 from autotransfer.data.types import ImageDataset
 from autotransfer.errors import (
-    AutoTransferError,
     ConfigError,
     WeightsUnavailableError,
     unknown_name,
 )
-from autotransfer.results import FitResult
+from autotransfer.results import FitResult, result_of_study
 from autotransfer.search import runner
 from autotransfer.search.budget import Budget
-from autotransfer.search.checkpoints import prune_checkpoints
-from autotransfer.search.pick import load_best
 from autotransfer.search.plan import auto_resolution, make_plan, median_side, rank_sample
-from autotransfer.search.search_run import FULL_VAL_SHARE
-from autotransfer.search.study import leaderboard, load_plan, record_of, save_plan
+from autotransfer.search.study import load_plan, save_plan
 from autotransfer.tracking.base import notify
 from autotransfer.transferability.rank import rank_backbones
 from autotransfer.transferability.ranking import Ranking
@@ -211,7 +207,7 @@ def fit(
     t0 = time.perf_counter()
     runner.run_trials(study, sr, s, progress=progress)
     phases["search"] = time.perf_counter() - t0
-    return _result(study, sr, s, start, phases)
+    return result_of_study(study, sr, start, phases)
 
 
 def run_worker(
@@ -316,58 +312,6 @@ def _describe_and_rank(ds, s: FitSettings, run_dir, plan, budget, progress):
     r_file.write_text(ranking.to_json(indent=2))
     log.info("Ranking:\n%s", ranking.table())
     return descriptor, ranking
-
-
-def _result(study, sr, s: FitSettings, start: float, phases: dict[str, float]) -> FitResult:
-    board = leaderboard(study)
-    ds = sr.full_dataset or sr.dataset
-    best, model = load_best(study, sr)  # a damaged checkpoint is rebuilt
-    if best is None:
-        notify(sr.trackers, "fit_end", sr.run, None)
-        errors = "; ".join(f"#{r.number} {r.strategy}: {r.error}" for r in board if r.error)
-        raise AutoTransferError(
-            "No trial finished, so there is no model. "
-            + (f"Errors: {errors}. " if errors else "")
-            + "Give the fit more time (time_budget) or look at the log above."
-        )
-    t0 = time.perf_counter()
-    test = None
-    if sr.dataset.test:
-        test = model.evaluate(sr.dataset, split="test", device=str(sr.device))
-    val = dict(best.user_attrs.get("metrics", {}))
-    if sr.rescore_full_val():  # the search validated on a sample: the pick, once, on all
-        log.info("Scoring the pick on the whole validation split (%d images).", len(ds.val))
-        val = model.evaluate(ds, split="val", device=str(sr.device))
-    elif sr.full_dataset is not None:
-        log.info(
-            "The pick's validation figures come from the search's sample of %d of the %d "
-            "validation images (the whole split would take over %.0f %% of the budget).",
-            len(sr.dataset.val),
-            len(ds.val),
-            100 * FULL_VAL_SHARE,
-        )
-    phases["final_scoring"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    result = FitResult(
-        model=model,
-        best=record_of(best),
-        leaderboard=board,
-        val_metrics=val,
-        test_metrics=test,
-        run_dir=str(sr.run_dir),
-        descriptor=sr.run.descriptor,
-        ranking=sr.run.ranking,
-        seconds=round(time.perf_counter() - start, 2),
-        phases={k: round(v, 2) for k, v in phases.items()},
-    )
-    notify(sr.trackers, "fit_end", sr.run, result)
-    result.tracking = dict(sr.run.state.get("mlflow", {}))
-    result.save(sr.run_dir / "model")
-    prune_checkpoints(sr.run_dir, keep=best.number)
-    # the saved record's times end with the scoring; the result's include the closing
-    result.phases["close"] = round(time.perf_counter() - t0, 2)
-    result.seconds = round(time.perf_counter() - start, 2)
-    return result
 
 
 def load(directory: str | os.PathLike[str]) -> FitResult:

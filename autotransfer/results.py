@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import json
+import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autotransfer.errors import ConfigError
+import optuna
+
+from autotransfer.errors import AutoTransferError, ConfigError
 from autotransfer.model import Classifier
 from autotransfer.model_files import model_folder
 from autotransfer.report import write_report
+from autotransfer.search.checkpoints import prune_checkpoints
+from autotransfer.search.pick import load_best
 from autotransfer.search.records import TrialRecord
+from autotransfer.search.search_run import FULL_VAL_SHARE, SearchRun
+from autotransfer.search.study import leaderboard, record_of
+from autotransfer.tracking.base import notify
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -146,3 +157,62 @@ def _record_of(model: Any) -> TrialRecord:
         params=dict(meta.get("params", {})),
         state="complete",
     )
+
+
+def result_of_study(
+    study: optuna.Study, sr: SearchRun, start: float, phases: dict[str, float]
+) -> FitResult:
+    """The fit's result from its finished study: the pick's model (rebuilt when its
+    checkpoint is damaged), scored once on the test split and, when affordable, on the
+    whole validation split; told to the trackers, saved as the run folder's ``model``,
+    the other checkpoints pruned. ``start`` (:func:`time.perf_counter`) and ``phases``
+    time the fit."""
+    board = leaderboard(study)
+    ds = sr.full_dataset or sr.dataset
+    best, model = load_best(study, sr)  # a damaged checkpoint is rebuilt
+    if best is None:
+        notify(sr.trackers, "fit_end", sr.run, None)
+        errors = "; ".join(f"#{r.number} {r.strategy}: {r.error}" for r in board if r.error)
+        raise AutoTransferError(
+            "No trial finished, so there is no model. "
+            + (f"Errors: {errors}. " if errors else "")
+            + "Give the fit more time (time_budget) or look at the log above."
+        )
+    t0 = time.perf_counter()
+    test = None
+    if sr.dataset.test:
+        test = model.evaluate(sr.dataset, split="test", device=str(sr.device))
+    val = dict(best.user_attrs.get("metrics", {}))
+    if sr.rescore_full_val():  # the search validated on a sample: the pick, once, on all
+        log.info("Scoring the pick on the whole validation split (%d images).", len(ds.val))
+        val = model.evaluate(ds, split="val", device=str(sr.device))
+    elif sr.full_dataset is not None:
+        log.info(
+            "The pick's validation figures come from the search's sample of %d of the %d "
+            "validation images (the whole split would take over %.0f %% of the budget).",
+            len(sr.dataset.val),
+            len(ds.val),
+            100 * FULL_VAL_SHARE,
+        )
+    phases["final_scoring"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    result = FitResult(
+        model=model,
+        best=record_of(best),
+        leaderboard=board,
+        val_metrics=val,
+        test_metrics=test,
+        run_dir=str(sr.run_dir),
+        descriptor=sr.run.descriptor,
+        ranking=sr.run.ranking,
+        seconds=round(time.perf_counter() - start, 2),
+        phases={k: round(v, 2) for k, v in phases.items()},
+    )
+    notify(sr.trackers, "fit_end", sr.run, result)
+    result.tracking = dict(sr.run.state.get("mlflow", {}))
+    result.save(sr.run_dir / "model")
+    prune_checkpoints(sr.run_dir, keep=best.number)
+    # the saved record's times end with the scoring; the result's include the closing
+    result.phases["close"] = round(time.perf_counter() - t0, 2)
+    result.seconds = round(time.perf_counter() - start, 2)
+    return result

@@ -43,6 +43,21 @@ def _run(root: Path, run_dir: Path, **options) -> tuple[autotransfer.FitResult, 
     return result, time.perf_counter() - start
 
 
+def _baseline(
+    root: Path, run_dir: Path, backbone: str, strategy: str, **options
+) -> tuple[autotransfer.FitResult, float]:
+    """A fixed recipe: ``fit`` restricted to one backbone, one strategy and one trial."""
+    return _run(
+        root,
+        run_dir,
+        backbones=(backbone,),
+        top_k=1,
+        strategies=(strategy,),
+        n_trials=1,
+        **options,
+    )
+
+
 def _counts(result: autotransfer.FitResult) -> str:
     states = [r.state for r in result.leaderboard]
     return "/".join(str(states.count(s)) for s in ("complete", "pruned", "failed"))
@@ -55,22 +70,14 @@ def bench_dataset(name: str, budget: str, work: Path, strategies: tuple[str, ...
     root = SHARED / name
     fit, t_fit = _run(root, work / name / "fit", time_budget=budget, strategies=strategies)
     first = fit.ranking.rows[0].backbone
-    lp, t_lp = _run(
-        root,
-        work / name / "linear_probe",
-        backbones=(first,),
-        top_k=1,
-        strategies=("feature_extraction",),
-        n_trials=1,
-        time_budget=None,
+    lp, t_lp = _baseline(
+        root, work / name / "linear_probe", first, "feature_extraction", time_budget=None
     )
-    ft, t_ft = _run(
+    ft, t_ft = _baseline(
         root,
         work / name / "fixed_finetune",
-        backbones=(first,),
-        top_k=1,
-        strategies=("full_finetune",),
-        n_trials=1,
+        first,
+        "full_finetune",
         time_budget=budget,
         trial_time_limit=budget,
     )

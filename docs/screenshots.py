@@ -22,15 +22,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent
-sys.path.insert(0, str(DOCS.parent))  # the browser tests' driver and MLflow UI steps
+sys.path.insert(0, str(DOCS.parent))  # the browser tests' driver, MLflow UI steps and server
 
 from tests.browser import mlflow_ui  # noqa: E402
 from tests.browser.driver import chrome, find_binaries, screenshot, wait_for  # noqa: E402
+from tests.support import ServerDidNotStart, free_port, serving  # noqa: E402
 
 HYMENOPTERA = DOCS.parent.parent / "shared" / "datasets" / "hymenoptera"
 METRICS = ["val_accuracy", "val_log_loss", "epochs"]  # of each trial run
@@ -41,14 +40,6 @@ SHOTS = ("mlflow-ui-trials.png", "report.png", "report-trials.png")
 
 def autotransfer(*args: str) -> list[str]:
     return [sys.executable, "-m", "autotransfer", *args]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def dataset(work: Path) -> Path:
@@ -66,7 +57,7 @@ def fit(data: Path, run_dir: Path, budget: str) -> None:
     subprocess.run(autotransfer(*args), check=True)
 
 
-def screenshot_ui(run_dir: Path, out: Path, *, width: int, height: int) -> None:
+def screenshot_ui(run_dir: Path, work: Path, out: Path, *, width: int, height: int) -> None:
     from mlflow import MlflowClient
 
     from autotransfer.tracking.store import read_record, tracking_uri_of
@@ -83,42 +74,22 @@ def screenshot_ui(run_dir: Path, out: Path, *, width: int, height: int) -> None:
     port = free_port()
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
     print(f"$ autotransfer ui {run_dir} --port {port}", flush=True)
-    server = subprocess.Popen(
-        autotransfer("ui", str(run_dir), "--port", str(port)),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
     base = f"http://127.0.0.1:{port}"
+    command = autotransfer("ui", str(run_dir), "--port", str(port))
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=2).close()
-                break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("`autotransfer ui` did not start") from None
-                time.sleep(0.5)
-        with chrome(width=width, height=height) as driver:
-            driver.get(mlflow_ui.runs_url(base, record["experiment_id"]))
-            mlflow_ui.wait_for_runs(driver, [parent])
-            mlflow_ui.close_assistant(driver)
-            mlflow_ui.expand(driver, parent, children)
-            mlflow_ui.hide_columns(driver, HIDDEN)
-            mlflow_ui.show_columns(driver, METRICS)
-            mlflow_ui.fit_column(driver, "attributes.`Run Name`")
-            time.sleep(1)  # the column's new width settles
-            screenshot(driver, out)
-    finally:
-        import signal
-
-        try:
-            os.killpg(server.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        server.wait(timeout=30)
+        with serving(command, url=base, log=work / "ui.log", env=env):
+            with chrome(width=width, height=height) as driver:
+                driver.get(mlflow_ui.runs_url(base, record["experiment_id"]))
+                mlflow_ui.wait_for_runs(driver, [parent])
+                mlflow_ui.close_assistant(driver)
+                mlflow_ui.expand(driver, parent, children)
+                mlflow_ui.hide_columns(driver, HIDDEN)
+                mlflow_ui.show_columns(driver, METRICS)
+                mlflow_ui.fit_column(driver, "attributes.`Run Name`")
+                time.sleep(1)  # the column's new width settles
+                screenshot(driver, out)
+    except ServerDidNotStart as e:
+        raise SystemExit(str(e)) from None
 
 
 def screenshot_report(run_dir: Path, work: Path, out: Path, *, width: int, height: int) -> None:
@@ -155,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (run_dir / "model").is_dir():
             fit(data, run_dir, args.time_budget)
         shots = [args.out / name for name in SHOTS]
-        screenshot_ui(run_dir, shots[0], width=1440, height=720)
+        screenshot_ui(run_dir, work, shots[0], width=1440, height=720)
         screenshot_report(run_dir, work, shots[1], width=1280, height=1000)
         for shot in shots:
             size = shot.stat().st_size

@@ -27,6 +27,21 @@ def tiny_backbones():
     return list(TINY)
 
 
+@pytest.fixture
+def builtin_estimator_names() -> set[str]:
+    """The names of the estimators autotransfer registers itself."""
+    return {
+        "logme",
+        "leep",
+        "nleep",
+        "hscore",
+        "knn_loo_k1",
+        "knn_loo_k5",
+        "linear_probe_cv",
+        "imagenet_top1",
+    }
+
+
 class _SlowEstimator:
     """A third-party estimator that would take ten minutes: far longer than any budget a
     test gives the ranking."""

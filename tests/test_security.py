@@ -11,13 +11,8 @@ from __future__ import annotations
 
 import os
 import pickle
-import signal
 import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -30,6 +25,8 @@ from autotransfer.backbones.weight_files import read_state_dict
 from autotransfer.backbones.weight_sources import TimmHubSource
 from autotransfer.errors import AutoTransferError, WeightsUnavailableError
 from autotransfer.model_files import ModelFileError
+
+from .support import free_port, serving
 
 
 class Payload:
@@ -185,12 +182,6 @@ def _listening(port: int) -> set[str]:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads Linux's socket table")
 @pytest.mark.parametrize("host", [None, "127.0.0.2"])
 def test_autotransfer_ui_listens_on_localhost_only_unless_asked(tmp_path, host):
@@ -199,31 +190,11 @@ def test_autotransfer_ui_listens_on_localhost_only_unless_asked(tmp_path, host):
     run = tmp_path / "run"
     run.mkdir()
     MlflowClient(f"sqlite:///{run / 'mlflow.db'}").search_experiments()  # creates the store
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "autotransfer", "ui", str(run), "--port", str(port)]
     if host:
         cmd += ["--host", host]
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    server = subprocess.Popen(  # its own process group: mlflow starts workers of its own
-        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-    )
     expected = host or "127.0.0.1"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://{expected}:{port}/health", timeout=2).close()
-                break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"the UI did not start: {server.stderr.read().decode()}")
-                time.sleep(0.5)
+    with serving(cmd, url=f"http://{expected}:{port}", log=tmp_path / "ui.log", env=env):
         assert _listening(port) == {expected}
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        server.stderr.close()

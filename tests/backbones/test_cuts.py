@@ -197,20 +197,30 @@ def test_cli_takes_cuts(folder, tmp_path, capsys):
     assert ids == {"random:test_resnet", "random:test_resnet@3", "random:test_resnet@1"}
 
 
-def test_fit_with_cuts_searches_the_cut_candidates(folder, tmp_path):
-    result = autotransfer.fit(
+def _fit(folder, tmp_path, **options):
+    """``fit`` with ``options`` into ``tmp_path/run``: no time budget, no trackers, no loader
+    workers, 32 px."""
+    return autotransfer.fit(
         folder,
-        backbones=("random:test_resnet",),
-        cuts=(2,),
-        top_k=2,
-        strategies=("feature_extraction",),
-        n_trials=2,
         time_budget=None,
         trackers=(),
         resolution=32,
         num_workers=0,
         run_dir=str(tmp_path / "run"),
         progress=False,
+        **options,
+    )
+
+
+def test_fit_with_cuts_searches_the_cut_candidates(folder, tmp_path):
+    result = _fit(
+        folder,
+        tmp_path,
+        backbones=("random:test_resnet",),
+        cuts=(2,),
+        top_k=2,
+        strategies=("feature_extraction",),
+        n_trials=2,
     )
     both = {"random:test_resnet", "random:test_resnet@2"}
     assert set(result.ranking.shortlist) == both
@@ -227,17 +237,8 @@ def test_fit_each_strategy_on_a_cut_and_the_saved_model_round_trips(
     folder, tmp_path, backbone, strategies
 ):
     (spec,) = resolve_backbones(backbone)
-    result = autotransfer.fit(
-        folder,
-        backbones=(backbone,),
-        strategies=strategies,
-        n_trials=len(strategies),
-        time_budget=None,
-        trackers=(),
-        resolution=32,
-        num_workers=0,
-        run_dir=str(tmp_path / "run"),
-        progress=False,
+    result = _fit(
+        folder, tmp_path, backbones=(backbone,), strategies=strategies, n_trials=len(strategies)
     )
     done = {t.strategy for t in result.leaderboard if t.state == "complete"}
     assert done == set(strategies), [(t.strategy, t.state, t.error) for t in result.leaderboard]

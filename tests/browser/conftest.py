@@ -6,12 +6,7 @@ prints where)."""
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,6 +19,7 @@ from selenium.webdriver.chrome.webdriver import WebDriver  # noqa: E402
 
 from autotransfer.testing.images import make_image_folder  # noqa: E402
 
+from ..support import free_port, serving  # noqa: E402
 from .driver import Binaries, chromium_or_skip, start  # noqa: E402
 
 EXPERIMENT = "browser check"  # not the run folder's name, so that the two can be told apart
@@ -118,12 +114,6 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "autotransfer", *args]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ui_url(fitted, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``autotransfer ui RUN_DIR --port PORT`` running on the fit (the real command); its
@@ -131,42 +121,10 @@ def ui_url(fitted, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     log = tmp_path_factory.mktemp("ui-log") / "ui.log"
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    with open(log, "wb") as out:
-        server = subprocess.Popen(
-            cli("ui", str(fitted.run_dir), "--port", str(port)),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,  # mlflow server starts uvicorn: stop them together
-        )
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=2).close()
-                break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"`autotransfer ui` did not start:\n{log.read_text()[-3000:]}")
-                time.sleep(0.5)
+    with serving(
+        cli("ui", str(fitted.run_dir), "--port", str(port)), url=base, log=log, env=env, timeout=90
+    ):
         # the command names the page of the fit's trials
         assert f"{base}/#/experiments/{fitted.tracking['experiment_id']}/runs" in log.read_text()
         yield base
-    finally:
-        _stop(server)
-
-
-def _stop(server: subprocess.Popen) -> None:
-    """Stop the command and the MLflow server processes it started (its process group)."""
-    import signal
-
-    try:
-        os.killpg(server.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        server.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()

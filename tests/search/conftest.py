@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from autotransfer.search.study import open_study
 from autotransfer.testing.images import make_image_folder
 
 
@@ -17,3 +18,8 @@ TINY = dict(
     time_budget=None,
     progress=False,
 )
+
+
+def study_of(run_dir):
+    """The study of the fit in ``run_dir``, opened as ``fit`` opens it."""
+    return open_study(run_dir, storage=None, study_name="autotransfer", seed=0, pruner="median")

@@ -3,6 +3,8 @@ ends within it: the reserve, the training deadline, and the search stopping for 
 
 from __future__ import annotations
 
+import time
+
 import optuna
 import pytest
 
@@ -14,6 +16,8 @@ from autotransfer.search.objective import train_model
 from autotransfer.search.plan import make_plan
 from autotransfer.strategies.feature_extraction import FeatureExtraction
 from autotransfer.transferability.ranking import Ranking, RankingRow
+
+from .conftest import study_of
 
 BACKBONE = "random:test_resnet"
 OTHER = "random:test_efficientnet"
@@ -171,24 +175,28 @@ def test_with_time_to_train_the_search_runs_its_trials(folder, tmp_path):
     assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 3
 
 
-def test_a_slow_estimator_does_not_make_fit_overrun_its_budget(folder, tmp_path, slow_estimator):
-    """The ranking waits for an estimator until its share of the budget is spent, and no
-    longer: the fit still trains a model and ends within its budget."""
-    import time
-
+def _timed_fit(folder, tmp_path, backbones, *, budget, rank_share):
+    """A frozen-feature fit with a time budget of ``budget`` seconds: its result and how
+    many seconds it took."""
     start = time.monotonic()
     result = autotransfer.fit(
         folder,
         run_dir=str(tmp_path / "run"),
-        backbones=(BACKBONE, OTHER),
+        backbones=backbones,
         strategies=("feature_extraction",),
         resolution=32,
         trackers=(),
-        time_budget=30,
-        rank_share=0.5,
+        time_budget=budget,
+        rank_share=rank_share,
         progress=False,
     )
-    elapsed = time.monotonic() - start
+    return result, time.monotonic() - start
+
+
+def test_a_slow_estimator_does_not_make_fit_overrun_its_budget(folder, tmp_path, slow_estimator):
+    """The ranking waits for an estimator until its share of the budget is spent, and no
+    longer: the fit still trains a model and ends within its budget."""
+    result, elapsed = _timed_fit(folder, tmp_path, (BACKBONE, OTHER), budget=30, rank_share=0.5)
     assert elapsed < 30 + 10, elapsed  # without the limit inside scoring: 600 s and more
     assert result.best.state == "complete"
     assert any("slow_estimator" in why for why in result.ranking.skipped.values())
@@ -238,7 +246,6 @@ def test_the_best_frozen_head_on_the_sample_then_reads_more_of_the_split(tmp_pat
     """With a split larger than the ranking's sample, each shortlisted backbone's frozen
     head is trained on the sample first; the best of them then runs again, before any
     other prior, and reads more of the split."""
-    from autotransfer.search.study import open_study
     from autotransfer.testing.images import make_image_folder
 
     folder = make_image_folder(
@@ -258,7 +265,7 @@ def test_the_best_frozen_head_on_the_sample_then_reads_more_of_the_split(tmp_pat
         hedge=False,
         progress=False,
     )
-    study = open_study(run, storage=None, study_name="autotransfer", seed=0, pruner="median")
+    study = study_of(run)
     trials = sorted(
         study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)), key=lambda t: t.number
     )
@@ -277,8 +284,6 @@ def _register_slow_network() -> str:
     """A timm architecture whose forward pass takes 6 s a batch: a backbone far slower
     than the time a test gives it (registered in timm's own registry, as a user's
     architecture would be)."""
-    import time
-
     import timm
     from timm.models import register_model
 
@@ -305,22 +310,9 @@ def test_a_slow_backbone_does_not_make_fit_overrun_its_budget(folder, tmp_path):
     """Extraction checks the time batch by batch: a candidate whose pass cannot end within
     the ranking's share is stopped and listed as not ranked, and the fit still ends
     within its budget with a model."""
-    import time
-
     slow = _register_slow_network()
-    start = time.monotonic()
-    result = autotransfer.fit(
-        folder,
-        run_dir=str(tmp_path / "run"),
-        backbones=(BACKBONE, slow),  # equal priors: ranked in this order
-        strategies=("feature_extraction",),
-        resolution=32,
-        trackers=(),
-        time_budget=40,
-        rank_share=0.3,
-        progress=False,
-    )
-    elapsed = time.monotonic() - start
+    # equal priors: ranked in this order
+    result, elapsed = _timed_fit(folder, tmp_path, (BACKBONE, slow), budget=40, rank_share=0.3)
     assert elapsed < 40 + 8, elapsed  # one pass of the slow network alone: 6 s x 3 batches
     assert result.best.state == "complete"
     assert slow in result.ranking.skipped, result.ranking.skipped

@@ -58,21 +58,17 @@ import torch
 import autotransfer
 from autotransfer import plugins
 from autotransfer.search.checkpoints import checkpoint_dir
-from autotransfer.search.study import FINISHED_VALUE, open_study
+from autotransfer.search.study import FINISHED_VALUE
 from autotransfer.strategies import loop
 from autotransfer.strategies.feature_extraction import FeatureExtraction
 from autotransfer.strategies.models import new_classifier, preprocessing
 
-from .conftest import TINY
+from .conftest import TINY, study_of
 
 COMPLETE = optuna.trial.TrialState.COMPLETE
 RUNNING = optuna.trial.TrialState.RUNNING
 FAIL = optuna.trial.TrialState.FAIL
 WAITING = optuna.trial.TrialState.WAITING
-
-
-def _study(run_dir):
-    return open_study(run_dir, storage=None, study_name="autotransfer", seed=0, pruner="median")
 
 
 def trials_lost(before, after) -> list[int]:
@@ -182,9 +178,9 @@ def _fit_twice(folder, run, n_first, n_total, **kw):
     """Fit ``n_first`` trials, then resume to ``n_total``: the trials finished before the
     second fit, the second fit's result and all trials after it."""
     autotransfer.fit(folder, run_dir=str(run), n_trials=n_first, **kw)
-    before = _study(run).get_trials()
+    before = study_of(run).get_trials()
     result = autotransfer.fit(folder, run_dir=str(run), n_trials=n_total, **kw)
-    return before, result, _study(run).get_trials()
+    return before, result, study_of(run).get_trials()
 
 
 # F4
@@ -228,9 +224,9 @@ def test_plugin_strategies_that_raise_in_suggest_or_defaults_are_named(
     kw = dict(trackers=(), strategies=("feature_extraction", "broken_suggest", "broken_defaults"))
     with caplog.at_level(logging.WARNING, logger="autotransfer"):
         autotransfer.fit(folder, run_dir=str(run), n_trials=3, **kw, **TINY)
-        before = _study(run).get_trials()
+        before = study_of(run).get_trials()
         result = autotransfer.fit(folder, run_dir=str(run), n_trials=6, **kw, **TINY)
-    after = _study(run).get_trials()
+    after = study_of(run).get_trials()
     assert trials_lost(before, after) == []
     # defaults: the prior is skipped, the log names the plugin and the hook
     assert "Plugin 'acme_plugin' failed in strategy 'broken_defaults'.defaults" in caplog.text
@@ -333,13 +329,13 @@ def test_a_damaged_trial_checkpoint_is_detected_and_rebuilt(folder, tmp_path, ca
     first = autotransfer.fit(folder, run_dir=str(run), n_trials=3, **kw)
     paths = sorted(str(p) for p in folder.rglob("*.png"))
     expected = first.predict_proba(paths)
-    before = _study(run).get_trials()
+    before = study_of(run).get_trials()
     best = first.best.number
     _damage(checkpoint_dir(run, best), how)
 
     with caplog.at_level(logging.WARNING, logger="autotransfer"):
         again = autotransfer.fit(folder, run_dir=str(run), n_trials=3, **kw)
-    assert trials_lost(before, _study(run).get_trials()) == []
+    assert trials_lost(before, study_of(run).get_trials()) == []
     assert f"trial {best}" in caplog.text and "training" in caplog.text
     assert again.best.number == best
     torch.testing.assert_close(
@@ -364,6 +360,19 @@ FIT_SCRIPT = textwrap.dedent(
                      image_cache_memory=cap)
     """
 )
+
+
+def _start_script(tmp_path, source, *args, **popen):
+    """Start the Python ``source``, written to ``tmp_path/fit.py``, with ``args``, its stderr
+    to the file ``tmp_path/child.log``: the process and that file."""
+    script = tmp_path / "fit.py"
+    script.write_text(source)
+    log = tmp_path / "child.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, str(script), *map(str, args)], env=os.environ, stderr=err, **popen
+        )
+    return proc, log
 
 
 def _wait_for(predicate, timeout, poll=0.5):
@@ -431,17 +440,28 @@ def _wait_for_child(proc, watch, predicate, log):
     )
 
 
+def _fit_again(folder, run, before, *, more):
+    """``fit`` again on the run folder of a killed fit, ``more`` trials past the ``before``
+    ones: its result and the trials after it by number, none of ``before``'s lost."""
+    result = autotransfer.fit(
+        folder,
+        run_dir=str(run),
+        n_trials=len(before) + more,
+        strategies=("feature_extraction", "partial_freeze"),
+        trial_time_limit="20s",
+        image_cache_memory=0,
+        **TINY,
+    )
+    after = {t.number: t for t in study_of(run).get_trials()}
+    assert trials_lost(before, after.values()) == []
+    return result, after
+
+
 # F1
 def test_resume_after_the_process_is_killed_mid_study(folder, tmp_path):
     """On a streamed fit: a memory cap of 0 puts the decoded images in a memory map."""
     run = tmp_path / "run"
-    script = tmp_path / "fit.py"
-    script.write_text(FIT_SCRIPT)
-    log = tmp_path / "child.log"
-    with open(log, "w") as err:
-        proc = subprocess.Popen(
-            [sys.executable, str(script), str(folder), str(run), "0"], env=os.environ, stderr=err
-        )
+    proc, log = _start_script(tmp_path, FIT_SCRIPT, folder, run, "0")
 
     watch = _Watch(run)
 
@@ -466,7 +486,7 @@ def test_resume_after_the_process_is_killed_mid_study(folder, tmp_path):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    before = _study(run).get_trials()
+    before = study_of(run).get_trials()
     finished = {t.number: (t.params, t.value) for t in before if t.state == COMPLETE}
     # the kill lands a moment after the check: the trial may have finished training by then
     # (it is then recorded complete, as F13 checks); at most one trial runs at a time
@@ -476,17 +496,7 @@ def test_resume_after_the_process_is_killed_mid_study(folder, tmp_path):
     if not trained:
         assert [r.info.status for r in _mlflow_children(run)[killed[0]]] == ["RUNNING"]
 
-    result = autotransfer.fit(
-        folder,
-        run_dir=str(run),
-        n_trials=len(before) + 2,
-        strategies=("feature_extraction", "partial_freeze"),
-        trial_time_limit="20s",
-        image_cache_memory=0,
-        **TINY,
-    )
-    after = {t.number: t for t in _study(run).get_trials()}
-    assert trials_lost(before, after.values()) == []
+    result, after = _fit_again(folder, run, before, more=2)
     # none of the finished trials ran again
     reruns = [
         t
@@ -525,12 +535,12 @@ def test_two_workers_share_one_study(folder, tmp_path):
         strategies=("feature_extraction",),
         **TINY,
     )
-    before = _study(run).get_trials()
+    before = study_of(run).get_trials()
     cmd = [sys.executable, "-m", "autotransfer", "-q", "worker", str(run), "--n-trials", "10"]
     workers = [subprocess.Popen(cmd, env=os.environ) for _ in range(2)]
     for w in workers:
         assert w.wait(timeout=300) == 0
-    trials = _study(run).get_trials()
+    trials = study_of(run).get_trials()
     assert trials_lost(before, trials) == []
     pids = {t.user_attrs["worker"]["pid"] for t in trials[2:]}
     assert len(pids) == 2, pids  # both workers ran trials
@@ -590,18 +600,16 @@ def _ctrl_c_during_a_slow_trial(folder, tmp_path, epochs, presses):
     ``presses`` times (1 s apart) during its first slow trial; the run folder, the trials
     before, the interrupted trial's number, the trials after and the script's output."""
     run = tmp_path / "run"
-    script = tmp_path / "fit.py"
-    script.write_text(CTRL_C_SCRIPT)
-    log = tmp_path / "child.log"
-    with open(log, "w") as err:
-        proc = subprocess.Popen(
-            [sys.executable, str(script), str(folder), str(run), str(epochs)],
-            env=os.environ,
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-            start_new_session=True,
-        )
+    proc, log = _start_script(
+        tmp_path,
+        CTRL_C_SCRIPT,
+        folder,
+        run,
+        epochs,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
     watch = _Watch(run)
 
@@ -617,7 +625,7 @@ def _ctrl_c_during_a_slow_trial(folder, tmp_path, epochs, presses):
 
     try:
         _wait_for_child(proc, watch, slow_trial_under_way, log)
-        before = _study(run).get_trials()
+        before = study_of(run).get_trials()
         for i in range(presses):
             if i:
                 time.sleep(1.0)
@@ -627,7 +635,7 @@ def _ctrl_c_during_a_slow_trial(folder, tmp_path, epochs, presses):
         proc.kill()
     assert proc.returncode == 0, out + log.read_text(errors="replace")[-3000:]
     interrupted = next(t.number for t in before if t.state == RUNNING)
-    return run, before, interrupted, _study(run).get_trials(), out
+    return run, before, interrupted, study_of(run).get_trials(), out
 
 
 # F2
@@ -667,13 +675,13 @@ def test_a_damaged_plan_is_made_again_and_the_study_goes_on(folder, tmp_path, ca
     run = tmp_path / "run"
     kw = dict(trackers=(), strategies=("feature_extraction",), **TINY)
     autotransfer.fit(folder, run_dir=str(run), n_trials=2, **kw)
-    before = _study(run).get_trials()
+    before = study_of(run).get_trials()
     plan = (run / "plan.json").read_text()
     (run / "plan.json").write_text(plan[: len(plan) // 2])
     with caplog.at_level(logging.WARNING, logger="autotransfer"):
         result = autotransfer.fit(folder, run_dir=str(run), n_trials=4, **kw)
     assert "plan.json is unreadable" in caplog.text
-    after = _study(run).get_trials()
+    after = study_of(run).get_trials()
     assert trials_lost(before, after) == []
     assert [t.state for t in after] == [COMPLETE] * 4 and len(result.leaderboard) == 4
     assert (run / "plan.json").read_text() == plan
@@ -727,22 +735,12 @@ def test_a_trial_killed_while_being_recorded_is_kept_complete(folder, tmp_path, 
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     victim = json.loads(killed.read_text())
     n = victim["number"]
-    before = _study(run).get_trials()
+    before = study_of(run).get_trials()
     assert before[n].state == RUNNING  # Optuna was not told
     status = "RUNNING" if mlflow_run == "before" else "FINISHED"
     assert [r.info.status for r in _mlflow_children(run)[n]] == [status]
 
-    result = autotransfer.fit(
-        folder,
-        run_dir=str(run),
-        n_trials=len(before) + 1,
-        strategies=("feature_extraction", "partial_freeze"),
-        trial_time_limit="20s",
-        image_cache_memory=0,
-        **TINY,
-    )
-    after = {t.number: t for t in _study(run).get_trials()}
-    assert trials_lost(before, after.values()) == []
+    result, after = _fit_again(folder, run, before, more=1)
     assert after[n].state == COMPLETE and after[n].value == victim["value"]
     assert "error" not in after[n].user_attrs
     runs = _mlflow_children(run)[n]

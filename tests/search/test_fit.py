@@ -9,14 +9,9 @@ import pytest
 
 import autotransfer
 from autotransfer.search.selection import PER_CLASS
-from autotransfer.search.study import open_study
 from autotransfer.strategies.feature_extraction import DEFAULT_C
 
-from .conftest import TINY
-
-
-def _study(run_dir):
-    return open_study(run_dir, storage=None, study_name="autotransfer", seed=0, pruner="median")
+from .conftest import TINY, study_of
 
 
 def test_fit_returns_the_best_trial_and_a_model_that_predicts(folder, tmp_path):
@@ -60,9 +55,9 @@ def test_fit_again_resumes_without_rerunning_finished_trials(folder, tmp_path):
     run = tmp_path / "run"
     opts = dict(run_dir=str(run), trackers=(), strategies=("feature_extraction",), **TINY)
     autotransfer.fit(folder, n_trials=3, **opts)
-    before = {t.number: t.params for t in _study(run).get_trials()}
+    before = {t.number: t.params for t in study_of(run).get_trials()}
     result = autotransfer.fit(folder, n_trials=5, **opts)
-    trials = _study(run).get_trials()
+    trials = study_of(run).get_trials()
     assert len(trials) == 5
     assert {t.number: t.params for t in trials[:3]} == before
     # the enqueued priors were not enqueued (and run) a second time
@@ -127,7 +122,7 @@ def test_study_records_are_complete(folder, tmp_path):
         trial_time_limit="15s",
         **TINY,
     )
-    ran = [t for t in _study(run).get_trials() if t.state != optuna.trial.TrialState.WAITING]
+    ran = [t for t in study_of(run).get_trials() if t.state != optuna.trial.TrialState.WAITING]
     assert len(ran) == 3  # (priors enqueued beyond n_trials wait, never run)
     for t in ran:
         assert t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)

@@ -211,16 +211,24 @@ class _OOMAbove(torch.nn.Module):
         return x
 
 
-def test_out_of_memory_retries_with_half_the_batch(dataset, caplog):
-    ctx = make_train_context(dataset, {}, batch_size=16)
-    builds = []
+def _build_oom_above(ctx, limit, builds=None):
+    """A strategy's ``build``: a fresh classifier whose first layer runs out of memory on a
+    batch of more than ``limit`` images; each model built is added to ``builds``."""
 
     def build():
         model = new_classifier(ctx)
-        model.conv1 = torch.nn.Sequential(_OOMAbove(4), model.conv1)
-        builds.append(model)
+        model.conv1 = torch.nn.Sequential(_OOMAbove(limit), model.conv1)
+        if builds is not None:
+            builds.append(model)
         return loop.Trainable(model, [{"params": list(model.parameters()), "lr": 0.01}])
 
+    return build
+
+
+def test_out_of_memory_retries_with_half_the_batch(dataset, caplog):
+    ctx = make_train_context(dataset, {}, batch_size=16)
+    builds = []
+    build = _build_oom_above(ctx, 4, builds)
     out = loop.train(ctx, build, loop.Schedule(epochs=1), preprocessing(ctx))
     assert out.info["batch_size"] == 4
     assert len(builds) == 3  # 16 -> 8 -> 4, each from fresh weights
@@ -229,24 +237,14 @@ def test_out_of_memory_retries_with_half_the_batch(dataset, caplog):
 
 def test_a_length_in_steps_sees_the_same_images_at_half_the_batch(dataset):
     ctx = make_train_context(dataset, {}, batch_size=16)
-
-    def build():
-        model = new_classifier(ctx)
-        model.conv1 = torch.nn.Sequential(_OOMAbove(8), model.conv1)
-        return loop.Trainable(model, [{"params": list(model.parameters()), "lr": 0.01}])
-
+    build = _build_oom_above(ctx, 8)
     out = loop.train(ctx, build, loop.Schedule(steps=3), preprocessing(ctx))
     assert out.info["batch_size"] == 8 and out.info["steps_run"] == 6
 
 
 def test_out_of_memory_at_batch_one_fails(dataset):
     ctx = make_train_context(dataset, {}, batch_size=2)
-
-    def build():
-        model = new_classifier(ctx)
-        model.conv1 = torch.nn.Sequential(_OOMAbove(0), model.conv1)
-        return loop.Trainable(model, [{"params": list(model.parameters()), "lr": 0.01}])
-
+    build = _build_oom_above(ctx, 0)
     with pytest.raises(torch.OutOfMemoryError):
         loop.train(ctx, build, loop.Schedule(epochs=1), preprocessing(ctx))
 

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -17,6 +13,8 @@ from autotransfer.errors import AutoTransferError, ConfigError
 from autotransfer.tracking.mlflow_tracker import MLflowTracker
 from autotransfer.tracking.store import tracking_uri_of, write_record
 from autotransfer.tracking.ui import NoTrackingStoreError, serve_ui, ui_command, ui_environment
+
+from ..support import free_port, serving
 
 
 @pytest.fixture(scope="module")
@@ -88,34 +86,16 @@ def test_write_record_exclusive_keeps_the_first(tmp_path):
     assert [p.name for p in (tmp_path / "tracking").iterdir()] == ["mlflow.json"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _get(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=5) as response:
         return json.loads(response.read() or b"{}")
 
 
-def test_the_ui_server_shows_the_tracked_run(tracked_dir):
-    port = _free_port()
+def test_the_ui_server_shows_the_tracked_run(tracked_dir, tmp_path):
+    port = free_port()
     args = ui_command(tracked_dir.run_dir, port=port)
-    server = subprocess.Popen(
-        args, env=ui_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=2).close()
-                break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"mlflow server did not start: {server.stderr.read().decode()}")
-                time.sleep(0.5)
+    with serving(args, url=base, log=tmp_path / "server.log", env=ui_environment(), timeout=90):
         name = urllib.parse.quote(tracked_dir.state["mlflow"]["experiment_name"])
         experiment = _get(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name={name}")
         assert (
@@ -127,11 +107,3 @@ def test_the_ui_server_shows_the_tracked_run(tracked_dir):
         assert run["run"]["info"]["run_name"] == "my run #1?"
         artifacts = _get(f"{base}/api/2.0/mlflow/artifacts/list?run_id={run_id}")
         assert "settings.json" in {f["path"] for f in artifacts.get("files", [])}
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        server.stderr.close()
