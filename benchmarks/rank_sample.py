@@ -55,6 +55,13 @@ def kendall(a: dict[str, float], b: dict[str, float]) -> float:
     return float(kendalltau([a[k] for k in keys], [b[k] for k in keys]).statistic)
 
 
+def probe_regret(full: dict, pick: str) -> float:
+    """How many points of full-N linear-probe accuracy the sample's top backbone gives up
+    against the best backbone at full N (the cost of ranking on the sample)."""
+    probe = {b: sc.get("linear_probe_cv", float("nan")) for b, sc in full.items()}
+    return round(100 * (max(probe.values()) - probe[pick]), 2)
+
+
 def scores_on(features, specs, ests, idx, seed=0, seconds=None):
     """Every estimator's score per backbone on the images ``idx`` (what ``rank`` computes
     on that sample: a frozen network's features of an image do not depend on the others).
@@ -135,6 +142,7 @@ def main(argv=None) -> int:
                     "tau (aggregate)": round(kendall(agg_s, agg_full), 3),
                     "tau (estimators, mean)": round(float(np.nanmean(taus)), 3),
                     "same top-1": best == max(agg_full, key=lambda b: agg_full[b]),
+                    "regret (probe points)": probe_regret(full, best),
                     "scoring s (sample)": round(secs, 1),
                     "scoring s (full N)": round(full_s, 1),
                 }
