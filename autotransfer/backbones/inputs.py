@@ -122,8 +122,10 @@ class CropBatches:
         if (parts := split_transform(self.transform)) is not None:
             self.transform, self.normalise, geometry = parts
         self.store = decoded if decoded is not None and geometry else None
-        self.key = self.store.key(geometry, [r.path for r in records]) if self.store else None
-        self.held = self.store.get(self.key) if self.store else None
+        self.key = (
+            None if self.store is None else self.store.key(geometry, [r.path for r in records])
+        )
+        self.held = None if self.store is None else self.store.get(self.key)
         self.on_device = (
             self.held is None
             and self.normalise is not None
