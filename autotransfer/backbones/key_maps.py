@@ -41,6 +41,18 @@ def _stage_layout(blocks: list[int], out_channels: dict[int, int]) -> dict[int, 
     return layout
 
 
+def _block_key(
+    source: str, key: str, m: re.Match, names: dict[str, str], layout: dict[int, tuple[int, int]]
+) -> str:
+    """timm's name of a block's tensor: block ``m.group(1)``'s module ``m.group(2)`` (renamed
+    by ``names``) and parameter ``m.group(3)``, at its (stage, position) in ``layout``."""
+    module = m.group(2)
+    if module not in names:
+        raise _unmapped(source, key)
+    stage, pos = layout[int(m.group(1))]
+    return f"blocks.{stage}.{pos}.{names[module]}.{m.group(3)}"
+
+
 def _unmapped(name: str, key: str) -> ConfigError:
     return ConfigError(
         f"Key map {name!r} does not know the state-dict key {key!r}. The file is probably not "
@@ -90,12 +102,9 @@ def efficientnet_pytorch(sd: StateDict) -> StateDict:
     for key, value in sd.items():
         m = _EP_BLOCK.match(key)
         if m:
-            b, module, rest = int(m.group(1)), m.group(2), m.group(3)
+            b = int(m.group(1))
             names = _EP_IR if b in expands else _EP_DS
-            if module not in names:
-                raise _unmapped("efficientnet_pytorch", key)
-            stage, pos = layout[b]
-            out[f"blocks.{stage}.{pos}.{names[module]}.{rest}"] = value
+            out[_block_key("efficientnet_pytorch", key, m, names, layout)] = value
             continue
         module, _, rest = key.partition(".")
         if module == "_fc":
@@ -142,12 +151,9 @@ def torchvision_mobilenet_v2(sd: StateDict) -> StateDict:
     out: StateDict = {}
     for key, value in sd.items():
         if m := _TV_BLOCK.match(key):
-            b, module, param = int(m.group(1)), m.group(2), m.group(3)
+            b = int(m.group(1))
             names = _TV_DS if b in expand_one else _TV_IR
-            if module not in names:
-                raise _unmapped("torchvision_mobilenet_v2", key)
-            stage, pos = layout[b]
-            out[f"blocks.{stage}.{pos}.{names[module]}.{param}"] = value
+            out[_block_key("torchvision_mobilenet_v2", key, m, names, layout)] = value
         elif m := _TV_CONVBN.match(key):
             n, layer, param = int(m.group(1)), m.group(2), m.group(3)
             if n == 0:
