@@ -101,3 +101,16 @@ def test_default_names() -> None:
 def test_rejects_bad_k() -> None:
     with pytest.raises(ConfigError, match="k must be a positive integer"):
         KNNLeaveOneOut(k=0).score(ScoringInput(features=np.eye(4), labels=np.array([0, 0, 1, 1])))
+
+
+def test_the_blocks_products_through_torch_give_the_same_neighbours() -> None:
+    """The path a CUDA machine takes (torch products, host selection), run on the CPU."""
+    from autotransfer.transferability.estimators._util import l2_normalise
+    from autotransfer.transferability.estimators.knn import loo_neighbours
+
+    z = l2_normalise(np.random.default_rng(3).normal(size=(300, 16)))
+    np.testing.assert_array_equal(
+        loo_neighbours(z, 5, block=64, device="cpu"), loo_neighbours(z, 5)
+    )
+    tied = np.repeat(z[:30], 2, axis=0)  # exact duplicates: ties broken by lower index
+    np.testing.assert_array_equal(loo_neighbours(tied, 3, device="cpu"), loo_neighbours(tied, 3))

@@ -19,22 +19,47 @@ from autotransfer.transferability.estimators._util import (
 )
 
 
-def loo_neighbours(x: np.ndarray, k: int, block: int = 1024) -> np.ndarray:
+def loo_neighbours(
+    x: np.ndarray, k: int, block: int = 1024, device: str | None = None
+) -> np.ndarray:
     """(N, k) indices of each row's k most cosine-similar other rows, nearest first.
 
     The row itself is excluded; equal similarities are ordered by lower index first.
     Rows of ``x`` must already be L2-normalised (zero rows are similar to nothing).
     Blocks of rows against all rows (memory ``block`` x N), and top-k selection
-    (``argpartition``) instead of a sort of every row: O(N^2 D + N^2) time.
+    (``argpartition``) instead of a sort of every row: O(N^2 D + N^2) time. The blocks'
+    products (the N^2 D part) run on ``device`` through torch, in ``x``'s precision;
+    None: on a CUDA device when there is one, else with numpy. The selection stays on
+    the host, so ties are broken the same way everywhere.
     """
     n = x.shape[0]
     out = np.empty((n, k), dtype=np.int64)
+    on = _product_device(device)
+    xt = None if on is None else _as_tensor(x, on)
     for start in range(0, n, block):
         stop = min(start + block, n)
-        sim = x[start:stop] @ x.T
+        if xt is None:
+            sim = x[start:stop] @ x.T
+        else:
+            sim = (xt[start:stop] @ xt.T).cpu().numpy()
         sim[np.arange(stop - start), np.arange(start, stop)] = -np.inf
         out[start:stop] = _top_k(sim, k)
     return out
+
+
+def _product_device(device: str | None) -> str | None:
+    """Where the blocks' products run: ``device``, else CUDA when present, else None (numpy)."""
+    if device is not None:
+        return device
+    import torch  # heavy: only to ask whether there is a GPU
+
+    return "cuda" if torch.cuda.is_available() else None
+
+
+def _as_tensor(x: np.ndarray, device: str):
+    import torch  # heavy: only on the torch path
+
+    return torch.from_numpy(np.ascontiguousarray(x)).to(device)
 
 
 def _top_k(sim: np.ndarray, k: int) -> np.ndarray:
