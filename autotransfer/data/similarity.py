@@ -1,6 +1,6 @@
 """How far a target dataset is from a backbone's pretraining source, from one forward pass.
 
-Two views, both computed from a :class:`~autotransfer.backbones.features.FeatureSet`:
+Two views, both computed from a :class:`~autotransfer.backbones.feature_cache.FeatureSet`:
 
 * the backbone's own source classifier on the target images: mean normalised
   entropy of its softmax (0 = always certain, 1 = uniform), mean top-1 confidence,
