@@ -17,14 +17,13 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from autotransfer.backbones.cuts import cut_model, cuts_of
-from autotransfer.backbones.decoded import DecodedImages
 from autotransfer.backbones.feature_cache import (
     FeatureSet,
     cache_path,
@@ -35,16 +34,18 @@ from autotransfer.backbones.feature_cache import (
 )
 from autotransfer.backbones.features import (
     ChannelStats,
-    compute_pass,
+    PassOptions,
+    cached_pass,
     extract_features,
     last_batchnorm,
     running_stats,
-    split_records,
 )
-from autotransfer.backbones.inputs import data_config, resolve_device
-from autotransfer.backbones.load import load_backbone
+from autotransfer.backbones.inputs import data_config
 from autotransfer.backbones.spec import BackboneSpec
 from autotransfer.data.types import ImageDataset
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 log = logging.getLogger(__name__)
 
@@ -121,15 +122,9 @@ def extract_group(
     *,
     split: str = "train",
     resolution: int | None = None,
-    batch_size: int | None = None,
-    num_workers: int | None = None,
-    device: str | torch.device | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     use_cache: bool = True,
-    progress: Callable[[int, int], None] | None = None,
-    deadline: float | None = None,
-    decoded: DecodedImages | None = None,
-    jpeg_decode: str = "auto",
+    **opts: Unpack[PassOptions],
 ) -> dict[str, FeatureSet]:
     """Features of the whole network ``spec`` and of ``cuts`` (its own cuts), by id.
 
@@ -137,22 +132,10 @@ def extract_group(
     that are not cached come from its pass (their ``seconds`` is the shared pass's, their
     ``meta["pass"]`` the whole network's id); a cut the pass cannot give, or any cut when
     the whole network is cached, gets a pass of its own (:func:`extract_features`).
-    ``deadline``, ``decoded`` and ``jpeg_decode`` as for :func:`extract_features`.
+    ``opts``: how the passes run (:class:`~autotransfer.backbones.features.PassOptions`).
     """
     if spec.cut is not None or len(cuts_of(spec, cuts)) != len(cuts):
         raise ValueError(f"extract_group takes a whole network and its cuts, got {spec.id!r}")
-    opts = dict(
-        split=split,
-        resolution=resolution,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        device=device,
-        cache_dir=cache_dir,
-        use_cache=use_cache,
-        deadline=deadline,
-        decoded=decoded,
-        jpeg_decode=jpeg_decode,
-    )
     cfg = data_config(spec, resolution)
     key = extraction_key(dataset, split, spec, cfg)
     path = cache_path(cache_dir, key)
@@ -168,38 +151,33 @@ def extract_group(
                 out[c.id] = cached
             elif ccfg == cfg:  # same preprocessing: the whole network's pass serves it
                 missing.append((c, ckey))
-        start = time.perf_counter()
-        model = load_backbone(spec)
-        taps = [CutTap(model, c) for c, _ in missing]
-        records = split_records(dataset, split)
-        dev = resolve_device(device)
-        whole = compute_pass(
-            model,
-            records,
-            cfg,
-            dev,
-            batch_size,
-            num_workers,
-            progress,
-            taps,
-            deadline=deadline,
-            decoded=decoded,
-            jpeg_decode=jpeg_decode,
+        taps: list[CutTap] = []
+
+        def taps_for(model: torch.nn.Module) -> list[CutTap]:
+            taps.extend(CutTap(model, c) for c, _ in missing)
+            return taps
+
+        whole = cached_pass(
+            dataset, spec, split, cfg, key, path if use_cache else None, taps_for, **opts
         )
-        seconds = time.perf_counter() - start
-        whole = stamped(whole, key, seconds, spec, split, cfg)
-        if use_cache:
-            save_features(path, whole)
         for tap, (c, ckey) in zip(taps, missing):
             fs = tap.result(whole.labels)
             if fs is None:
                 continue
-            fs = stamped(fs, ckey, seconds, c, split, cfg, **{"pass": spec.id})
+            fs = stamped(fs, ckey, whole.seconds, c, split, cfg, **{"pass": spec.id})
             if use_cache:
                 save_features(cache_path(cache_dir, ckey), fs)
             out[c.id] = fs
     out[spec.id] = whole
     for c in cuts:
         if c.id not in out:
-            out[c.id] = extract_features(dataset, c, **opts)
+            out[c.id] = extract_features(
+                dataset,
+                c,
+                split=split,
+                resolution=resolution,
+                cache_dir=cache_dir,
+                use_cache=use_cache,
+                **opts,
+            )
     return {s.id: out[s.id] for s in (spec, *cuts)}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import asdict
 
 from autotransfer.backbones.cut_taps import extract_group
 from autotransfer.backbones.cuts import cuts_of
@@ -62,18 +63,9 @@ def extract_one(
     pieces: list[dict[str, FeatureSet]] = []
     for part in parts:
         with progress_bar(f"{label} {spec.id}", enabled=progress) as update:
+            # the settings' fields are the extraction's keyword arguments, by name
             opts = dict(
-                split=split,
-                resolution=s.resolution,
-                batch_size=s.batch_size,
-                num_workers=s.num_workers,
-                device=s.device,
-                cache_dir=s.cache_dir,
-                use_cache=s.use_cache,
-                progress=update,
-                deadline=deadline,
-                decoded=decoded,
-                jpeg_decode=s.jpeg_decode,
+                split=split, progress=update, deadline=deadline, decoded=decoded, **asdict(s)
             )
             if spec.cut is None:
                 pieces.append(extract_group(part, spec, cuts_of(spec, others), **opts))

@@ -13,7 +13,8 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import torch
@@ -39,7 +40,30 @@ from autotransfer.backbones.spec import BackboneSpec
 from autotransfer.data.types import ImageDataset, ImageRecord
 from autotransfer.errors import BudgetSpent, DataError
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 log = logging.getLogger(__name__)
+
+
+class PassOptions(TypedDict, total=False):
+    """How a pass runs: the keyword arguments that :func:`extract_features` and
+    :func:`~autotransfer.backbones.cut_taps.extract_group` hand on to :func:`compute_pass`.
+
+    ``deadline`` (a :func:`time.monotonic` time) is checked batch by batch: past it the
+    pass stops and raises :class:`~autotransfer.errors.BudgetSpent`, caching nothing.
+    ``decoded`` (:class:`~autotransfer.backbones.decoded.DecodedImages`) shares decoded
+    images between the passes of several backbones. ``jpeg_decode``: where JPEGs are
+    decoded (:func:`~autotransfer.backbones.device_decode.use_device_decode`).
+    """
+
+    batch_size: int | None
+    num_workers: int | None
+    device: str | torch.device | None
+    progress: Callable[[int, int], None] | None
+    deadline: float | None
+    decoded: DecodedImages | None
+    jpeg_decode: str
 
 
 def extract_features(
@@ -48,56 +72,50 @@ def extract_features(
     *,
     split: str = "train",
     resolution: int | None = None,
-    batch_size: int | None = None,
-    num_workers: int | None = None,
-    device: str | torch.device | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     use_cache: bool = True,
-    progress: Callable[[int, int], None] | None = None,
-    deadline: float | None = None,
-    decoded: DecodedImages | None = None,
-    jpeg_decode: str = "auto",
+    **opts: Unpack[PassOptions],
 ) -> FeatureSet:
     """Features of one split of ``dataset`` under ``spec``, from the cache when possible.
 
     The cache key covers the split's image bytes and labels, the backbone spec, the
     weights' fingerprint and the preprocessing, so any change recomputes. A cache
     file that fails to load or to match its checksums is recomputed and replaced.
-    ``deadline`` (a :func:`time.monotonic` time) is checked batch by batch: past it the
-    pass stops and raises :class:`~autotransfer.errors.BudgetSpent`, caching nothing.
-    ``decoded`` (:class:`~autotransfer.backbones.decoded.DecodedImages`) shares decoded
-    images between the passes of several backbones. ``jpeg_decode``: where JPEGs are
-    decoded (:func:`~autotransfer.backbones.device_decode.use_device_decode`).
+    ``opts``: how the pass runs (:class:`PassOptions`).
 
     >>> fs = extract_features(ds, lookup_backbone("package:efficientnet_lite0"))  # doctest: +SKIP
     >>> fs.features.shape                                                         # doctest: +SKIP
     (1437, 1280)
     """
-    records = split_records(dataset, split)
-    dev = resolve_device(device)
     cfg = data_config(spec, resolution)
     key = extraction_key(dataset, split, spec, cfg)
     path = cache_path(cache_dir, key)
     fs = read_cache(path, spec) if use_cache else None
-    if fs is not None:
-        return fs
+    if fs is None:
+        fs = cached_pass(dataset, spec, split, cfg, key, path if use_cache else None, **opts)
+    return fs
 
+
+def cached_pass(
+    dataset: ImageDataset,
+    spec: BackboneSpec,
+    split: str,
+    cfg: dict,
+    key: str,
+    path: Path | None,
+    taps_for: Callable[[torch.nn.Module], Sequence[Any]] | None = None,
+    **opts: Unpack[PassOptions],
+) -> FeatureSet:
+    """One pass of ``spec``'s network over ``split``, stamped with ``key`` and the time it
+    took (loading the network included), and saved at ``path`` unless it is None.
+    ``taps_for(model)`` gives the taps that read along (:func:`compute_pass`)."""
+    records = split_records(dataset, split)
     start = time.perf_counter()
     model = load_backbone(spec)
-    fs = compute_pass(
-        model,
-        records,
-        cfg,
-        dev,
-        batch_size,
-        num_workers,
-        progress,
-        deadline=deadline,
-        decoded=decoded,
-        jpeg_decode=jpeg_decode,
-    )
+    taps = taps_for(model) if taps_for is not None else ()
+    fs = compute_pass(model, records, cfg, taps, **opts)
     fs = stamped(fs, key, time.perf_counter() - start, spec, split, cfg)
-    if use_cache:
+    if path is not None:
         save_features(path, fs)
     return fs
 
@@ -113,12 +131,12 @@ def compute_pass(
     model: torch.nn.Module,
     records: Sequence[ImageRecord],
     cfg: dict,
-    dev: torch.device,
-    batch_size: int | None,
-    num_workers: int | None,
-    progress: Callable[[int, int], None] | None,
     taps: Sequence[Any] = (),
     *,
+    batch_size: int | None = None,
+    num_workers: int | None = None,
+    device: str | torch.device | None = None,
+    progress: Callable[[int, int], None] | None = None,
     deadline: float | None = None,
     decoded: DecodedImages | None = None,
     jpeg_decode: str = "auto",
@@ -130,6 +148,7 @@ def compute_pass(
     ``jpeg_decode``: see there) and are normalised on the device."""
     if deadline is not None and time.monotonic() > deadline:
         raise BudgetSpent(f"no time left to extract features of {len(records)} images")
+    dev = resolve_device(device)
     cuda = dev.type == "cuda"
     model = model.eval().to(dev)
     if cuda:
