@@ -24,14 +24,7 @@ import numpy as np
 import torch
 
 from autotransfer.backbones.cuts import cut_model, cuts_of
-from autotransfer.backbones.feature_cache import (
-    FeatureSet,
-    cache_path,
-    extraction_key,
-    read_cache,
-    save_features,
-    stamped,
-)
+from autotransfer.backbones.feature_cache import FeatureSet, cache_slot
 from autotransfer.backbones.features import (
     ChannelStats,
     PassOptions,
@@ -40,7 +33,6 @@ from autotransfer.backbones.features import (
     last_batchnorm,
     running_stats,
 )
-from autotransfer.backbones.inputs import data_config
 from autotransfer.backbones.spec import BackboneSpec
 from autotransfer.data.types import ImageDataset
 
@@ -136,48 +128,32 @@ def extract_group(
     """
     if spec.cut is not None or len(cuts_of(spec, cuts)) != len(cuts):
         raise ValueError(f"extract_group takes a whole network and its cuts, got {spec.id!r}")
-    cfg = data_config(spec, resolution)
-    key = extraction_key(dataset, split, spec, cfg)
-    path = cache_path(cache_dir, key)
-    whole = read_cache(path, spec) if use_cache else None
+    where = dict(split=split, resolution=resolution, cache_dir=cache_dir, use_cache=use_cache)
+    slot = cache_slot(dataset, spec, **where)
+    whole = slot.read()
     out: dict[str, FeatureSet] = {}
     if whole is None:
         missing = []
         for c in cuts:
-            ccfg = data_config(c, resolution)
-            ckey = extraction_key(dataset, split, c, ccfg)
-            cached = read_cache(cache_path(cache_dir, ckey), c) if use_cache else None
+            cslot = cache_slot(dataset, c, **where)
+            cached = cslot.read()
             if cached is not None:
                 out[c.id] = cached
-            elif ccfg == cfg:  # same preprocessing: the whole network's pass serves it
-                missing.append((c, ckey))
+            elif cslot.cfg == slot.cfg:  # same preprocessing: the whole network's pass serves it
+                missing.append(cslot)
         taps: list[CutTap] = []
 
         def taps_for(model: torch.nn.Module) -> list[CutTap]:
-            taps.extend(CutTap(model, c) for c, _ in missing)
+            taps.extend(CutTap(model, cslot.spec) for cslot in missing)
             return taps
 
-        whole = cached_pass(
-            dataset, spec, split, cfg, key, path if use_cache else None, taps_for, **opts
-        )
-        for tap, (c, ckey) in zip(taps, missing):
+        whole = cached_pass(dataset, slot, taps_for, **opts)
+        for tap, cslot in zip(taps, missing):
             fs = tap.result(whole.labels)
-            if fs is None:
-                continue
-            fs = stamped(fs, ckey, whole.seconds, c, split, cfg, **{"pass": spec.id})
-            if use_cache:
-                save_features(cache_path(cache_dir, ckey), fs)
-            out[c.id] = fs
+            if fs is not None:
+                out[cslot.spec.id] = cslot.keep(fs, whole.seconds, **{"pass": spec.id})
     out[spec.id] = whole
     for c in cuts:
         if c.id not in out:
-            out[c.id] = extract_features(
-                dataset,
-                c,
-                split=split,
-                resolution=resolution,
-                cache_dir=cache_dir,
-                use_cache=use_cache,
-                **opts,
-            )
+            out[c.id] = extract_features(dataset, c, **where, **opts)
     return {s.id: out[s.id] for s in (spec, *cuts)}

@@ -106,17 +106,49 @@ def cache_path(cache_dir: str | os.PathLike[str] | None, key: str) -> Path:
     return resolve_cache_dir(cache_dir) / "features" / f"{key}.npz"
 
 
-def is_cached(
+@dataclass(frozen=True)
+class CacheSlot:
+    """Where the features of one pass (a split under a backbone and its preprocessing
+    ``cfg``) live: the cache key and the file. ``use`` False: never read nor written."""
+
+    spec: BackboneSpec
+    split: str
+    cfg: dict
+    key: str
+    path: Path
+    use: bool = True
+
+    def read(self) -> FeatureSet | None:
+        """The cached features, or None (none, unused, or broken: recompute)."""
+        return read_cache(self.path, self.spec) if self.use else None
+
+    def keep(self, fs: FeatureSet, seconds: float, **meta: Any) -> FeatureSet:
+        """``fs`` stamped with this slot's key, ``seconds`` and ``meta``; saved when used."""
+        fs = stamped(fs, self.key, seconds, self.spec, self.split, self.cfg, **meta)
+        if self.use:
+            save_features(self.path, fs)
+        return fs
+
+
+def cache_slot(
     dataset: ImageDataset,
     spec: BackboneSpec,
     *,
     split: str = "train",
     resolution: int | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
-) -> bool:
-    """Whether :func:`extract_features` would read these features from the cache."""
+    use_cache: bool = True,
+) -> CacheSlot:
+    """The :class:`CacheSlot` of ``spec``'s pass over ``split`` of ``dataset``."""
     cfg = data_config(spec, resolution)
-    return cache_path(cache_dir, extraction_key(dataset, split, spec, cfg)).exists()
+    key = extraction_key(dataset, split, spec, cfg)
+    return CacheSlot(spec, split, cfg, key, cache_path(cache_dir, key), use_cache)
+
+
+def is_cached(dataset: ImageDataset, spec: BackboneSpec, **where: Any) -> bool:
+    """Whether :func:`extract_features` would read these features from the cache
+    (``where``: ``split``, ``resolution``, ``cache_dir`` as for :func:`cache_slot`)."""
+    return cache_slot(dataset, spec, **where).path.exists()
 
 
 def save_features(path: Path, fs: FeatureSet) -> None:

@@ -13,24 +13,15 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import torch
 
 from autotransfer.backbones.decoded import DecodedImages
-from autotransfer.backbones.feature_cache import (
-    FeatureSet,
-    cache_path,
-    extraction_key,
-    read_cache,
-    save_features,
-    stamped,
-)
+from autotransfer.backbones.feature_cache import CacheSlot, FeatureSet, cache_slot
 from autotransfer.backbones.inputs import (
     CropBatches,
-    data_config,
     default_batch_size,
     default_num_workers,
     resolve_device,
@@ -87,37 +78,33 @@ def extract_features(
     >>> fs.features.shape                                                         # doctest: +SKIP
     (1437, 1280)
     """
-    cfg = data_config(spec, resolution)
-    key = extraction_key(dataset, split, spec, cfg)
-    path = cache_path(cache_dir, key)
-    fs = read_cache(path, spec) if use_cache else None
-    if fs is None:
-        fs = cached_pass(dataset, spec, split, cfg, key, path if use_cache else None, **opts)
-    return fs
+    slot = cache_slot(
+        dataset,
+        spec,
+        split=split,
+        resolution=resolution,
+        cache_dir=cache_dir,
+        use_cache=use_cache,
+    )
+    fs = slot.read()
+    return fs if fs is not None else cached_pass(dataset, slot, **opts)
 
 
 def cached_pass(
     dataset: ImageDataset,
-    spec: BackboneSpec,
-    split: str,
-    cfg: dict,
-    key: str,
-    path: Path | None,
+    slot: CacheSlot,
     taps_for: Callable[[torch.nn.Module], Sequence[Any]] | None = None,
     **opts: Unpack[PassOptions],
 ) -> FeatureSet:
-    """One pass of ``spec``'s network over ``split``, stamped with ``key`` and the time it
-    took (loading the network included), and saved at ``path`` unless it is None.
-    ``taps_for(model)`` gives the taps that read along (:func:`compute_pass`)."""
-    records = split_records(dataset, split)
+    """One pass of the network of ``slot`` over its split, kept in the slot with the time
+    it took (loading the network included). ``taps_for(model)`` gives the taps that read
+    along (:func:`compute_pass`)."""
+    records = split_records(dataset, slot.split)
     start = time.perf_counter()
-    model = load_backbone(spec)
+    model = load_backbone(slot.spec)
     taps = taps_for(model) if taps_for is not None else ()
-    fs = compute_pass(model, records, cfg, taps, **opts)
-    fs = stamped(fs, key, time.perf_counter() - start, spec, split, cfg)
-    if path is not None:
-        save_features(path, fs)
-    return fs
+    fs = compute_pass(model, records, slot.cfg, taps, **opts)
+    return slot.keep(fs, time.perf_counter() - start)
 
 
 def split_records(dataset: ImageDataset, split: str) -> Sequence[ImageRecord]:
