@@ -9,7 +9,7 @@ from typing import Any
 from autotransfer.strategies import loop
 from autotransfer.strategies.base import SearchContext, TrainContext, TrainOutcome
 from autotransfer.strategies.models import freezable_bn, new_classifier, preprocessing
-from autotransfer.strategies.schedules import default_steps, schedule_length, step_range
+from autotransfer.strategies.schedules import default_steps, training_space, trial_schedule
 from autotransfer.strategies.stages import stage_groups
 
 
@@ -20,10 +20,8 @@ class DiscriminativeLR:
 
     def suggest(self, space: Any, *, search: SearchContext) -> dict[str, Any]:
         return {
-            "lr": space.suggest_float("lr", 3e-3, 0.1, log=True),
+            **training_space(space, search, lr=(3e-3, 0.1)),
             "decay": space.suggest_float("decay", 0.2, 0.9),
-            "steps": space.suggest_int("steps", *step_range(search, 40), log=True),
-            "weight_decay": space.suggest_float("weight_decay", 1e-6, 1e-3, log=True),
         }
 
     def defaults(self, *, search: SearchContext) -> dict[str, Any]:
@@ -43,10 +41,5 @@ class DiscriminativeLR:
             frozen = freezable_bn(model) if ctx.search.batch_size < 32 else []
             return loop.Trainable(model, param_groups[::-1], frozen)
 
-        schedule = loop.Schedule(
-            **schedule_length(p),
-            weight_decay=float(p["weight_decay"]),
-            decay="cosine",
-            patience=5,
-        )
+        schedule = trial_schedule(p, decay="cosine", patience=5)
         return loop.train(ctx, build, schedule, preprocessing(ctx))

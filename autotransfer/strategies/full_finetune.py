@@ -14,8 +14,8 @@ from autotransfer.strategies.models import freezable_bn, new_classifier, preproc
 from autotransfer.strategies.schedules import (
     MAX_EPOCHS,
     hyperrule_steps,
-    schedule_length,
-    step_range,
+    training_space,
+    trial_schedule,
 )
 
 
@@ -26,9 +26,7 @@ class FullFinetune:
 
     def suggest(self, space: Any, *, search: SearchContext) -> dict[str, Any]:
         return {
-            "lr": space.suggest_float("lr", 1e-3, 0.05, log=True),
-            "steps": space.suggest_int("steps", *step_range(search, MAX_EPOCHS), log=True),
-            "weight_decay": space.suggest_float("weight_decay", 1e-6, 1e-3, log=True),
+            **training_space(space, search, lr=(1e-3, 0.05), max_epochs=MAX_EPOCHS),
             "mixup_alpha": space.suggest_categorical("mixup_alpha", [0.0, 0.1, 0.2]),
             "label_smoothing": space.suggest_categorical("label_smoothing", [0.0, 0.1]),
             "freeze_bn": space.suggest_categorical("freeze_bn", [True, False]),
@@ -60,9 +58,8 @@ class FullFinetune:
                 model, [{"params": list(model.parameters()), "lr": p["lr"]}], frozen
             )
 
-        schedule = loop.Schedule(
-            **schedule_length(p),
-            weight_decay=float(p["weight_decay"]),
+        schedule = trial_schedule(
+            p,
             decay=str(p["decay"]),
             mixup_alpha=float(p["mixup_alpha"]),
             label_smoothing=float(p["label_smoothing"]),

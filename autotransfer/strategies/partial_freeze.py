@@ -8,7 +8,7 @@ from typing import Any
 from autotransfer.strategies import loop
 from autotransfer.strategies.base import SearchContext, TrainContext, TrainOutcome
 from autotransfer.strategies.models import new_classifier, preprocessing
-from autotransfer.strategies.schedules import default_steps, schedule_length, step_range
+from autotransfer.strategies.schedules import default_steps, training_space, trial_schedule
 from autotransfer.strategies.stages import modules_of, stage_groups
 
 MAX_STAGES = 4
@@ -22,9 +22,7 @@ class PartialFreeze:
     def suggest(self, space: Any, *, search: SearchContext) -> dict[str, Any]:
         return {
             "stages": space.suggest_int("stages", 1, MAX_STAGES),
-            "lr": space.suggest_float("lr", 1e-3, 0.1, log=True),
-            "steps": space.suggest_int("steps", *step_range(search, 40), log=True),
-            "weight_decay": space.suggest_float("weight_decay", 1e-6, 1e-3, log=True),
+            **training_space(space, search, lr=(1e-3, 0.1)),
         }
 
     def defaults(self, *, search: SearchContext) -> dict[str, Any]:
@@ -46,10 +44,5 @@ class PartialFreeze:
             frozen = modules_of(model, {n for g in groups[: -1 - n] for n in g})
             return loop.Trainable(model, [{"params": params, "lr": float(p["lr"])}], frozen)
 
-        schedule = loop.Schedule(
-            **schedule_length(p),
-            weight_decay=float(p["weight_decay"]),
-            decay="cosine",
-            patience=5,
-        )
+        schedule = trial_schedule(p, decay="cosine", patience=5)
         return loop.train(ctx, build, schedule, preprocessing(ctx))

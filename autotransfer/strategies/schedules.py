@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from autotransfer.data.statistics import bit_hyperrule
+from autotransfer.strategies import loop
 from autotransfer.strategies.base import SearchContext
 
 MAX_EPOCHS = 100  # no schedule passes over the training images more often than this
@@ -73,17 +74,34 @@ def step_range(search: SearchContext, max_epochs: int) -> tuple[int, int]:
     return steps_for(min(3 * n, SHORTEST_IMAGES), search), steps_for(max_epochs * n, search)
 
 
-def schedule_length(params: Mapping[str, Any]) -> dict[str, int]:
-    """The length keyword of :class:`~autotransfer.strategies.loop.Schedule` for a trial's
-    parameters: ``steps``, or ``epochs`` where the caller gives them (scripts, benchmarks
-    and tests that ask for a number of epochs).
+def training_space(
+    space: Any, search: SearchContext, lr: tuple[float, float], max_epochs: int = 40
+) -> dict[str, Any]:
+    """What every trained strategy searches, suggested on ``space`` (an Optuna trial): the
+    learning rate, log-uniform on ``lr``; the length in steps (:func:`step_range` up to
+    ``max_epochs`` epochs); the weight decay, log-uniform from 1e-6 to 1e-3."""
+    return {
+        "lr": space.suggest_float("lr", *lr, log=True),
+        "steps": space.suggest_int("steps", *step_range(search, max_epochs), log=True),
+        "weight_decay": space.suggest_float("weight_decay", 1e-6, 1e-3, log=True),
+    }
 
-    >>> schedule_length({"steps": 600}), schedule_length({"steps": 600, "epochs": 2})
-    ({'steps': 600}, {'epochs': 2})
+
+def trial_schedule(params: Mapping[str, Any], **fixed: Any) -> loop.Schedule:
+    """The :class:`~autotransfer.strategies.loop.Schedule` of a trial's parameters: its
+    length (``steps``, or ``epochs`` where the caller gives them: scripts, benchmarks and
+    tests that ask for a number of epochs) and weight decay, with the ``fixed`` rest.
+
+    >>> trial_schedule({"steps": 600, "weight_decay": 1e-5}, decay="cosine").steps
+    600
+    >>> trial_schedule({"steps": 600, "epochs": 2, "weight_decay": 0.0}).epochs
+    2
     """
     if "epochs" in params:
-        return {"epochs": int(params["epochs"])}
-    return {"steps": int(params["steps"])}
+        length = {"epochs": int(params["epochs"])}
+    else:
+        length = {"steps": int(params["steps"])}
+    return loop.Schedule(**length, weight_decay=float(params["weight_decay"]), **fixed)
 
 
 def default_epochs(search: SearchContext) -> int:
