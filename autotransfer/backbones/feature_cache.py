@@ -118,6 +118,11 @@ class CacheSlot:
     path: Path
     use: bool = True
 
+    @property
+    def cached(self) -> bool:
+        """Whether :meth:`read` finds a file (it is checked when read)."""
+        return self.use and self.path.exists()
+
     def read(self) -> FeatureSet | None:
         """The cached features, or None (none, unused, or broken: recompute)."""
         return read_cache(self.path, self.spec) if self.use else None
@@ -133,22 +138,15 @@ class CacheSlot:
 def cache_slot(
     dataset: ImageDataset,
     spec: BackboneSpec,
-    *,
-    split: str = "train",
-    resolution: int | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
+    split: str,
+    resolution: int | None,
+    cache_dir: str | os.PathLike[str] | None,
     use_cache: bool = True,
 ) -> CacheSlot:
     """The :class:`CacheSlot` of ``spec``'s pass over ``split`` of ``dataset``."""
     cfg = data_config(spec, resolution)
     key = extraction_key(dataset, split, spec, cfg)
     return CacheSlot(spec, split, cfg, key, cache_path(cache_dir, key), use_cache)
-
-
-def is_cached(dataset: ImageDataset, spec: BackboneSpec, **where: Any) -> bool:
-    """Whether :func:`extract_features` would read these features from the cache
-    (``where``: ``split``, ``resolution``, ``cache_dir`` as for :func:`cache_slot`)."""
-    return cache_slot(dataset, spec, **where).path.exists()
 
 
 def save_features(path: Path, fs: FeatureSet) -> None:

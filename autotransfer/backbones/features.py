@@ -78,14 +78,7 @@ def extract_features(
     >>> fs.features.shape                                                         # doctest: +SKIP
     (1437, 1280)
     """
-    slot = cache_slot(
-        dataset,
-        spec,
-        split=split,
-        resolution=resolution,
-        cache_dir=cache_dir,
-        use_cache=use_cache,
-    )
+    slot = cache_slot(dataset, spec, split, resolution, cache_dir, use_cache)
     fs = slot.read()
     return fs if fs is not None else cached_pass(dataset, slot, **opts)
 

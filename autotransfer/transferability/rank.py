@@ -13,7 +13,7 @@ from autotransfer import plugins
 from autotransfer.backbones.candidates import candidate_backbones, candidate_info
 from autotransfer.backbones.decoded import DecodedImages
 from autotransfer.backbones.extraction import extract_one
-from autotransfer.backbones.feature_cache import FeatureSet, concat_features, is_cached
+from autotransfer.backbones.feature_cache import FeatureSet, cache_slot, concat_features
 from autotransfer.backbones.spec import BackboneSpec
 from autotransfer.config import (
     RANK_PILOT_SIZE,
@@ -224,9 +224,7 @@ def _cached_then_likeliest(
     """Cached candidates first (they cost nothing), then by published ImageNet top-1."""
 
     def key(spec: BackboneSpec) -> tuple[bool, float]:
-        cached = ex.use_cache and is_cached(
-            ds, spec, resolution=ex.resolution, cache_dir=ex.cache_dir
-        )
+        cached = cache_slot(ds, spec, "train", ex.resolution, ex.cache_dir, ex.use_cache).cached
         top1 = spec.weights.imagenet_top1
         return (not cached, -(top1 if top1 is not None else float("-inf")))
 

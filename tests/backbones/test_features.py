@@ -151,12 +151,12 @@ def test_rank_after_every_cache_file_is_damaged_equals_the_clean_rank(
 def test_extraction_past_its_deadline_stops_and_caches_nothing(image_folder, spec, tmp_path):
     import time
 
-    from autotransfer.backbones.feature_cache import is_cached
+    from autotransfer.backbones.feature_cache import cache_slot
     from autotransfer.errors import BudgetSpent
 
     ds = open_folder(image_folder)
     with pytest.raises(BudgetSpent, match="no time left"):
         _extract(ds, spec, tmp_path, deadline=time.monotonic())
-    assert not is_cached(ds, spec, resolution=64, cache_dir=tmp_path)
+    assert not cache_slot(ds, spec, "train", 64, tmp_path).cached
     got = _extract(ds, spec, tmp_path, deadline=time.monotonic() + 600)
-    assert len(got) == len(ds.train) and is_cached(ds, spec, resolution=64, cache_dir=tmp_path)
+    assert len(got) == len(ds.train) and cache_slot(ds, spec, "train", 64, tmp_path).cached
