@@ -14,21 +14,12 @@ from typing import Any
 from autotransfer.backbones.candidates import candidate_backbones
 from autotransfer.backbones.extraction import extract_all
 from autotransfer.backbones.inputs import resolve_device
-from autotransfer.config import (
-    DataSettings,
-    ExtractionSettings,
-    FitSettings,
-    RankSettings,
-)
+from autotransfer.config import DataSettings, ExtractionSettings, FitSettings, RankSettings
 from autotransfer.data.descriptors import DatasetDescriptor, describe_dataset
 from autotransfer.data.ingest import open_folder
 from autotransfer.data.sample import ranking_sample, sample_parts
 from autotransfer.data.types import ImageDataset
-from autotransfer.errors import (
-    ConfigError,
-    WeightsUnavailableError,
-    unknown_name,
-)
+from autotransfer.errors import ConfigError, WeightsUnavailableError, unknown_name
 from autotransfer.results import FitResult, result_of_study
 from autotransfer.search import runner
 from autotransfer.search.budget import Budget

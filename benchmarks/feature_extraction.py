@@ -29,12 +29,7 @@ from _variants import SHARED  # noqa: E402
 
 import autotransfer  # noqa: E402
 from autotransfer.backbones.features import extract_features, forward_batch  # noqa: E402
-from autotransfer.backbones.inputs import (  # noqa: E402
-    ImageFiles,
-    data_config,
-    eval_transform,
-    resize_side,
-)
+from autotransfer.backbones.inputs import ImageFiles, data_config, eval_transform, resize_side  # noqa: E402
 from autotransfer.backbones.load import load_backbone, resolve_backbones  # noqa: E402
 
 HERE = Path(__file__).resolve().parent

@@ -32,11 +32,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from autotransfer.backbones.weight_files import (
-    find_weights_file,
-    read_mapped,
-    stat_fingerprint,
-)
+from autotransfer.backbones.weight_files import find_weights_file, read_mapped, stat_fingerprint
 from autotransfer.errors import ConfigError, WeightsUnavailableError
 
 if TYPE_CHECKING:  # pragma: no cover

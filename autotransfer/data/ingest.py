@@ -39,12 +39,7 @@ from autotransfer.config import DataSettings
 from autotransfer.data.images import DEFAULT_MAX_PIXELS, ImageInfo
 from autotransfer.data.layouts import EXPECTED_LAYOUT, discover_folder, read_manifest
 from autotransfer.data.scan import Progress, ScanCache, scan
-from autotransfer.data.smells import (
-    class_example,
-    data_smells,
-    duplicates_warning,
-    skipped_warning,
-)
+from autotransfer.data.smells import class_example, data_smells, duplicates_warning, skipped_warning
 from autotransfer.data.types import (
     DuplicatePair,
     ImageDataset,

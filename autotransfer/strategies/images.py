@@ -25,10 +25,7 @@ from autotransfer.cache import resolve_cache_dir
 from autotransfer.data.images import load_image
 from autotransfer.data.types import ImageDataset, ImageRecord
 from autotransfer.memory import available_memory, default_memory_cap
-from autotransfer.strategies.image_store import (
-    LazyImages,
-    disk_images,
-)
+from autotransfer.strategies.image_store import LazyImages, disk_images
 from autotransfer.units import parse_size
 
 log = logging.getLogger(__name__)

@@ -14,11 +14,7 @@ from autotransfer import plugins
 from autotransfer.backbones.candidates import candidate_info
 from autotransfer.backbones.cuts import cut_model, split_cut, stage_channels, with_cuts
 from autotransfer.backbones.features import extract_features, forward_batch
-from autotransfer.backbones.load import (
-    load_backbone,
-    parse_backbone_id,
-    resolve_backbones,
-)
+from autotransfer.backbones.load import load_backbone, parse_backbone_id, resolve_backbones
 from autotransfer.backbones.spec import BackboneSpec
 from autotransfer.config import FitSettings, RankSettings
 from autotransfer.errors import ConfigError

@@ -20,11 +20,7 @@ from autotransfer.cli import main  # noqa: E402
 from autotransfer.errors import ConfigError  # noqa: E402
 from autotransfer.report import write_report  # noqa: E402
 from autotransfer.report.markup import num  # noqa: E402
-from autotransfer.testing.images import (  # noqa: E402
-    class_image,
-    make_image_folder,
-    write_image,
-)
+from autotransfer.testing.images import class_image, make_image_folder, write_image  # noqa: E402
 
 NASTY = "<script>$1"  # a class folder name that is markup (and mathtext to matplotlib)
 CLASSES = (NASTY, "cat", "dog")

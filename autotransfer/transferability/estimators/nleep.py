@@ -14,11 +14,7 @@ import numpy as np
 from autotransfer.errors import ConfigError
 from autotransfer.threads import on_one_blas_thread
 from autotransfer.transferability.base import ScoringInput
-from autotransfer.transferability.estimators._util import (
-    check_inputs,
-    check_positive,
-    standardise,
-)
+from autotransfer.transferability.estimators._util import check_inputs, check_positive, standardise
 from autotransfer.transferability.estimators.leep import leep_from_probs
 
 logger = logging.getLogger(__name__)
