@@ -5,6 +5,7 @@ site-packages); with that folder on ``sys.path`` the entry point in its ``.dist-
 is what autotransfer discovers, exactly as after ``pip install autotransfer-lpft``.
 """
 
+import os
 import shutil
 import subprocess
 import sys
@@ -12,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-import autotransfer
 from autotransfer import plugins
 
-PLUGIN = Path(__file__).resolve().parents[1] / "plugins" / "autotransfer-lpft"
+ROOT = Path(__file__).resolve().parents[1]
+PLUGIN = ROOT / "plugins" / "autotransfer-lpft"
 
 
 def _take_plugin_modules() -> dict:
@@ -53,27 +54,16 @@ def test_installed_plugin_registers_lp_ft(lpft_installed):
     assert Path(sys.modules["autotransfer_lpft"].__file__).is_relative_to(lpft_installed)
 
 
-def test_installed_plugin_takes_part_in_a_fit(
-    lpft_installed, image_folder, tiny_backbones, tmp_path
-):
-    result = autotransfer.fit(
-        image_folder,
-        backbones=tiny_backbones,
-        strategies=("lp_ft", "feature_extraction"),
-        n_trials=4,
-        time_budget=None,
-        trial_time_limit=5,  # seconds: lp_ft's deadline shortens its schedule
-        trackers=(),
-        run_dir=str(tmp_path / "run"),
-        resolution=32,
-        progress=False,
-    )
-    lpft = [r for r in result.leaderboard if r.strategy == "lp_ft"]
-    assert lpft and all(r.state == "complete" for r in lpft)
-    assert all(r.history and 0.0 <= r.val_accuracy <= 1.0 for r in lpft)
-    assert set(lpft[0].params) == {"C", "lr", "epochs", "weight_decay"}
-    assert "probe_val_accuracy" in lpft[0].info
-    assert "lp_ft" in result.leaderboard_table()
+def test_the_plugins_own_tests_pass_where_it_is_installed(lpft_installed):
+    """Its contract, its probe and a real fit with its trials (plugins/autotransfer-lpft/
+    tests), run as its author runs them, against this checkout and the installed plugin."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(lpft_installed), str(ROOT)])}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(PLUGIN / "tests")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout and "skipped" not in done.stdout
 
 
 def test_plugin_is_gone_after_the_fixture():

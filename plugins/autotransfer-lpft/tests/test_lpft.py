@@ -128,7 +128,7 @@ def test_lp_ft_trials_run_in_a_fit(image_folder, tmp_path):
         strategies=("lp_ft", "feature_extraction"),
         n_trials=4,
         time_budget=None,
-        trial_time_limit=5,
+        trial_time_limit=5,  # seconds: lp_ft's deadline shortens its schedule
         trackers=(),
         run_dir=str(tmp_path / "run"),
         resolution=32,
@@ -136,6 +136,8 @@ def test_lp_ft_trials_run_in_a_fit(image_folder, tmp_path):
     )
     lpft = [r for r in result.leaderboard if r.strategy == "lp_ft"]
     assert lpft and all(r.state == "complete" for r in lpft)
-    assert all(r.val_accuracy is not None and r.history for r in lpft)
+    assert all(r.history and 0.0 <= r.val_accuracy <= 1.0 for r in lpft)
+    assert set(lpft[0].params) == {"C", "lr", "epochs", "weight_decay"}
     assert lpft[0].info["probe_val_accuracy"] >= 0.0
+    assert "lp_ft" in result.leaderboard_table()
     assert {r.strategy for r in result.leaderboard} == {"lp_ft", "feature_extraction"}
