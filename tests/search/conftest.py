@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+import autotransfer
 from autotransfer.search.study import open_study
 from autotransfer.testing.images import make_image_folder
 
@@ -18,6 +19,12 @@ TINY = dict(
     time_budget=None,
     progress=False,
 )
+
+
+def fit_tiny(folder, run, **options):
+    """``autotransfer.fit`` of ``folder`` into the run folder ``run`` with the tiny
+    backbones (:data:`TINY`), untracked unless ``options`` give ``trackers``."""
+    return autotransfer.fit(folder, run_dir=str(run), **{"trackers": (), **TINY, **options})
 
 
 def study_of(run_dir):

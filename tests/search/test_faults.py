@@ -63,7 +63,7 @@ from autotransfer.strategies import loop
 from autotransfer.strategies.feature_extraction import FeatureExtraction
 from autotransfer.strategies.models import new_classifier, preprocessing
 
-from .conftest import TINY, study_of
+from .conftest import TINY, fit_tiny, study_of
 
 COMPLETE = optuna.trial.TrialState.COMPLETE
 RUNNING = optuna.trial.TrialState.RUNNING
@@ -292,14 +292,8 @@ def test_a_plugin_tracker_that_raises_is_named_and_every_trial_completes(
 # F8
 def test_cuda_out_of_memory_in_a_trial_retries_with_a_smaller_batch(folder, tmp_path, extra_plugin):
     extra_plugin(strategies_plugin(OutOfMemoryAbove4()))
-    result = autotransfer.fit(
-        folder,
-        run_dir=str(tmp_path / "run"),
-        n_trials=1,
-        trackers=(),
-        batch_size=16,
-        strategies=("oom_above_4",),
-        **TINY,
+    result = fit_tiny(
+        folder, tmp_path / "run", n_trials=1, batch_size=16, strategies=("oom_above_4",)
     )
     (trial,) = result.leaderboard
     assert trial.state == "complete"
@@ -527,14 +521,7 @@ def test_resume_after_the_process_is_killed_mid_study(folder, tmp_path):
 # F10
 def test_two_workers_share_one_study(folder, tmp_path):
     run = tmp_path / "run"
-    autotransfer.fit(
-        folder,
-        run_dir=str(run),
-        n_trials=2,
-        trackers=(),
-        strategies=("feature_extraction",),
-        **TINY,
-    )
+    fit_tiny(folder, run, n_trials=2, strategies=("feature_extraction",))
     before = study_of(run).get_trials()
     cmd = [sys.executable, "-m", "autotransfer", "-q", "worker", str(run), "--n-trials", "10"]
     workers = [subprocess.Popen(cmd, env=os.environ) for _ in range(2)]
@@ -548,14 +535,7 @@ def test_two_workers_share_one_study(folder, tmp_path):
     assert 10 <= len(finished) <= 11  # a worker may start one as the other ends the last
     assert all(t.state == COMPLETE for t in finished)
     # the fit that started the study builds the result from every worker's trials
-    result = autotransfer.fit(
-        folder,
-        run_dir=str(run),
-        n_trials=len(finished),
-        trackers=(),
-        strategies=("feature_extraction",),
-        **TINY,
-    )
+    result = fit_tiny(folder, run, n_trials=len(finished), strategies=("feature_extraction",))
     assert len(result.leaderboard) == len(finished)
 
 

@@ -11,19 +11,17 @@ import autotransfer
 from autotransfer.search.selection import PER_CLASS
 from autotransfer.strategies.feature_extraction import DEFAULT_C
 
-from .conftest import TINY, study_of
+from .conftest import TINY, fit_tiny, study_of
 
 
 def test_fit_returns_the_best_trial_and_a_model_that_predicts(folder, tmp_path):
     run = tmp_path / "run"
-    result = autotransfer.fit(
+    result = fit_tiny(
         folder,
-        run_dir=str(run),
+        run,
         n_trials=4,
-        trackers=(),
         strategies=("feature_extraction", "partial_freeze"),
         trial_time_limit="20s",
-        **TINY,
     )
     assert len(result.leaderboard) == 4
     assert result.best == result.leaderboard[0]
@@ -80,14 +78,12 @@ def test_fit_on_other_data_in_the_same_run_folder_is_refused(folder, tmp_path):
 def test_time_budget_bounds_the_fit(folder, tmp_path):
     import time
 
-    opts = {**TINY, "time_budget": "25s"}
     start = time.monotonic()
-    result = autotransfer.fit(
+    result = fit_tiny(
         folder,
-        run_dir=str(tmp_path / "run"),
-        trackers=(),
+        tmp_path / "run",
+        time_budget="25s",
         strategies=("feature_extraction", "full_finetune"),
-        **opts,
     )
     elapsed = time.monotonic() - start
     assert result.best.state == "complete"
@@ -113,14 +109,12 @@ def test_settings_need_a_budget_or_a_trial_count():
 
 def test_study_records_are_complete(folder, tmp_path):
     run = tmp_path / "run"
-    autotransfer.fit(
+    fit_tiny(
         folder,
-        run_dir=str(run),
+        run,
         n_trials=3,
-        trackers=(),
         strategies=("feature_extraction", "discriminative_lr"),
         trial_time_limit="15s",
-        **TINY,
     )
     ran = [t for t in study_of(run).get_trials() if t.state != optuna.trial.TrialState.WAITING]
     assert len(ran) == 3  # (priors enqueued beyond n_trials wait, never run)

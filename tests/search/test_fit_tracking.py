@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-import autotransfer
-
-from .conftest import TINY
+from .conftest import fit_tiny
 
 
 def test_fit_is_tracked_in_mlflow(folder, tmp_path):
@@ -16,13 +14,13 @@ def test_fit_is_tracked_in_mlflow(folder, tmp_path):
     from mlflow.tracking import MlflowClient
 
     run = tmp_path / "run"
-    result = autotransfer.fit(
+    result = fit_tiny(
         folder,
-        run_dir=str(run),
+        run,
+        trackers=("mlflow",),
         n_trials=4,
         trial_time_limit="10s",
         strategies=("feature_extraction", "partial_freeze"),
-        **TINY,
     )
     t = result.tracking
     assert t["tracking_uri"].startswith("sqlite:///") and (run / "mlflow.db").exists()
