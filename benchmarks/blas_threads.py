@@ -27,6 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info, markdown_table  # noqa: E402
+from _plot import save_figure, subplots  # noqa: E402
 from _variants import load_variant  # noqa: E402
 
 from autotransfer import plugins  # noqa: E402
@@ -113,10 +114,6 @@ def measure(variant: str, backbone: str, resolution: int, repeats: int) -> list[
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     fits = sorted({r["fit"] for r in rows})
     mean = {
@@ -126,16 +123,14 @@ def plot(rows: list[dict], path: Path) -> None:
         )
         for f in fits
     }
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig, ax = subplots(figsize=(9, 4))
     x = np.arange(len(fits))
     ax.bar(x - 0.2, [mean[f][0] for f in fits], 0.4, label="BLAS default threads")
     ax.bar(x + 0.2, [mean[f][1] for f in fits], 0.4, label="as the engine runs it")
     ax.set_xticks(x, [f.split(" (")[0] for f in fits], rotation=30, ha="right")
     ax.set_ylabel("seconds (mean over variants x backbones)")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def main(argv=None) -> int:

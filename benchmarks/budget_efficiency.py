@@ -45,6 +45,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _fastai_baseline import register as register_fastai  # noqa: E402
 from _machine import machine_info, markdown_table  # noqa: E402
+from _plot import save_figure, subplots  # noqa: E402
 from _variants import load_variant  # noqa: E402
 from fit_vs_baselines import BUILTIN  # noqa: E402  (the four built-in strategies)
 from ground_truth import CONTROL, is_whole, short  # noqa: E402
@@ -481,13 +482,9 @@ def _rank_share_section(data: dict) -> list[str]:
 
 
 def plot(data: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     variants = sorted(data["variants"])
-    fig, axes = plt.subplots(1, len(variants), figsize=(4.2 * len(variants), 3.6), squeeze=False)
+    fig, axes = subplots(1, len(variants), figsize=(4.2 * len(variants), 3.6), squeeze=False)
     for ax, v in zip(axes[0], variants):
         e = data["variants"][v]
         keys = sorted(e["runs"], key=float)
@@ -507,9 +504,7 @@ def plot(data: dict, path: Path) -> None:
         ax.set_ylabel("val accuracy / exhaustive best")
         ax.set_title(v, fontsize=9)
     axes[0][0].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

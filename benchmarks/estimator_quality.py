@@ -33,6 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info, markdown_table  # noqa: E402
+from _plot import save_figure, subplots  # noqa: E402
 from _variants import load_variant  # noqa: E402
 from ground_truth import CONTROL, is_whole, short  # noqa: E402
 from ground_truth import load as load_truth  # noqa: E402
@@ -393,14 +394,10 @@ def write(per_variant: dict, whole: dict, scores: dict, data: dict, args) -> Non
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     names = [r["estimator / aggregate"] for r in rows]
     y = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(8, 0.35 * len(names) + 1.5))
+    fig, ax = subplots(figsize=(8, 0.35 * len(names) + 1.5))
     ax.barh(y - 0.2, [r["mean tau"] for r in rows], 0.4, label="Kendall tau")
     ax.barh(y + 0.2, [r["mean weighted tau"] for r in rows], 0.4, label="weighted tau")
     ax.set_yticks(y, names, fontsize=8)
@@ -410,9 +407,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_xlabel("mean over variants")
     ax.legend(loc="lower right")
     ax.set_title("Estimator scores against trained accuracy")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

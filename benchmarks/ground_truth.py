@@ -47,6 +47,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info, markdown_table  # noqa: E402
+from _plot import save_figure, subplots  # noqa: E402
 from _variants import dataset_names, describe_split, load_variant  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -458,10 +459,6 @@ def write_report(data: dict, device: str) -> None:
 
 
 def plot(data: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
     cells = data["cells"]
@@ -472,7 +469,7 @@ def plot(data: dict, path: Path) -> None:
         for j, b in enumerate(backbones):
             if b in cells[v]:
                 grid[i, j] = cells[v][b]["test"]
-    fig, ax = plt.subplots(figsize=(1.1 * len(backbones) + 3, 0.45 * len(variants) + 2))
+    fig, ax = subplots(figsize=(1.1 * len(backbones) + 3, 0.45 * len(variants) + 2))
     im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(backbones)), [short(b) for b in backbones], rotation=40, ha="right")
     ax.set_yticks(range(len(variants)), variants)
@@ -490,9 +487,7 @@ def plot(data: dict, path: Path) -> None:
                 )
     fig.colorbar(im, ax=ax, label="test accuracy")
     ax.set_title("Ground truth: linear-probe and fine-tune grids, chosen on validation")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

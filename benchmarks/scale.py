@@ -32,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info, markdown_table  # noqa: E402
+from _plot import save_figure, subplots  # noqa: E402
 from _variants import SHARED  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -172,13 +173,9 @@ def baseline(budget: float, out: Path, resolution: int = 128) -> None:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     ns = [r["N"] for r in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig, axes = subplots(1, 3, figsize=(13, 3.8))
     phases = ("scan", "rank", "search", "final_scoring", "close")
     bottom = [0.0] * len(rows)
     for ph in phases:
@@ -192,8 +189,7 @@ def plot(rows: list[dict], path: Path) -> None:
     axes[1].set(title="peak RSS (GB)", xscale="log", xlabel="N")
     axes[2].plot(ns, [r["test_accuracy"] for r in rows], "o-", label="fit")
     axes[2].set(title="test accuracy (10,000 images)", xscale="log", xlabel="N")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> int:

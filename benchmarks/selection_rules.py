@@ -39,6 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info, markdown_table  # noqa: E402
+from _plot import save_figure, subplots  # noqa: E402
 from ground_truth import CONTROL, short  # noqa: E402
 from ground_truth import load as load_truth  # noqa: E402
 
@@ -310,14 +311,10 @@ def write_markdown(data: dict, path: Path, device: str) -> None:
 
 
 def plot(data: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     mean = data["mean"]["all variants"]
     ks = list(mean)
-    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.2))
+    fig, (a, b) = subplots(1, 2, figsize=(12, 4.2))
     for rule in RULES:
         a.plot(ks, [mean[k]["regret"][rule] for k in ks], marker="o", label=rule)
     a.set_xlabel("trials per search")
@@ -337,9 +334,7 @@ def plot(data: dict, path: Path) -> None:
     b.set_ylabel("engine's pick less best accuracy's (test)")
     b.set_title("Per variant (above 0: the engine's rule is better)")
     b.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

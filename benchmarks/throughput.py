@@ -35,6 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info, markdown_table  # noqa: E402
+from _plot import save_figure, subplots  # noqa: E402
 from _variants import SHARED  # noqa: E402
 
 import autotransfer  # noqa: E402
@@ -201,14 +202,10 @@ def fit_utilisation(data: str, budget: str, run_dir: Path) -> dict:
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     names = [r["backbone"].split(":")[-1] for r in rows]
     series = [("plain forward img/s", "extract img/s"), ("plain train img/s", "train img/s")]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = subplots(1, 2, figsize=(11, 4))
     for ax, (plain, engine) in zip(axes, series):
         xs = range(len(rows))
         ax.bar([x - 0.2 for x in xs], [r[plain] for r in rows], 0.4, label=plain)
@@ -217,9 +214,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
         ax.set_ylabel("images / s")
         ax.legend()
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> int:

@@ -17,7 +17,7 @@ from autotransfer.search.plan import make_plan
 from autotransfer.strategies.feature_extraction import FeatureExtraction
 from autotransfer.transferability.ranking import Ranking, RankingRow
 
-from .conftest import study_of
+from .conftest import fit_tiny, study_of
 
 BACKBONE = "random:test_resnet"
 OTHER = "random:test_efficientnet"
@@ -179,16 +179,13 @@ def _timed_fit(folder, tmp_path, backbones, *, budget, rank_share):
     """A frozen-feature fit with a time budget of ``budget`` seconds: its result and how
     many seconds it took."""
     start = time.monotonic()
-    result = autotransfer.fit(
+    result = fit_tiny(
         folder,
-        run_dir=str(tmp_path / "run"),
+        tmp_path / "run",
         backbones=backbones,
         strategies=("feature_extraction",),
-        resolution=32,
-        trackers=(),
         time_budget=budget,
         rank_share=rank_share,
-        progress=False,
     )
     return result, time.monotonic() - start
 
@@ -216,17 +213,14 @@ def test_fit_sizes_the_ranking_sample_to_its_budget_and_trains_on_its_features(t
     )  # 600 training images
     run = tmp_path / "run"
     with caplog.at_level(logging.INFO, logger="autotransfer"):
-        result = autotransfer.fit(
+        result = fit_tiny(
             folder,
-            run_dir=str(run),
+            run,
             backbones=(BACKBONE,),
             strategies=("feature_extraction",),
-            resolution=32,
-            trackers=(),
             time_budget=300,
             n_trials=1,
             rank_sample_size=560,
-            progress=False,
         )
     ranking = json.loads((run / "ranking.json").read_text())
     assert (ranking["images"], ranking["pilot"], ranking["split_images"]) == (560, 500, 600)
@@ -252,18 +246,15 @@ def test_the_best_frozen_head_on_the_sample_then_reads_more_of_the_split(tmp_pat
         tmp_path / "data", classes=("a", "b", "c"), per_class=100, size=(16, 16)
     )  # 240 training images
     run = tmp_path / "run"
-    result = autotransfer.fit(
+    result = fit_tiny(
         folder,
-        run_dir=str(run),
+        run,
         backbones=(BACKBONE, OTHER),
         strategies=("feature_extraction", "partial_freeze"),
-        resolution=32,
-        trackers=(),
         time_budget=600,
         n_trials=3,
         rank_sample_size=60,
         hedge=False,
-        progress=False,
     )
     study = study_of(run)
     trials = sorted(
