@@ -14,7 +14,6 @@ Writes a Markdown table, JSON and a bar chart to benchmarks/results/.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _cli import parser  # noqa: E402
 from _machine import machine_info, markdown_table  # noqa: E402
 from _plot import save_figure, subplots  # noqa: E402
 from _variants import load_variant  # noqa: E402
@@ -134,7 +134,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = parser(__doc__)
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--backbones", default=",".join(BACKBONES))
     p.add_argument("--resolution", type=int, default=128)

@@ -33,7 +33,6 @@ fewer candidates costs, and whether the budget holds).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -43,6 +42,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _cli import add_rerun_flags, parse_quietly, parser  # noqa: E402
 from _fastai_baseline import register as register_fastai  # noqa: E402
 from _machine import machine_info, markdown_table  # noqa: E402
 from _plot import save_figure, subplots  # noqa: E402
@@ -154,7 +154,7 @@ def run_methods(
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = parser(__doc__)
     p.add_argument("--device", default="cpu", help="whose ground truth, and where to run")
     p.add_argument(
         "--variants",
@@ -171,14 +171,12 @@ def main(argv=None) -> int:
         help="run only fit, with this rank_share, into the ranking-share table "
         "(default: the engine's, into the main table)",
     )
-    p.add_argument(
-        "--again",
-        action="store_true",
-        help="run the methods again where they have results (after an engine change)",
+    add_rerun_flags(
+        p,
+        again="run the methods again where they have results (after an engine change)",
+        render="only rewrite the tables and plot",
     )
-    p.add_argument("--render", action="store_true", help="only rewrite the tables and plot")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_quietly(p, argv)
     truth = load_truth(args.device)
     protocol = truth["protocol"]
     out = RESULTS / f"budget_efficiency_{args.device}"

@@ -22,7 +22,6 @@ cores; deterministic (two runs gave identical tables).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 import time
@@ -35,6 +34,7 @@ from autotransfer.backbones.load import load_backbone, resolve_backbones
 from autotransfer.backbones.spec import IMAGENET_MEAN, IMAGENET_STD, BackboneSpec
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _cli import parser  # noqa: E402
 from _machine import machine_info, markdown_table  # noqa: E402
 
 NORMS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "inception": ((0.5,) * 3, (0.5,) * 3)}
@@ -114,7 +114,7 @@ def exactness(spec: BackboneSpec, model, x: torch.Tensor) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "datasets")
     ap.add_argument("--flowers-per-class", type=int, default=40, help="train images per class")
     ap.add_argument("--out", type=Path)

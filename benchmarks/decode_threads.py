@@ -12,7 +12,6 @@ pixels. Writes a Markdown table and JSON to benchmarks/results/.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -22,6 +21,7 @@ from unittest import mock
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _cli import parser  # noqa: E402
 from _machine import machine_info, markdown_table  # noqa: E402
 from _variants import load_variant  # noqa: E402
 
@@ -41,7 +41,7 @@ def decode(ds, threads: int) -> tuple[torch.Tensor, float]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = parser(__doc__)
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--repeats", type=int, default=2)
     args = p.parse_args(argv)

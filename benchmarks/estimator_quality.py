@@ -22,9 +22,7 @@ so its figure is not flattered by choosing on the data it is scored on.
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 import math
 import sys
 from pathlib import Path
@@ -32,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _cli import parse_quietly, parser  # noqa: E402
 from _machine import machine_info, markdown_table  # noqa: E402
 from _plot import save_figure, subplots  # noqa: E402
 from _variants import load_variant  # noqa: E402
@@ -236,7 +235,7 @@ def summary(per_variant: dict) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = parser(__doc__)
     p.add_argument("--device", default="cpu", help="whose ground truth: cpu or cuda")
     p.add_argument(
         "--truth",
@@ -246,8 +245,7 @@ def main(argv=None) -> int:
         "the same over every strategy fit searches, where the ground truth has them",
     )
     p.add_argument("--min-candidates", type=int, default=4)
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_quietly(p, argv)
     data = load_truth(args.device)
     res = data["protocol"]["resolution"]
     scores = {}

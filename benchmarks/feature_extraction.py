@@ -13,7 +13,6 @@ cache. Writes a Markdown table and JSON to benchmarks/results/.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _cli import parser  # noqa: E402
 from _machine import machine_info, markdown_table  # noqa: E402
 from _variants import SHARED  # noqa: E402
 
@@ -108,7 +108,7 @@ def measure(data, ds, spec, res, batch_size) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = parser(__doc__)
     defaults = [SHARED / d / "train" for d in ("hymenoptera", "flowers5_subset", "aid_subset")]
     defaults = ",".join(str(d) for d in defaults if d.exists()) or None
     p.add_argument("--data", default=defaults, help="comma-separated folders")

@@ -19,9 +19,7 @@ with the same seed). Writes a Markdown table and JSON to benchmarks/results/.
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 import os
 import sys
 import tempfile
@@ -29,6 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _cli import parse_quietly, parser  # noqa: E402
 from _machine import machine_info, markdown_table  # noqa: E402
 from _variants import SHARED  # noqa: E402
 
@@ -110,7 +109,7 @@ def bench_dataset(name: str, budget: str, work: Path, strategies: tuple[str, ...
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = parser(__doc__)
     p.add_argument("--datasets", default=None, help="comma-separated names (default: all)")
     p.add_argument("--budget", default="10m")
     p.add_argument(
@@ -119,8 +118,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(HERE / "results" / "fit_vs_baselines_cpu"))
     p.add_argument("--work", default=None, help="run folders (default: a temporary folder)")
     p.add_argument("--render", action="store_true", help="only rewrite the Markdown from the JSON")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_quietly(p, argv)
     names = (
         args.datasets.split(",")
         if args.datasets

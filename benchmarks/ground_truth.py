@@ -37,15 +37,14 @@ run that stops resumes where it was, and a later session (or a GPU) adds cells.
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _cli import add_rerun_flags, parse_quietly, parser  # noqa: E402
 from _machine import machine_info, markdown_table  # noqa: E402
 from _plot import save_figure, subplots  # noqa: E402
 from _variants import dataset_names, describe_split, load_variant  # noqa: E402
@@ -62,34 +61,32 @@ OTHER_STRATEGIES = ("partial_freeze", "discriminative_lr")
 
 # The grid: the same for every cell. ``steps`` x ``batch_size`` training images are seen
 # (capped at ``max_epochs`` passes over a tiny few-shot set).
+GRID = {
+    "steps": 100,
+    "lrs": [0.003, 0.01],
+    "Cs": [0.1, 1.0, 10.0],
+    "cuts": [3],
+    "seed": 0,
+    "strategies": list(OTHER_STRATEGIES),
+}
 PROTOCOLS = {
     "cpu": {
+        **GRID,
         "resolution": 128,
         "batch_size": 32,
-        "steps": 100,
         "max_epochs": 30,
-        "lrs": [0.003, 0.01],
-        "Cs": [0.1, 1.0, 10.0],
-        "cuts": [3],
         # on the CPU only the two cheapest backbones are cut (a GPU cuts every one)
         "cut_backbones": ["package:mobilenetv2_100", "package:efficientnet_lite0"],
-        "seed": 0,
-        "strategies": list(OTHER_STRATEGIES),
     },
     # sized for a device session (15 minutes of a GPU, start included; see
     # benchmarks/device_session.sh): the flowers' VTAB-1k-style variant, 9 candidates x 5
     # configurations, took 93 s on an H200; 100 steps of 128 are 16 passes over 800 images
     "cuda": {
+        **GRID,
         "resolution": 224,
         "batch_size": 128,
-        "steps": 100,
         "max_epochs": 100,
-        "lrs": [0.003, 0.01],
-        "Cs": [0.1, 1.0, 10.0],
-        "cuts": [3],
         "cut_backbones": None,
-        "seed": 0,
-        "strategies": list(OTHER_STRATEGIES),
     },
 }
 CONTROL = "random:mobilenetv2_100"
@@ -280,18 +277,16 @@ def save(data: dict, device: str) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = parser(__doc__)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--variants", default=None, help="comma-separated (default: all)")
     p.add_argument("--backbones", default=None, help="comma-separated (default: all candidates)")
-    p.add_argument(
-        "--again",
-        action="store_true",
-        help="measure the named cells again (default: only cells not measured)",
+    add_rerun_flags(
+        p,
+        again="measure the named cells again (default: only cells not measured)",
+        render="only write the tables and plot",
     )
-    p.add_argument("--render", action="store_true", help="only write the tables and plot")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_quietly(p, argv)
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -11,7 +11,6 @@ ranking tables as Markdown, and JSON, to benchmarks/results/.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -19,6 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _cli import parser  # noqa: E402
 from _machine import machine_info, markdown_table  # noqa: E402
 from _variants import SHARED  # noqa: E402
 
@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = parser(__doc__)
     p.add_argument("--datasets", default=None, help="comma-separated names (default: all)")
     p.add_argument("--resolution", type=int, default=None)
     p.add_argument("--out", default=str(HERE / "results" / "rank_datasets_cpu"))

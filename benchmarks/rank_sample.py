@@ -21,7 +21,6 @@ estimator spends on the full N are recorded per backbone.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -31,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
+from _cli import parser  # noqa: E402
 from _machine import machine_info, markdown_table  # noqa: E402
 from _variants import SHARED  # noqa: E402
 
@@ -87,7 +87,7 @@ def scores_on(features, specs, ests, idx, seed=0, seconds=None):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = parser(__doc__)
     p.add_argument(
         "--fashion-n",
         default="20000,60000",

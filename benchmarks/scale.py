@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _cli import parser  # noqa: E402
 from _machine import machine_info, markdown_table  # noqa: E402
 from _plot import save_figure, subplots  # noqa: E402
 from _variants import SHARED  # noqa: E402
@@ -193,7 +194,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = parser(__doc__)
     p.add_argument("--sizes", default=",".join(map(str, SIZES)))
     p.add_argument("--budget", type=float, default=600.0)
     p.add_argument("--seed", type=int, default=0, help="fit's seed (the folder's sample: 0)")

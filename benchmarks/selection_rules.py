@@ -30,7 +30,6 @@ trials a search ran, not the validation split, which is fixed per variant.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -38,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _cli import parser  # noqa: E402
 from _machine import machine_info, markdown_table  # noqa: E402
 from _plot import save_figure, subplots  # noqa: E402
 from ground_truth import CONTROL, short  # noqa: E402
@@ -151,7 +151,7 @@ def replay(
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = parser(__doc__)
     p.add_argument("--device", default="cpu", help="whose ground truth (cpu or cuda)")
     p.add_argument("--draws", type=int, default=2000, help="random searches per variant and k")
     p.add_argument("--seed", type=int, default=0)

@@ -22,7 +22,6 @@ through NVML. Writes a Markdown table, JSON and a PNG to benchmarks/results/.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -34,6 +33,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _cli import parser  # noqa: E402
 from _machine import machine_info, markdown_table  # noqa: E402
 from _plot import save_figure, subplots  # noqa: E402
 from _variants import SHARED  # noqa: E402
@@ -218,7 +218,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = parser(__doc__)
     p.add_argument("--data", default=str(SHARED / "flowers5_subset"))
     p.add_argument("--backbones", default=BACKBONES)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
