@@ -108,7 +108,9 @@ def add_shortlist_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _settings(args: argparse.Namespace):
+def _reading(args: argparse.Namespace) -> dict[str, Any]:
+    """How ``describe`` and ``rank`` read the folder and extract: their keyword arguments
+    ``data_settings``, ``extraction`` and ``progress``, from the shared options."""
     data = DataSettings(val_fraction=args.val_fraction, seed=args.seed, strict=args.strict)
     ex = ExtractionSettings(
         resolution=args.resolution,
@@ -119,7 +121,7 @@ def _settings(args: argparse.Namespace):
         cache_dir=args.cache_dir,
         use_cache=not args.no_cache,
     )
-    return data, ex
+    return {"data_settings": data, "extraction": ex, "progress": args.progress}
 
 
 def format_descriptor(d: Any) -> str:
@@ -173,15 +175,12 @@ def format_descriptor(d: Any) -> str:
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
-    data, ex = _settings(args)
     t0 = time.perf_counter()
     d = autotransfer.describe(
         args.data,
         backbones=args.backbones,
         similarity=not args.no_similarity,
-        data_settings=data,
-        extraction=ex,
-        progress=args.progress,
+        **_reading(args),
     )
     if args.json:
         print(d.to_json())
@@ -192,7 +191,6 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
-    data, ex = _settings(args)
     r = autotransfer.rank(
         args.data,
         backbones=args.backbones,
@@ -203,9 +201,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         include_controls=args.controls,
         cuts=args.cuts,
         seed=args.seed,
-        data_settings=data,
-        extraction=ex,
-        progress=args.progress,
+        **_reading(args),
     )
     if args.json:
         print(r.to_json())
