@@ -181,7 +181,7 @@ class FitSettings:
     seed: int = 0
     device: str | None = None
     num_workers: int | None = None
-    jpeg_decode: str = JPEG_DECODE[0]  # ExtractionSettings.jpeg_decode
+    jpeg_decode: str = JPEG_DECODE[0]  # as ExtractionSettings'; the image cache too
     # decoded training images kept in memory ("2GB"; None: 25 % of the available memory);
     # past it they live in a memory map on disk, under the cache folder
     image_cache_memory: str | float | None = None

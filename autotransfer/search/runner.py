@@ -117,7 +117,12 @@ def prepare(
         class_weights=None
         if plan.get("class_weights") is None
         else np.asarray(plan["class_weights"], dtype=np.float32),
-        images=ImageCache(dataset, memory_cap=settings.image_cache_memory),
+        images=ImageCache(
+            dataset,
+            memory_cap=settings.image_cache_memory,
+            device=device,
+            jpeg_decode=settings.jpeg_decode,
+        ),
         feature_settings=ExtractionSettings(
             resolution=int(plan["resolution"]),
             device=settings.device,

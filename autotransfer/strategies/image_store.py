@@ -62,7 +62,9 @@ class LazyImages:
 
     Indexing gives tensors as a tensor would: ``x[idx]`` (int64 tensor), ``x[a:b]``,
     ``x[i]``, ``x[..., t:b, l:r]``. ``decoded`` counts the images decoded (and kept) so far:
-    each is decoded once.
+    each is decoded once. ``decode(i)`` gives one image, on ``threads`` threads;
+    ``decode_many(indices)``, when given, gives all the images an access needs at once
+    (a batch decoded on a GPU) and is used instead.
 
     >>> def decode(i):
     ...     return np.full((3, 2, 2), i, np.uint8)
@@ -76,12 +78,14 @@ class LazyImages:
         decode: Callable[[int], np.ndarray],
         storage: torch.Tensor,
         *,
+        decode_many: Callable[[np.ndarray], torch.Tensor] | None = None,
         threads: int = 1,
         progress: Callable[[str, int, int], None] | None = None,
         label: str = "decoding",
         on_disk: bool = False,
     ) -> None:
         self._decode = decode
+        self._decode_many = decode_many
         self._storage: torch.Tensor | None = storage
         self._shape = storage.shape
         self._filled = np.zeros(len(storage), dtype=bool)
@@ -176,7 +180,10 @@ class LazyImages:
                 store[i] = torch.from_numpy(self._decode(int(i)))
                 return int(i)
 
-            if len(need) == 1 or self.threads <= 1:
+            if self._decode_many is not None:
+                store[torch.from_numpy(need)] = self._decode_many(need)
+                self._mark(need)
+            elif len(need) == 1 or self.threads <= 1:
                 self._mark(map(one, need))
             else:  # Pillow releases the GIL while it decodes and resizes
                 with ThreadPoolExecutor(min(self.threads, len(need))) as pool:

@@ -16,11 +16,20 @@ import logging
 import math
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from autotransfer.backbones.device_decode import (
+    DeviceGeometry,
+    FileBytes,
+    decode_batch,
+    use_device_decode,
+)
+from autotransfer.backbones.inputs import resolve_device
 from autotransfer.cache import resolve_cache_dir
 from autotransfer.data.images import load_image
 from autotransfer.data.types import ImageDataset, ImageRecord
@@ -31,6 +40,7 @@ from autotransfer.units import parse_size
 log = logging.getLogger(__name__)
 
 MIN_AREA = 0.6  # smallest random crop, as a share of the image area
+DEVICE_DECODE_BATCH = 256  # JPEGs decoded on the device in one call
 
 
 def square(
@@ -39,13 +49,63 @@ def square(
     """One image as a (3, crop, crop) uint8 array (``crop`` default ``side``): shorter side
     resized to ``side``, centre crop; the geometry and interpolation of timm's
     evaluation transform, by the same torchvision functions."""
+    return pil_square(load_image(path, draft=side), side, interpolation, crop)
+
+
+def pil_square(img: Any, side: int, interpolation: str, crop: int | None) -> np.ndarray:
+    """:func:`square` of a decoded PIL image."""
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms import functional as F
 
-    img = load_image(path, draft=side)
     img = F.resize(img, side, interpolation=InterpolationMode(interpolation))
     img = F.center_crop(img, crop or side)
     return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
+
+
+class DeviceSquares:
+    """:func:`square` for many images at once, the JPEGs decoded on ``device`` in one call
+    (nvJPEG on CUDA; :func:`torchvision.io.decode_jpeg`) and resized and cropped there,
+    the squares brought back to the host for the cache. Threads read the files' bytes
+    (and decode, through PIL, the files that are not JPEGs); a JPEG the device decoder
+    refuses goes through PIL too. The pixels differ from PIL's resampling by a few grey
+    levels, as in :mod:`autotransfer.backbones.device_decode`, which this shares."""
+
+    def __init__(
+        self,
+        records: Sequence[ImageRecord],
+        side: int,
+        interpolation: str,
+        crop: int,
+        device: torch.device,
+        threads: int,
+    ) -> None:
+        self.device = device
+        self.threads = threads
+        self.side = side
+        self.geometry = DeviceGeometry(side, crop, interpolation)
+        self._host = _HostSquare(side, interpolation, crop)
+        self._files = FileBytes(records, self._host, draft=side)
+
+    def __call__(self, idx: np.ndarray) -> torch.Tensor:
+        """The (len(idx), 3, crop, crop) uint8 squares of images ``idx``, on the host."""
+        out = []
+        for start in range(0, len(idx), DEVICE_DECODE_BATCH):
+            part = [int(i) for i in idx[start : start + DEVICE_DECODE_BATCH]]
+            with ThreadPoolExecutor(max(1, min(self.threads, len(part)))) as pool:
+                items = [item for item, _ in pool.map(self._files.__getitem__, part)]
+            crops = decode_batch(items, self.device, self.geometry, self._host, self.side)
+            out.append(crops.cpu())
+        return torch.cat(out)
+
+
+class _HostSquare:
+    """A PIL image's square as a CHW uint8 tensor (for non-JPEGs and refused JPEGs)."""
+
+    def __init__(self, side: int, interpolation: str, crop: int) -> None:
+        self.side, self.interpolation, self.crop = side, interpolation, crop
+
+    def __call__(self, img: Any) -> torch.Tensor:
+        return torch.from_numpy(pil_square(img, self.side, self.interpolation, self.crop))
 
 
 def decode_threads() -> int:
@@ -77,6 +137,10 @@ class ImageCache:
     memory together stay under ``memory_cap`` bytes (``"2GB"``; None: a quarter of the
     available memory), the others are memory-mapped from unnamed files in ``disk_dir``
     (None: ``images`` in the autotransfer cache folder). :meth:`close` frees both.
+    ``jpeg_decode`` (``"auto"``, ``"device"``, ``"host"``: as for extraction,
+    :func:`~autotransfer.backbones.device_decode.use_device_decode`) says whether JPEGs
+    are decoded on ``device`` (None: CUDA when present), in batches (:class:`DeviceSquares`),
+    or through PIL on threads.
 
     >>> cache = ImageCache(dataset, memory_cap="2GB")  # doctest: +SKIP
     >>> x, y = cache.split("train", side=146)         # doctest: +SKIP
@@ -91,8 +155,12 @@ class ImageCache:
         progress: Callable[[str, int, int], None] | None = None,
         memory_cap: str | float | None = None,
         disk_dir: str | os.PathLike[str] | None = None,
+        device: str | torch.device | None = None,
+        jpeg_decode: str = "auto",
     ) -> None:
         self.dataset = dataset
+        self.device = resolve_device(device)
+        self.jpeg_decode = jpeg_decode
         self.progress = progress
         cap = parse_size(memory_cap, "memory_cap")
         self.memory_cap = default_memory_cap() if cap is None else _within_memory(cap)
@@ -165,10 +233,15 @@ class ImageCache:
         def decode(i: int) -> np.ndarray:
             return square(records[i].path, side, interpolation=interpolation, crop=c)
 
+        threads = decode_threads()
+        on_device = use_device_decode(self.jpeg_decode, self.device, records)
         images = LazyImages(
             decode,
             storage,
-            threads=decode_threads(),
+            decode_many=DeviceSquares(records, side, interpolation, c, self.device, threads)
+            if on_device
+            else None,
+            threads=threads,
             progress=self.progress,
             label=f"decoding {name}",
             on_disk=on_disk,
@@ -176,11 +249,12 @@ class ImageCache:
         labels = torch.tensor([r.label for r in records], dtype=torch.int64)
         log.log(
             logging.INFO if on_disk else logging.DEBUG,
-            "%d %s images at %d px (%.0f MB) decode into %s",
+            "%d %s images at %d px (%.0f MB) decode%s into %s",
             len(records),
             name,
             c,
             nbytes / 2**20,
+            f" on {self.device}" if on_device else "",
             f"a memory map (the {self.memory_cap / 2**20:.0f} MB cap on memory is reached)"
             if on_disk
             else "memory",

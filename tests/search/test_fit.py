@@ -170,3 +170,20 @@ def test_fit_fine_tunes_another_familys_best_beside_the_top_pick(folder, tmp_pat
     tuned = {r.backbone for r in result.leaderboard if r.strategy == "partial_freeze"}
     assert tuned == set(ranking.shortlist)
     assert json.loads((run / "ranking.json").read_text())["shortlist"] == ranking.shortlist
+
+
+def test_a_fit_decoding_jpegs_on_the_device_trains_from_them(folder, tmp_path, caplog):
+    """``jpeg_decode="device"`` reaches the trials' image cache (the CPU stands in for CUDA:
+    the same batched torchvision path)."""
+    import logging
+
+    with caplog.at_level(logging.DEBUG, logger="autotransfer.strategies.images"):
+        result = fit_tiny(
+            folder,
+            tmp_path / "run",
+            n_trials=1,
+            strategies=("partial_freeze",),
+            jpeg_decode="device",
+        )
+    assert result.best.state == "complete" and result.best.strategy == "partial_freeze"
+    assert "train images" in caplog.text and "decode on cpu into memory" in caplog.text

@@ -172,3 +172,51 @@ def test_a_cap_beyond_the_machines_memory_is_lowered_with_a_warning_naming_the_s
         "image_cache_memory" in caplog.text
         and "set image_cache_memory lower" in caplog.text.lower()
     )
+
+
+def _photos(tmp_path):
+    """JPEGs and PNGs of odd sizes, and a CMYK JPEG (which decoders handle differently)."""
+    from autotransfer.data.ingest import open_folder
+    from autotransfer.testing.images import class_image, make_image_folder, write_image
+
+    root = make_image_folder(
+        tmp_path / "photos", classes=("a", "b"), per_class=8, size=(52, 40), formats=("jpg", "png")
+    )
+    cmyk = class_image(2, (60, 44)).convert("CMYK")
+    write_image(root / "a" / "cmyk.jpg", cmyk, quality=95)
+    return open_folder(root, progress=False)
+
+
+def test_jpegs_decoded_on_the_device_are_the_host_squares_within_resampling(tmp_path):
+    """``jpeg_decode="device"`` decodes each access's JPEGs in one batch on the device (here
+    the CPU: torchvision's decoder, the code path CUDA takes) and resizes them there."""
+    ds = _photos(tmp_path)
+    host, _ = ImageCache(ds, jpeg_decode="host", device="cpu").split("train", side=36, crop=32)
+    seen = []
+    cache = ImageCache(ds, jpeg_decode="device", device="cpu", progress=lambda *a: seen.append(a))
+    x, _ = cache.split("train", side=36, crop=32)
+    truth = host[:]
+    first = x[torch.tensor([3, 0, 3])]
+    assert first.dtype == torch.uint8 and first.shape == (3, 3, 32, 32)
+    assert x.decoded == 2 and seen == [("decoding train", 1, len(x)), ("decoding train", 2, len(x))]
+    got = x[:]
+    assert x.decoded == len(x) == len(truth)
+    jpeg = torch.tensor([r.path.endswith(".jpg") for r in ds.split("train")])
+    assert jpeg.any() and (~jpeg).any()
+    assert torch.equal(got[~jpeg], truth[~jpeg])  # PNGs through PIL, as before
+    diff = (got[jpeg].float() - truth[jpeg].float()).abs()
+    assert diff.mean() < 4.0  # grey levels: the decoders and resamplers differ, not the picture
+    assert not torch.equal(got[jpeg], truth[jpeg])  # another decoder did decode them
+    assert torch.equal(got[torch.tensor([3, 0])], first[:2])
+
+
+def test_auto_decodes_on_the_host_without_cuda_and_device_decoding_fills_a_memory_map(
+    tmp_path,
+):
+    ds = _photos(tmp_path)
+    host, _ = ImageCache(ds, jpeg_decode="host", device="cpu").split("val", side=30, crop=24)
+    auto, _ = ImageCache(ds, device="cpu").split("val", side=30, crop=24)
+    assert torch.equal(auto[:], host[:])  # "auto" on a CPU: PIL, to the pixel
+    mapped = ImageCache(ds, jpeg_decode="device", device="cpu", memory_cap=0, disk_dir=tmp_path)
+    x, _ = mapped.split("val", side=30, crop=24)
+    assert x.on_disk and (x[:].float() - host[:].float()).abs().mean() < 4.0
