@@ -6,6 +6,7 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from autotransfer.databases import database_url
 from autotransfer.errors import ConfigError
 from autotransfer.units import parse_duration, parse_size
 
@@ -188,6 +189,9 @@ class FitSettings:
     run_dir: str | None = None  # None: ./autotransfer-runs/<folder name>
     storage: str | None = None  # None: SQLite file in the run folder; else an Optuna URL
     study_name: str = "autotransfer"
+    # a running trial's worker says it is alive this often; after 4 missed beats (a dead
+    # worker, on any machine) its trial is failed and queued for another worker
+    heartbeat_seconds: int = 30
     trackers: tuple[str, ...] = ("mlflow",)
     tracking_uri: str | None = None  # None: an MLflow store in the run folder
     experiment: str | None = None  # None: the run folder's name
@@ -222,6 +226,13 @@ class FitSettings:
         if self.batch_size is not None and int(self.batch_size) < 1:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size!r}.")
         parse_size(self.image_cache_memory, "image_cache_memory")
+        if self.storage is not None:
+            database_url(str(self.storage), "storage")  # its driver is installed
+        if isinstance(self.heartbeat_seconds, bool) or int(self.heartbeat_seconds) < 1:
+            raise ConfigError(
+                f"heartbeat_seconds must be a whole number of seconds, at least 1, got "
+                f"{self.heartbeat_seconds!r}."
+            )
         ExtractionSettings(jpeg_decode=self.jpeg_decode)  # checks it
         for name, value, allowed in (
             ("augment", self.augment, AUGMENTATIONS),

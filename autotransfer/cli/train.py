@@ -73,6 +73,7 @@ def _fit_settings(args: argparse.Namespace):
         run_dir=args.run_dir,
         storage=args.storage,
         study_name=args.study_name,
+        heartbeat_seconds=args.heartbeat,
         trackers=() if args.no_tracking else tuple(args.trackers),
         tracking_uri=args.tracking_uri,
         experiment=args.experiment,
@@ -252,6 +253,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run-dir", default=None, help="default: ./autotransfer-runs/<folder name>")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite file)")
     p.add_argument("--study-name", default="autotransfer")
+    p.add_argument(
+        "--heartbeat",
+        type=int,
+        default=30,
+        help="seconds between a running trial's heartbeats; after 4 missed (a dead worker) "
+        "another worker runs the trial again (default 30)",
+    )
     p.add_argument("--trackers", type=_csv, default=["mlflow"])
     p.add_argument("--no-tracking", action="store_true", help="no MLflow")
     p.add_argument("--tracking-uri", default=None, help="default: a store in the run folder")

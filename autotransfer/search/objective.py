@@ -24,6 +24,7 @@ from autotransfer.search.checkpoints import checkpoint_dir
 from autotransfer.search.search_run import SearchRun
 from autotransfer.search.selection import PER_CLASS, worth_keeping
 from autotransfer.search.study import FINISHED_VALUE, record_of, worker_id
+from autotransfer.search.trial_limit import retry_of
 from autotransfer.strategies.base import TrainContext
 from autotransfer.tracking.base import TrialInfo, notify
 
@@ -74,7 +75,13 @@ def objective(sr: SearchRun, trial: optuna.Trial) -> float:
     except Exception as exc:
         _record_error(trial, plugin_error(name, "suggest", exc))
         raise
-    info = TrialInfo(number=trial.number, backbone=backbone, strategy=name, params=dict(params))
+    info = TrialInfo(
+        number=trial.number,
+        backbone=backbone,
+        strategy=name,
+        params=dict(params),
+        retry_of=retry_of(trial.study._storage.get_trial(trial._trial_id)),
+    )
     notify(sr.trackers, "trial_start", sr.run, info)
     log.info("trial %d: %s on %s %s", trial.number, name, backbone, params)
     history: list[dict[str, float]] = []

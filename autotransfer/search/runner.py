@@ -28,6 +28,7 @@ from autotransfer.search.objective import objective
 from autotransfer.search.plan import CHEAP, prior_trials, rank_sample
 from autotransfer.search.search_run import SearchRun
 from autotransfer.search.study import close_dead_trials, open_study, record_of
+from autotransfer.search.trial_limit import TrialLimitReached, finished_trials
 from autotransfer.strategies.base import SearchContext
 from autotransfer.strategies.images import ImageCache
 from autotransfer.tracking.base import RunContext, notify
@@ -35,11 +36,6 @@ from autotransfer.tracking.base import RunContext, notify
 log = logging.getLogger(__name__)
 
 MIN_TRIAL_SECONDS = 5.0  # no trial starts with less than this left to train in the budget
-FINISHED = (
-    optuna.trial.TrialState.COMPLETE,
-    optuna.trial.TrialState.PRUNED,
-    optuna.trial.TrialState.FAIL,
-)
 
 
 def prepare(
@@ -65,6 +61,7 @@ def prepare(
         seed=settings.seed,
         pruner=settings.pruner,
         create=not is_worker,
+        heartbeat=settings.heartbeat_seconds,
     )
     stale, completed = close_dead_trials(study)
     full = dataset
@@ -222,18 +219,19 @@ def run_trials(
     trial finishes, then the study stops; twice: it stops at once, the trial in progress
     recorded as failed. Either way the best result so far stands."""
     notify(sr.trackers, "fit_start", sr.run)
-    callbacks = []
     if settings.n_trials is not None:
-        callbacks.append(optuna.study.MaxTrialsCallback(settings.n_trials, states=FINISHED))
-        done = len(study.get_trials(deepcopy=False, states=FINISHED))
+        done = len(finished_trials(study.get_trials(deepcopy=False)))
         if done >= settings.n_trials:
             log.info("The study already has %d finished trials; none to run.", done)
             return
+    # every worker of the study together: exactly n_trials (see search/trial_limit.py)
+    study.limit = settings.n_trials
+    study.keep_waiting = lambda: not _spent(sr)
     total = settings.n_trials
     with progress_bar("trials", total=total, enabled=progress, unit="trial") as update:
 
         def show(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-            n = len(study.get_trials(deepcopy=False, states=FINISHED))
+            n = len(finished_trials(study.get_trials(deepcopy=False)))
             best = _best_value(study)
             left = sr.budget.left()
             update(n, **_bar_postfix(best, left))
@@ -250,13 +248,12 @@ def run_trials(
                 grow_the_best(study, sr)
 
         def stop_when_spent(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-            left = sr.training_left()
-            if left is not None and left < MIN_TRIAL_SECONDS:
+            if _spent(sr):
                 study.stop()
 
-        done = len(study.get_trials(deepcopy=False, states=FINISHED))
+        done = len(finished_trials(study.get_trials(deepcopy=False)))
         update(done, **_bar_postfix(_best_value(study), sr.budget.left()))
-        callbacks += [show, grow, stop_when_spent]
+        callbacks = [show, grow, stop_when_spent]
         left = sr.budget.left()
         training = sr.training_left()
         if training is not None and training < MIN_TRIAL_SECONDS and _best_value(study) is not None:
@@ -272,8 +269,16 @@ def run_trials(
                     callbacks=callbacks,
                     gc_after_trial=True,
                 )
+        except TrialLimitReached as reached:
+            log.debug("No trial left to run: %s.", reached)
         except KeyboardInterrupt:
             log.warning("Interrupted: keeping the trials that finished.")
+
+
+def _spent(sr: SearchRun) -> bool:
+    """Too little training time left in the budget to start a trial."""
+    left = sr.training_left()
+    return left is not None and left < MIN_TRIAL_SECONDS
 
 
 def _bar_postfix(best: float | None, left: float | None) -> dict[str, str]:

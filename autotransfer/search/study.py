@@ -4,8 +4,9 @@ The default storage is a SQLite file in the run folder (``study.db``); any Optun
 storage URL works (PostgreSQL or MySQL for workers on several machines). Trials carry
 the host and process that ran them, so a trial left ``RUNNING`` by a killed process on
 this host is closed the next time the study is opened: complete with its value when its
-work was done and saved before the kill, else failed. Optuna's heartbeat fails those of
-other hosts after its grace period.
+work was done and saved before the kill, else failed and queued again. Optuna's heartbeat
+fails those of other hosts after its grace period, and queues them again too
+(:mod:`autotransfer.search.trial_limit` counts the trials).
 """
 
 from __future__ import annotations
@@ -20,14 +21,17 @@ from typing import Any
 
 import optuna
 
+from autotransfer.databases import database_url
 from autotransfer.search.records import TrialRecord
 from autotransfer.search.selection import ranked
+from autotransfer.search.trial_limit import BoundedStudy, RetryDeadTrial
 
 log = logging.getLogger(__name__)
 
 FINISHED_VALUE = "finished_value"  # user attribute: the trial's work is done and saved
-HEARTBEAT_SECONDS = 30
-GRACE_SECONDS = 120
+HEARTBEAT_SECONDS = 30  # a running trial's worker says it is alive this often
+GRACE_BEATS = 4  # missed beats after which its trial is failed and queued again
+MAX_RETRIES = 2  # a trial runs again at most this often after its worker died
 _STATES = {
     optuna.trial.TrialState.COMPLETE: "complete",
     optuna.trial.TrialState.PRUNED: "pruned",
@@ -49,16 +53,22 @@ def open_study(
     seed: int,
     pruner: str,
     create: bool = True,
-) -> optuna.Study:
-    """Create or load the study; ``create=False`` (workers) requires that it exists."""
+    heartbeat: int = HEARTBEAT_SECONDS,
+) -> BoundedStudy:
+    """Create or load the study; ``create=False`` (workers) requires that it exists.
+
+    Running trials send a heartbeat every ``heartbeat`` seconds; one silent for
+    ``GRACE_BEATS`` beats (its worker died, on any machine) is failed and queued again
+    with its parameters, at most ``MAX_RETRIES`` times, for another worker to run."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    url = storage_url(run_dir, storage)
+    url = database_url(storage_url(run_dir, storage), "storage")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         rdb = optuna.storages.RDBStorage(
             url,
-            heartbeat_interval=HEARTBEAT_SECONDS,
-            grace_period=GRACE_SECONDS,
+            heartbeat_interval=int(heartbeat),
+            grace_period=int(heartbeat) * GRACE_BEATS,
+            heartbeat_stale_trial_callback=RetryDeadTrial(max_retry=MAX_RETRIES),
             engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
         )
     pruners = {
@@ -79,13 +89,13 @@ def open_study(
             study = optuna.load_study(storage=rdb, study_name=study_name, pruner=pruners[pruner])
         # a resumed study or a second worker must not replay the first one's random draws
         n = len(study.get_trials(deepcopy=False))
-        study.sampler = optuna.samplers.TPESampler(
+        sampler = optuna.samplers.TPESampler(
             seed=seed + n + (0 if create else os.getpid()),
             multivariate=True,
             group=True,
             n_startup_trials=4,
         )
-    return study
+    return BoundedStudy(study_name=study_name, storage=rdb, sampler=sampler, pruner=study.pruner)
 
 
 def worker_id() -> dict[str, Any]:
@@ -121,7 +131,10 @@ def close_dead_trials(study: optuna.Study) -> tuple[list[int], list[int]]:
             completed.append(t.number)
             continue
         study._storage.set_trial_user_attr(t._trial_id, "error", "the process running it died")
-        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        if study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL):
+            retry = study._storage.get_heartbeat_stale_trial_callback()
+            if retry is not None:  # queued again, as a dead worker's trial on another host
+                retry(study, study._storage.get_trial(t._trial_id))
         out.append(t.number)
     if completed:
         log.warning(

@@ -31,12 +31,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrialInfo:
-    """A trial as it starts: its Optuna number, backbone, strategy and hyperparameters."""
+    """A trial as it starts: its Optuna number, backbone, strategy and hyperparameters;
+    ``retry_of``: the trial it runs again, whose worker died (None for a first run)."""
 
     number: int
     backbone: str
     strategy: str
     params: dict[str, Any]
+    retry_of: int | None = None
 
 
 @dataclass

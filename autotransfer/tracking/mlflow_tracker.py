@@ -71,6 +71,7 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger(__name__)
 
 NAME = "mlflow"
+TAG_RETRY_OF = "autotransfer.retry_of"  # on a retry's run: the trial it runs again
 _STATUS_OF_STATE = {"complete": "FINISHED", "pruned": "FINISHED", "failed": "FAILED"}
 
 
@@ -149,7 +150,10 @@ class MLflowTracker:
         parent_id = state["parent_run_id"]
         status = "FINISHED"
         try:
-            if result is not None:
+            if result is not None:  # runs a dead worker left open end as KILLED
+                for record in result.leaderboard:
+                    if record.state == "failed":
+                        _close_stale_trial(client, state, record.number)
                 log_result(client, run, state, result)
             elif not run.is_worker:
                 status = "FAILED"
@@ -161,8 +165,20 @@ class MLflowTracker:
                 del state[key]
 
     def trial_start(self, run: RunContext, trial: TrialInfo) -> None:
-        """Open the trial's child run, nested under the parent, with its hyperparameters."""
-        _trial_run(run, trial.number, trial.backbone, trial.strategy, trial.params)
+        """Open the trial's child run, nested under the parent, with its hyperparameters.
+        A retry of a dead worker's trial ends that trial's run as KILLED, if still open,
+        and links to it by the tags ``autotransfer.retry_of`` (trial) and
+        ``autotransfer.retry_of_run`` (run)."""
+        run_id = _trial_run(run, trial.number, trial.backbone, trial.strategy, trial.params)
+        if trial.retry_of is not None:
+            state = run.state[NAME]
+            client = open_client(state["tracking_uri"])
+            _close_stale_trial(client, state, trial.retry_of)
+            tags = {TAG_RETRY_OF: str(trial.retry_of)}
+            first = find_trial_runs(client, state, trial.retry_of)
+            if first:
+                tags[f"{TAG_RETRY_OF}_run"] = first[0]
+            log_batch(client, run_id, tags=tags)
 
     def epoch_end(
         self, run: RunContext, trial: TrialInfo, epoch: int, metrics: Mapping[str, float]

@@ -68,6 +68,7 @@ from .conftest import TINY, fit_tiny, study_of
 COMPLETE = optuna.trial.TrialState.COMPLETE
 RUNNING = optuna.trial.TrialState.RUNNING
 FAIL = optuna.trial.TrialState.FAIL
+PRUNED = optuna.trial.TrialState.PRUNED
 WAITING = optuna.trial.TrialState.WAITING
 
 
@@ -460,6 +461,13 @@ def test_resume_after_the_process_is_killed_mid_study(folder, tmp_path):
     watch = _Watch(run)
 
     def three_done_and_one_running():
+        # MLflow first (the slow query): the study's state, read last, is then fresh
+        open_runs = {
+            n
+            for n, runs in _mlflow_children(run).items()
+            for r in runs
+            if r.info.status == "RUNNING"
+        }
         trials = watch.trials()
         if not trials:
             return False
@@ -472,7 +480,7 @@ def test_resume_after_the_process_is_killed_mid_study(folder, tmp_path):
             and len(last.intermediate_values) >= 1
             # still training, not being recorded (F13 covers a kill there)
             and FINISHED_VALUE not in last.user_attrs
-            and any(r.info.status == "RUNNING" for r in _mlflow_children(run).get(last.number, []))
+            and last.number in open_runs
         )
 
     try:
@@ -511,10 +519,20 @@ def test_resume_after_the_process_is_killed_mid_study(folder, tmp_path):
         assert "died" in after[n].user_attrs["error"]
         assert [r.info.status for r in children[n]] == ["KILLED"]
         assert children[n][0].data.tags["autotransfer.state"] == "killed"
+        # it ran again, with its parameters, in a run of its own that names the first
+        (retry,) = [t for t in after.values() if t.system_attrs.get("retry_history") == [n]]
+        assert retry.params == after[n].params and retry.state in (COMPLETE, PRUNED)
+        assert "error" not in retry.user_attrs and retry.user_attrs.get("prior") == after[
+            n
+        ].user_attrs.get("prior")
+        (retry_run,) = children[retry.number]
+        assert retry_run.data.tags["autotransfer.retry_of"] == str(n)
+        assert retry_run.data.tags["autotransfer.retry_of_run"] == children[n][0].info.run_id
     assert not [n for n, runs in children.items() for r in runs if r.info.status == "RUNNING"]
     for n in finished:
         assert [r.info.status for r in children[n]] == ["FINISHED"]
-    assert len(after) == len(before) + 2
+    # n_trials counts the retry, not the killed trial it replaces
+    assert len(after) == len(before) + 2 + (0 if trained else 1)
     assert result.best.number in after and after[result.best.number].state == COMPLETE
 
 
