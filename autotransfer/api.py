@@ -24,6 +24,7 @@ from autotransfer.results import FitResult, result_of_study
 from autotransfer.search import runner
 from autotransfer.search.budget import Budget
 from autotransfer.search.plan import auto_resolution, make_plan, median_side, rank_sample
+from autotransfer.search.shared_study import join
 from autotransfer.search.study import load_plan, save_plan
 from autotransfer.tracking.base import notify
 from autotransfer.transferability.rank import rank_backbones
@@ -202,30 +203,46 @@ def fit(
 
 
 def run_worker(
-    run_dir: str | os.PathLike[str],
+    run_dir: str | os.PathLike[str] | None = None,
     *,
+    storage: str | None = None,
+    study_name: str = "autotransfer",
+    device: str | None = None,
     time_budget: str | float | None = None,
     n_trials: int | None = None,
     progress: bool | None = None,
 ) -> int:
-    """Join the study a ``fit`` started in ``run_dir`` and run trials until the budget (or
-    the study's trial count) is spent; returns the number of trials this worker ran. Any
-    number of workers, on this machine or others sharing the study's storage, can run at
-    once; the ``fit`` that started the study builds the result.
+    """Join the study a ``fit`` started and run trials until the budget (or the study's
+    trial count) is spent; returns the number of trials this worker ran. Any number of
+    workers, on this machine or others sharing the study's storage, can run at once; the
+    ``fit`` that started the study builds the result.
+
+    On the fit's machine, ``run_dir`` is the fit's run folder. On another machine, give
+    the ``storage`` URL (and ``study_name``) alone: the worker reads the plan and the
+    settings from the study into a run folder of its own (``run_dir``, default
+    ``autotransfer-runs/<study_name>-worker``); the data folder must be at the same path.
+    ``device`` (``"cuda:1"``) overrides the fit's.
     """
-    root = Path(run_dir).resolve()
+    if run_dir is None and storage is None:
+        raise ConfigError(
+            "Give the worker the fit's run folder, or the study's --storage URL (another machine)."
+        )
+    root = Path(run_dir or Path("autotransfer-runs") / f"{study_name}-worker").resolve()
+    if storage is not None and not (root / "plan.json").exists():
+        join(storage, study_name, root)
     plan = load_plan(root)
     settings_file = root / "fit_settings.json"
     if plan is None or not settings_file.exists():
         raise ConfigError(
             f"{root} has no study to join (no plan.json / fit_settings.json). Start one with "
-            "`autotransfer fit DATA --run-dir RUN_DIR` first."
+            "`autotransfer fit DATA --run-dir RUN_DIR` first, or give the study's --storage."
         )
     s = FitSettings.from_dict(json.loads(settings_file.read_text()))
     s = dataclasses.replace(
         s,
         time_budget=time_budget if (time_budget, n_trials) != (None, None) else s.time_budget,
         n_trials=n_trials if n_trials is not None else s.n_trials,
+        device=device if device is not None else s.device,
     )
     ds = open_folder(plan["root"], DataSettings(**plan["data_settings"]), progress=progress)
     if _split_fingerprints(ds) != plan["data"]:

@@ -192,6 +192,10 @@ class FitSettings:
     # a running trial's worker says it is alive this often; after 4 missed beats (a dead
     # worker, on any machine) its trial is failed and queued for another worker
     heartbeat_seconds: int = 30
+    # where kept trial models also go, so that a pick trained on another machine loads:
+    # "mlflow" (the trials' MLflow runs: a tracking server's artifact store), a folder
+    # every machine mounts, or None (the run folder only: one machine)
+    shared_checkpoints: str | None = None
     trackers: tuple[str, ...] = ("mlflow",)
     tracking_uri: str | None = None  # None: an MLflow store in the run folder
     experiment: str | None = None  # None: the run folder's name
@@ -228,6 +232,11 @@ class FitSettings:
         parse_size(self.image_cache_memory, "image_cache_memory")
         if self.storage is not None:
             database_url(str(self.storage), "storage")  # its driver is installed
+        if self.shared_checkpoints == "mlflow" and "mlflow" not in self.trackers:
+            raise ConfigError(
+                "shared_checkpoints='mlflow' keeps the trials' models in their MLflow runs; "
+                "add 'mlflow' to trackers, or give a folder that every machine mounts."
+            )
         if isinstance(self.heartbeat_seconds, bool) or int(self.heartbeat_seconds) < 1:
             raise ConfigError(
                 f"heartbeat_seconds must be a whole number of seconds, at least 1, got "

@@ -74,6 +74,7 @@ def _fit_settings(args: argparse.Namespace):
         storage=args.storage,
         study_name=args.study_name,
         heartbeat_seconds=args.heartbeat,
+        shared_checkpoints=args.shared_checkpoints,
         trackers=() if args.no_tracking else tuple(args.trackers),
         tracking_uri=args.tracking_uri,
         experiment=args.experiment,
@@ -111,7 +112,13 @@ def _metrics(m: dict) -> str:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     n = autotransfer.run_worker(
-        args.run_dir, time_budget=args.time_budget, n_trials=args.n_trials, progress=args.progress
+        args.run_dir,
+        storage=args.storage,
+        study_name=args.study_name,
+        device=args.device,
+        time_budget=args.time_budget,
+        n_trials=args.n_trials,
+        progress=args.progress,
     )
     print(f"worker ran {n} trials")
     return 0
@@ -254,6 +261,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite file)")
     p.add_argument("--study-name", default="autotransfer")
     p.add_argument(
+        "--shared-checkpoints",
+        default=None,
+        help="where kept trial models also go, for workers on other machines: 'mlflow' "
+        "(the trials' MLflow runs) or a folder every machine mounts",
+    )
+    p.add_argument(
         "--heartbeat",
         type=int,
         default=30,
@@ -268,7 +281,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("worker", help="join the study of a run folder and run trials")
-    p.add_argument("run_dir")
+    p.add_argument(
+        "run_dir",
+        nargs="?",
+        default=None,
+        help="the fit's run folder; with --storage, this worker's own (another machine)",
+    )
+    p.add_argument("--storage", default=None, help="the study's database URL (another machine)")
+    p.add_argument("--study-name", default="autotransfer")
+    p.add_argument("--device", default=None, help="e.g. cuda:1 (default: the fit's)")
     p.add_argument("--time-budget", default=None, help="this worker's wall clock")
     p.add_argument("--n-trials", type=int, default=None, help="trials in the study, at most")
     p.set_defaults(func=cmd_worker)

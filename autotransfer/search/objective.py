@@ -12,6 +12,7 @@ import logging
 import time
 import traceback
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -130,13 +131,26 @@ def objective(sr: SearchRun, trial: optuna.Trial) -> float:
     per_class = round(len(sr.dataset.train) / max(1, len(sr.dataset.classes)), 2)
     trial.set_user_attr(PER_CLASS, per_class)
     if worth_keeping(trial.study, value, int(metrics.get("num_images", 0)), per_class):
-        model.save(checkpoint_dir(sr.run_dir, trial.number))
+        path = checkpoint_dir(sr.run_dir, trial.number)
+        model.save(path)
+        share_checkpoint(sr, trial.number, path)
     # the trial's work is done and saved: a process killed from here on leaves a trial
     # the next fit records complete with this value (see study.close_dead_trials)
     trial.set_user_attr(FINISHED_VALUE, value)
     sr.completed += 1
     _finish(sr, trial, info, "complete", start, history, value)
     return value
+
+
+def share_checkpoint(sr: SearchRun, number: int, path: Path) -> None:
+    """Put a kept model in the shared checkpoints, if any; a failure there is logged (the
+    model stays in this run folder, and the pick trains it again when it must)."""
+    if sr.checkpoints is None:
+        return
+    try:
+        sr.checkpoints.put(number, path)
+    except Exception as exc:  # a network store: the trial's result stands
+        log.warning("Trial %d: its model could not be shared (%s): %s", number, sr.checkpoints, exc)
 
 
 def _val_metrics(sr: SearchRun, backbone: str, model: Any, outcome: Any) -> dict[str, float]:

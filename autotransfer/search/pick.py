@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -37,6 +38,10 @@ def load_best(
         if t.state != optuna.trial.TrialState.COMPLETE:
             break
         path = checkpoint_dir(sr.run_dir, t.number)
+        if not (path / "autotransfer.json").exists() and _fetch(sr, t.number, path):
+            log.info(
+                "Trial %d's model came from the shared checkpoints (%s).", t.number, sr.checkpoints
+            )
         if (path / "autotransfer.json").exists():
             try:
                 return t, Classifier.load(path)
@@ -59,6 +64,19 @@ def load_best(
         except Exception as exc:
             log.error("Could not rebuild the model of trial %d: %s", t.number, exc)
     return None, None
+
+
+def _fetch(sr: SearchRun, number: int, path: Path) -> bool:
+    """Trial ``number``'s model from the shared checkpoints into ``path``, if kept there."""
+    if sr.checkpoints is None:
+        return False
+    try:
+        return bool(sr.checkpoints.get(number, path))
+    except Exception as exc:
+        log.warning(
+            "Trial %d: reading its shared model failed (%s): %s", number, sr.checkpoints, exc
+        )
+        return False
 
 
 def rebuild(sr: SearchRun, trial: optuna.trial.FrozenTrial) -> Any:

@@ -24,14 +24,17 @@ from autotransfer.data.sample import sample_split
 from autotransfer.data.types import ImageDataset
 from autotransfer.progress import progress_bar
 from autotransfer.search.budget import Budget
+from autotransfer.search.checkpoints import CheckpointStore, shared_folder
 from autotransfer.search.objective import objective
 from autotransfer.search.plan import CHEAP, prior_trials, rank_sample
 from autotransfer.search.search_run import SearchRun
+from autotransfer.search.shared_study import publish_plan, publish_tracking
 from autotransfer.search.study import close_dead_trials, open_study, record_of
 from autotransfer.search.trial_limit import TrialLimitReached, finished_trials
 from autotransfer.strategies.base import SearchContext
 from autotransfer.strategies.images import ImageCache
 from autotransfer.tracking.base import RunContext, notify
+from autotransfer.tracking.mlflow_checkpoints import MlflowCheckpoints
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +130,20 @@ def prepare(
             jpeg_decode=settings.jpeg_decode,
         ),
     )
+    sr.checkpoints = checkpoint_store(settings.shared_checkpoints, sr.run)
+    if not is_worker:
+        publish_plan(study, plan, settings.to_dict())
     return study, sr
+
+
+def checkpoint_store(where: str | None, run: RunContext) -> CheckpointStore | None:
+    """The store of ``shared_checkpoints``: the trials' MLflow runs, a shared folder, or
+    None (the run folder only)."""
+    if where is None:
+        return None
+    if where == "mlflow":
+        return MlflowCheckpoints(run)
+    return shared_folder(where)
 
 
 def enqueue_priors(study: optuna.Study, sr: SearchRun) -> None:
@@ -219,6 +235,8 @@ def run_trials(
     trial finishes, then the study stops; twice: it stops at once, the trial in progress
     recorded as failed. Either way the best result so far stands."""
     notify(sr.trackers, "fit_start", sr.run)
+    if not sr.run.is_worker:  # the MLflow run a worker elsewhere joins
+        publish_tracking(study, sr.run_dir)
     if settings.n_trials is not None:
         done = len(finished_trials(study.get_trials(deepcopy=False)))
         if done >= settings.n_trials:

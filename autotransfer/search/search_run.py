@@ -59,6 +59,9 @@ class SearchRun:
     # the ranking's sample (size, per class, pilot; see data.sample.sample_parts): the
     # first chunks of the training features
     rank_sample: tuple[int | None, int | None, int] = (None, None, 0)
+    # where the kept trial models also go, for a pick trained on another machine
+    # (search.checkpoints.CheckpointStore; None: the run folder only)
+    checkpoints: Any = None
     completed: int = 0  # trials this process completed
     _features: dict[tuple[str, str], Any] = field(default_factory=dict)
     _chunks: list[ImageDataset] | None = None
