@@ -8,9 +8,7 @@ repository root on ``sys.path`` and imports ``tests.support``.
 
 from __future__ import annotations
 
-import os
 import shlex
-import signal
 import socket
 import subprocess
 import time
@@ -19,6 +17,8 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+
+from autotransfer.tracking.server_process import ServerProcess
 
 
 class ServerDidNotStart(RuntimeError):
@@ -45,13 +45,13 @@ def serving(
     """Run the server command ``args``, its output (stdout and stderr) to the file ``log``,
     until ``{url}/health`` answers; yield the process, then stop it.
 
-    It runs in a process group of its own (``mlflow server`` starts workers of its own),
-    which is stopped as one: SIGTERM, then SIGKILL after 30 s. Raises
+    It runs as a :class:`~autotransfer.tracking.server_process.ServerProcess` (``mlflow
+    server`` starts workers of its own): its process group is stopped as one, SIGTERM, then
+    SIGKILL after 30 s, and it ends if this process dies. Raises
     :class:`ServerDidNotStart` when the command exits or ``timeout`` seconds pass first."""
     with open(log, "wb") as out:
-        server = subprocess.Popen(
-            args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
+        server = ServerProcess(args, env=env, name=args[0], output=out).start()
+    process = server.process
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -59,10 +59,10 @@ def serving(
                 urllib.request.urlopen(f"{url}/health", timeout=2).close()
                 break
             except (urllib.error.URLError, ConnectionError, TimeoutError):
-                if server.poll() is not None or time.monotonic() > deadline:
+                if process.poll() is not None or time.monotonic() > deadline:
                     why = (
-                        f"exit code {server.returncode}"
-                        if server.poll() is not None
+                        f"exit code {process.returncode}"
+                        if process.poll() is not None
                         else f"no answer from {url}/health within {timeout} s"
                     )
                     tail = Path(log).read_text(errors="replace")[-3000:]
@@ -70,20 +70,6 @@ def serving(
                         f"{shlex.join(args)} did not start ({why}); its output:\n{tail}"
                     ) from None
                 time.sleep(0.5)
-        yield server
+        yield process
     finally:
-        _stop_group(server)
-
-
-def _stop_group(process: subprocess.Popen, timeout: float = 30) -> None:
-    """Stop ``process`` and its process group (it was started with ``start_new_session``):
-    SIGTERM, then SIGKILL after ``timeout`` seconds."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        server.stop(timeout=30)

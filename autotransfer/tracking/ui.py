@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 from autotransfer.errors import AutoTransferError, ConfigError
+from autotransfer.tracking.server_process import ServerProcess
 from autotransfer.tracking.store import (
     DB_FILE,
     default_artifact_uri,
@@ -93,8 +93,12 @@ def serve_ui(
 ) -> int:
     """Run MLflow's UI on a run folder until it is stopped; returns its exit status.
 
+    The server and its workers end with this call, however it ends: Ctrl+C, SIGTERM or
+    SIGHUP to this process, an exception, or (on Linux) this process's death
+    (:class:`~autotransfer.tracking.server_process.ServerProcess`).
+
     >>> serve_ui("runs/flowers")        # then open http://127.0.0.1:5000   # doctest: +SKIP
     """
     args = ui_command(run_dir, host=host, port=port, tracking_uri=tracking_uri)
     logger.info("MLflow UI for %s on http://%s:%d (Ctrl+C stops it)", run_dir, host, port)
-    return subprocess.run(args, env=ui_environment(), check=False).returncode
+    return ServerProcess(args, env=ui_environment(), name="MLflow UI").start().wait()
