@@ -25,7 +25,7 @@ from autotransfer.search import runner
 from autotransfer.search.budget import Budget
 from autotransfer.search.plan import auto_resolution, make_plan, median_side, rank_sample
 from autotransfer.search.shared_study import join
-from autotransfer.search.study import load_plan, save_plan
+from autotransfer.search.study import load_plan, save_plan, worker_id
 from autotransfer.tracking.base import notify
 from autotransfer.transferability.rank import rank_backbones
 from autotransfer.transferability.ranking import Ranking
@@ -248,16 +248,12 @@ def run_worker(
     if _split_fingerprints(ds) != plan["data"]:
         raise ConfigError(f"The data in {plan['root']} changed since the study in {root} began.")
     study, sr = runner.prepare(root, ds, s, plan, is_worker=True)
-    before = len(study.get_trials(deepcopy=False))
     try:
         runner.run_trials(study, sr, s, progress=progress)
     finally:  # a worker leaves the result to the fit, but closes what it opened
         notify(sr.trackers, "fit_end", sr.run, None)
-    return sum(
-        1
-        for t in study.get_trials(deepcopy=False)[before:]
-        if (t.user_attrs.get("worker") or {}).get("pid") == os.getpid()
-    )
+    me = worker_id()
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == me)
 
 
 def _split_fingerprints(ds: ImageDataset) -> dict[str, str]:

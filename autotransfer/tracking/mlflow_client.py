@@ -33,9 +33,12 @@ TAG_STATE = "autotransfer.state"
 
 def open_client(uri: str) -> MlflowClient:
     """An MLflow client on ``uri``; MLflow's own INFO chatter is off unless the user set
-    ``MLFLOW_LOGGING_LEVEL``."""
+    ``MLFLOW_LOGGING_LEVEL``, and so are the links it prints to stdout for each run that
+    ends on a tracking server (a trial a line, in the middle of a command's output) unless
+    ``MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT`` says otherwise."""
     import mlflow
 
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     if "MLFLOW_LOGGING_LEVEL" not in os.environ:
         mlflow_logger = logging.getLogger("mlflow")
         if mlflow_logger.level < logging.WARNING:
