@@ -23,6 +23,7 @@ from autotransfer.errors import ConfigError, WeightsUnavailableError, unknown_na
 from autotransfer.results import FitResult, result_of_study
 from autotransfer.search import runner
 from autotransfer.search.budget import Budget
+from autotransfer.search.device_workers import start_workers, wait_for
 from autotransfer.search.plan import auto_resolution, make_plan, median_side, rank_sample
 from autotransfer.search.shared_study import join
 from autotransfer.search.study import load_plan, save_plan, worker_id
@@ -197,7 +198,11 @@ def fit(
     )
     runner.enqueue_priors(study, sr)
     t0 = time.perf_counter()
-    runner.run_trials(study, sr, s, progress=progress)
+    workers = start_workers(run_dir, s.devices[1:], budget.left()) if s.devices else []
+    try:
+        runner.run_trials(study, sr, s, progress=progress)
+    finally:
+        wait_for(workers)  # they stop when the study has its trials, or their time is out
     phases["search"] = time.perf_counter() - t0
     return result_of_study(study, sr, start, phases)
 
@@ -243,6 +248,7 @@ def run_worker(
         time_budget=time_budget if (time_budget, n_trials) != (None, None) else s.time_budget,
         n_trials=n_trials if n_trials is not None else s.n_trials,
         device=device if device is not None else s.device,
+        devices=None,  # a worker trains on one device; the fit starts the others
     )
     ds = open_folder(plan["root"], DataSettings(**plan["data_settings"]), progress=progress)
     if _split_fingerprints(ds) != plan["data"]:
@@ -266,7 +272,7 @@ def _fit_settings(settings: FitSettings | None, options: dict[str, Any]) -> FitS
     for k in options:
         if k not in known:
             raise unknown_name("fit option", k, known)
-    for k in ("strategies", "backbones", "trackers"):
+    for k in ("strategies", "backbones", "trackers", "devices"):
         if isinstance(options.get(k), (list, str)):
             v = options[k]
             options[k] = (v,) if isinstance(v, str) else tuple(v)

@@ -181,6 +181,9 @@ class FitSettings:
     pruner: str = "median"
     seed: int = 0
     device: str | None = None
+    # one process per device on the same study: the fit trains on the first, an
+    # `autotransfer worker` on each other one (["cuda:0", "cuda:1"]); None: the fit alone
+    devices: tuple[str, ...] | None = None
     num_workers: int | None = None
     jpeg_decode: str = JPEG_DECODE[0]  # as ExtractionSettings'; the image cache too
     # decoded training images kept in memory ("2GB"; None: 25 % of the available memory);
@@ -230,6 +233,17 @@ class FitSettings:
         if self.batch_size is not None and int(self.batch_size) < 1:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size!r}.")
         parse_size(self.image_cache_memory, "image_cache_memory")
+        if self.devices is not None:
+            devices = (self.devices,) if isinstance(self.devices, str) else tuple(self.devices)
+            if not devices or not all(isinstance(d, str) and d for d in devices):
+                raise ConfigError(f"devices must name one or more devices, got {self.devices!r}.")
+            if self.device is not None and self.device != devices[0]:
+                raise ConfigError(
+                    f"device={self.device!r} and devices={list(devices)!r}: give devices alone "
+                    "(the fit trains on the first), or device alone."
+                )
+            object.__setattr__(self, "devices", devices)
+            object.__setattr__(self, "device", devices[0])
         if self.storage is not None:
             database_url(str(self.storage), "storage")  # its driver is installed
         if self.shared_checkpoints == "mlflow" and "mlflow" not in self.trackers:
@@ -266,14 +280,14 @@ class FitSettings:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for k in ("strategies", "backbones", "trackers", "cuts"):
+        for k in ("strategies", "backbones", "trackers", "cuts", "devices"):
             d[k] = None if d[k] is None else list(d[k])
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FitSettings:
         d = dict(d)
-        for k in ("strategies", "backbones", "trackers", "cuts"):
+        for k in ("strategies", "backbones", "trackers", "cuts", "devices"):
             if d.get(k) is not None:
                 d[k] = tuple(d[k])
         return cls(**d)

@@ -67,7 +67,8 @@ def _fit_settings(args: argparse.Namespace):
         trial_time_limit=args.trial_time_limit,
         pruner=args.pruner,
         seed=args.seed,
-        device=args.device,
+        device=None if args.devices else args.device,
+        devices=tuple(args.devices) if args.devices else None,
         num_workers=args.workers,
         jpeg_decode=args.jpeg_decode,
         run_dir=args.run_dir,
@@ -255,6 +256,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trial-time-limit", default=None, help="default: 40%% of the budget")
     p.add_argument("--pruner", default="median", choices=("median", "none"))
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA if present)")
+    p.add_argument(
+        "--devices",
+        type=_csv,
+        default=None,
+        help="one process per device on the same study, e.g. cuda:0,cuda:1 (the fit trains on "
+        "the first, a worker on each other one)",
+    )
     p.add_argument("--workers", type=int, default=None, help="data-loader workers")
     add_jpeg_decode_arg(p)
     p.add_argument("--run-dir", default=None, help="default: ./autotransfer-runs/<folder name>")
