@@ -1,0 +1,116 @@
+"""Wall time of one fixed study run by 1 and by 2 worker processes.
+
+The study: `hymenoptera` (ants and bees, 243 training photos, its own test split) at
+128 px, two offline ImageNet backbones, frozen-feature and short partial-freeze trials,
+a fixed number of trials, no pruning, no tracking (the compute only). Both runs rank from
+the same warm feature cache (a warm-up fit fills it first), so the search is what differs:
+
+* **1 process**: ``fit`` alone;
+* **2 processes**: ``fit(devices=["cpu", "cpu"])``: the fit and one ``autotransfer worker``
+  on the same SQLite study, exactly ``n_trials`` between them.
+
+Prints a Markdown table and writes it, with the JSON and the machine, to
+benchmarks/results/workers_<device>.{md,json}. On a GPU machine, ``--device cuda`` runs
+the same with ``cuda:0`` for both processes (two workers on one GPU).
+
+    python benchmarks/workers.py [--trials 12] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _cli import parse_quietly, parser  # noqa: E402
+from _machine import machine_info, markdown_table  # noqa: E402
+from _variants import SHARED  # noqa: E402
+
+import autotransfer  # noqa: E402
+from autotransfer.search.study import open_study  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+BACKBONES = ("package:mobilenetv2_100", "package:efficientnet_lite0")
+STUDY = dict(
+    backbones=BACKBONES,
+    strategies=("feature_extraction", "partial_freeze"),
+    resolution=128,
+    time_budget=None,
+    trial_time_limit="60s",
+    pruner="none",
+    hedge=False,
+    top_k=2,
+    trackers=(),
+    progress=False,
+    seed=0,
+)
+
+
+def _fit(root: Path, run_dir: Path, n_trials: int, **options) -> dict:
+    start = time.perf_counter()
+    result = autotransfer.fit(root, run_dir=str(run_dir), n_trials=n_trials, **STUDY, **options)
+    wall = time.perf_counter() - start
+    study = open_study(run_dir, storage=None, study_name="autotransfer", seed=0, pruner="none")
+    done = [t for t in study.get_trials() if t.state.is_finished()]
+    by_process: dict[int, int] = {}
+    for t in done:
+        pid = t.user_attrs["worker"]["pid"]
+        by_process[pid] = by_process.get(pid, 0) + 1
+    search = result.phases.get("search", wall)
+    return {
+        "wall s": round(wall, 1),
+        "search s": round(search, 1),
+        "trials": len(done),
+        "trials per process": sorted(by_process.values(), reverse=True),
+        "trials/min": round(60 * len(done) / search, 2),
+        "best val": round(result.best.val_accuracy, 4),
+        "test": None if result.test_metrics is None else round(result.test_metrics["accuracy"], 4),
+    }
+
+
+def main(argv=None) -> int:
+    p = parser(__doc__)
+    p.add_argument("--trials", type=int, default=12)
+    p.add_argument("--device", default="cpu", help="cpu, or cuda (two workers on cuda:0)")
+    args = parse_quietly(p, argv)
+    root = SHARED / "hymenoptera"
+    device = "cuda:0" if args.device == "cuda" else args.device
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        _fit(root, tmp / "warm-up", 1, device=device)  # the ranking's features, cached
+        for name, options in (
+            ("1 process", {"device": device}),
+            ("2 processes", {"devices": [device, device]}),
+        ):
+            row = {"run": name, **_fit(root, tmp / name.replace(" ", "-"), args.trials, **options)}
+            rows.append(row)
+            print(row, flush=True)
+    one, two = rows
+    speedup = round(one["search s"] / two["search s"], 2)
+    columns = list(rows[0])
+    table = markdown_table(rows, columns)
+    machine = machine_info()
+    text = (
+        f"# One study, 1 and 2 worker processes ({args.device})\n\n"
+        f"Machine: {machine['machine']} ({machine['cpu_cores']} cores, {machine['device']}, "
+        f"torch {machine['torch_threads']} threads a process), commit {machine['commit']}, "
+        f"{machine['date']}.\n\n{table}\n\n"
+        f"Search speed-up with 2 processes: **{speedup}x** ({args.trials} trials: frozen-feature "
+        "heads and short partial-freeze fine-tunes of two ImageNet backbones on hymenoptera at "
+        "128 px; the same warm feature cache).\n"
+    )
+    print(text)
+    out = HERE / "results" / f"workers_{args.device}"
+    out.with_suffix(".md").write_text(text)
+    out.with_suffix(".json").write_text(
+        json.dumps({"rows": rows, "speedup": speedup, "machine": machine}, indent=2)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
