@@ -201,8 +201,11 @@ def fit(
     workers = start_workers(run_dir, s.devices[1:], budget.left()) if s.devices else []
     try:
         runner.run_trials(study, sr, s, progress=progress)
-    finally:
-        wait_for(workers)  # they stop when the study has its trials, or their time is out
+    except BaseException:  # Ctrl-C twice, an error: the workers stop with the fit
+        for w in workers:
+            w.stop()
+        raise
+    wait_for(workers)  # they stop when the study has its trials, or their time is out
     phases["search"] = time.perf_counter() - t0
     return result_of_study(study, sr, start, phases)
 
