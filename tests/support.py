@@ -26,6 +26,20 @@ class ServerDidNotStart(RuntimeError):
     of its output."""
 
 
+def autotransfer_cli(*args: str, cwd: Path | None = None, timeout: float = 400):
+    """``python -m autotransfer -q ARGS`` run to its end (in ``cwd``): the completed process,
+    its output captured."""
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "autotransfer", "-q", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as s:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -46,39 +47,21 @@ def _fit_settings(args: argparse.Namespace):
         budget = None
     elif budget is None:
         budget = "10m"
+    named = {f.name for f in dataclasses.fields(FitSettings)}
+    given = {k: v for k, v in vars(args).items() if k in named}  # flags named as the fields
     return FitSettings(
-        time_budget=budget,
-        n_trials=args.n_trials,
-        strategies=tuple(args.strategies) if args.strategies else None,
-        backbones=tuple(args.backbones) if args.backbones else None,
-        top_k=args.top_k,
-        hedge=args.hedge,
-        rank_share=args.rank_share,
-        rank_sample_size=args.rank_sample_size,
-        rank_sample_per_class=args.rank_sample_per_class,
-        rank_sample_share=args.rank_sample_share,
-        val_sample_size=args.val_sample_size,
-        image_cache_memory=args.image_cache_memory,
-        cuts=args.cuts,
-        resolution=args.resolution,
-        batch_size=args.batch_size,
-        augment=args.augment,
-        class_weights=args.class_weights,
-        trial_time_limit=args.trial_time_limit,
-        pruner=args.pruner,
-        seed=args.seed,
-        device=None if args.devices else args.device,
-        devices=tuple(args.devices) if args.devices else None,
-        num_workers=args.workers,
-        jpeg_decode=args.jpeg_decode,
-        run_dir=args.run_dir,
-        storage=args.storage,
-        study_name=args.study_name,
-        heartbeat_seconds=args.heartbeat,
-        shared_checkpoints=args.shared_checkpoints,
-        trackers=() if args.no_tracking else tuple(args.trackers),
-        tracking_uri=args.tracking_uri,
-        experiment=args.experiment,
+        **{
+            **given,
+            **{
+                k: tuple(given[k]) if given[k] else None
+                for k in ("strategies", "backbones", "devices")
+            },
+            "time_budget": budget,
+            "device": None if args.devices else args.device,
+            "num_workers": args.workers,
+            "heartbeat_seconds": args.heartbeat,
+            "trackers": () if args.no_tracking else tuple(args.trackers),
+        }
     )
 
 
@@ -112,15 +95,8 @@ def _metrics(m: dict) -> str:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    n = autotransfer.run_worker(
-        args.run_dir,
-        storage=args.storage,
-        study_name=args.study_name,
-        device=args.device,
-        time_budget=args.time_budget,
-        n_trials=args.n_trials,
-        progress=args.progress,
-    )
+    options = ("storage", "study_name", "device", "time_budget", "n_trials", "progress")
+    n = autotransfer.run_worker(args.run_dir, **{k: getattr(args, k) for k in options})
     print(f"worker ran {n} trials")
     return 0
 

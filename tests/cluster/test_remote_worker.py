@@ -6,8 +6,6 @@ store, from where the fit's machine loads a pick it did not train."""
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -18,6 +16,8 @@ import autotransfer
 from autotransfer.databases import database_url
 from autotransfer.model import Classifier
 from autotransfer.testing.images import make_image_folder
+
+from ..support import autotransfer_cli
 
 
 def test_a_worker_elsewhere_contributes_trials_and_its_models_reach_the_fit(
@@ -42,11 +42,7 @@ def test_a_worker_elsewhere_contributes_trials_and_its_models_reach_the_fit(
 
     elsewhere = tmp_path / "machine-2"
     elsewhere.mkdir()
-    done = subprocess.run(
-        [sys.executable, "-m", "autotransfer", "-q", "worker", "--storage", postgres_url,
-         "--n-trials", "4"],
-        cwd=elsewhere, capture_output=True, text=True, timeout=400,
-    )  # fmt: skip
+    done = autotransfer_cli("worker", "--storage", postgres_url, "--n-trials", "4", cwd=elsewhere)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "worker ran 3 trials" in done.stdout
     assert (elsewhere / "autotransfer-runs" / "autotransfer-worker" / "plan.json").exists()

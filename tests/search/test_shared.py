@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,6 +13,7 @@ import autotransfer
 from autotransfer.errors import ConfigError
 from autotransfer.search.shared_study import join
 
+from ..support import autotransfer_cli
 from .conftest import fit_tiny, study_of
 
 
@@ -47,11 +46,7 @@ def test_a_worker_joins_through_the_storage_alone_in_a_run_folder_of_its_own(fol
     )
     storage = f"sqlite:///{run / 'study.db'}"
     elsewhere.mkdir()
-    done = subprocess.run(
-        [sys.executable, "-m", "autotransfer", "-q", "worker", "--storage", storage,
-         "--n-trials", "4"],
-        cwd=elsewhere, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    done = autotransfer_cli("worker", "--storage", storage, "--n-trials", "4", cwd=elsewhere)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "worker ran 2 trials" in done.stdout
     own = elsewhere / "autotransfer-runs" / "autotransfer-worker"
