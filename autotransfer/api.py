@@ -20,7 +20,7 @@ from autotransfer.data.ingest import open_folder
 from autotransfer.data.sample import ranking_sample, sample_parts
 from autotransfer.data.types import ImageDataset
 from autotransfer.errors import ConfigError, WeightsUnavailableError, unknown_name
-from autotransfer.results import FitResult, result_of_study
+from autotransfer.results import FitResult, mark_result, result_if_last, result_of_study
 from autotransfer.search import runner
 from autotransfer.search.budget import Budget
 from autotransfer.search.device_workers import start_workers, wait_for
@@ -207,7 +207,9 @@ def fit(
         raise
     wait_for(workers)  # they stop when the study has its trials, or their time is out
     phases["search"] = time.perf_counter() - t0
-    return result_of_study(study, sr, start, phases)
+    result = result_of_study(study, sr, start, phases)
+    mark_result(study)  # a worker that ends later with more trials builds it again
+    return result
 
 
 def run_worker(
@@ -256,11 +258,15 @@ def run_worker(
     ds = open_folder(plan["root"], DataSettings(**plan["data_settings"]), progress=progress)
     if _split_fingerprints(ds) != plan["data"]:
         raise ConfigError(f"The data in {plan['root']} changed since the study in {root} began.")
+    start = time.perf_counter()
     study, sr = runner.prepare(root, ds, s, plan, is_worker=True)
+    result = None
     try:
         runner.run_trials(study, sr, s, progress=progress)
+        result = result_if_last(study, sr, start)  # the fit's result, unless it ended first
     finally:  # a worker leaves the result to the fit, but closes what it opened
-        notify(sr.trackers, "fit_end", sr.run, None)
+        if result is None:
+            notify(sr.trackers, "fit_end", sr.run, None)
     me = worker_id()
     return sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == me)
 

@@ -20,6 +20,7 @@ from autotransfer.search.pick import load_best
 from autotransfer.search.records import TrialRecord
 from autotransfer.search.search_run import FULL_VAL_SHARE, SearchRun
 from autotransfer.search.study import leaderboard, record_of
+from autotransfer.search.trial_limit import claim_lock, finished_trials
 from autotransfer.tracking.base import notify
 
 log = logging.getLogger(__name__)
@@ -216,3 +217,34 @@ def result_of_study(
     result.phases["close"] = round(time.perf_counter() - t0, 2)
     result.seconds = round(time.perf_counter() - start, 2)
     return result
+
+
+RESULT_MARK = "autotransfer.result_of"  # study attribute: the trials the last result counted
+
+
+def mark_result(study: optuna.Study) -> None:
+    """Note in the study how many trials the result just built counts."""
+    study.set_user_attr(RESULT_MARK, len(finished_trials(study.get_trials(deepcopy=False))))
+
+
+def result_if_last(study: optuna.Study, sr: SearchRun, start: float) -> FitResult | None:
+    """The result built again, in this worker's run folder, when the fit has built its own
+    and this worker ends last with trials the fit's result did not count (workers that
+    outlived it); else None. One worker builds it: the claim is taken under the study's
+    lock (:func:`~autotransfer.search.trial_limit.claim_lock`)."""
+    with claim_lock(study):
+        counted = study.user_attrs.get(RESULT_MARK)
+        trials = study.get_trials(deepcopy=False)
+        running = any(t.state == optuna.trial.TrialState.RUNNING for t in trials)
+        n = len(finished_trials(trials))
+        if counted is None or running or n <= int(counted):
+            return None
+        study.set_user_attr(RESULT_MARK, n)
+    log.info(
+        "The fit ended before %d of the %d trials did; this worker, the last, builds the "
+        "result from every worker's trials in %s.",
+        n - int(counted),
+        n,
+        sr.run_dir,
+    )
+    return result_of_study(study, sr, start, {})

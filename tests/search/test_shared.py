@@ -11,6 +11,7 @@ import pytest
 
 import autotransfer
 from autotransfer.errors import ConfigError
+from autotransfer.search.selection import ranked
 from autotransfer.search.shared_study import join
 
 from ..support import autotransfer_cli
@@ -68,3 +69,15 @@ def test_joining_names_what_is_missing(tmp_path, folder):
         join(storage, "autotransfer", tmp_path / "w")
     with pytest.raises(ConfigError, match="the fit's run folder, or the study's --storage"):
         autotransfer.run_worker()
+
+
+def test_a_worker_that_ends_after_the_fit_builds_the_result_from_every_trial(folder, tmp_path):
+    run = tmp_path / "run"
+    first = fit_tiny(folder, run, n_trials=2, strategies=("feature_extraction",))
+    assert len(first.leaderboard) == 2
+    done = autotransfer_cli("worker", str(run), "--n-trials", "4")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "worker ran 2 trials" in done.stdout
+    again = autotransfer.load(run)  # the worker, the last, wrote the run folder's result
+    assert len(again.leaderboard) == 4
+    assert again.best.number == ranked(study_of(run).get_trials())[0].number
