@@ -99,7 +99,7 @@ def load_image(
     which is several times faster than decoding every pixel and then shrinking.
 
     >>> img = load_image("data/cat/001.png")            # doctest: +SKIP
-    >>> img.mode
+    >>> img.mode                                        # doctest: +SKIP
     'RGB'
     """
     with quiet_bomb_warnings():
@@ -116,7 +116,7 @@ def probe_image(
     hashes its bytes and decodes every pixel exactly as :func:`load_image` does.
 
     >>> info = probe_image("data/cat/001.png")          # doctest: +SKIP
-    >>> info.width, info.height, info.mode
+    >>> info.width, info.height, info.mode              # doctest: +SKIP
     (32, 32, 'P')
     """
     with strict_decoding():

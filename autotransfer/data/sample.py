@@ -54,8 +54,8 @@ def stratified_sample(
 
     >>> y = [0] * 90 + [1] * 10
     >>> s = stratified_sample(y, 20, per_class=15, seed=1)
-    >>> len(s), sum(y[i] for i in s)
-    (20, 2)
+    >>> len(s), sum(y[i] for i in s)  # class 0 capped at 15: class 1 takes the other 5
+    (20, 5)
     >>> len(stratified_sample(y, 20, per_class=5)), len(stratified_sample(y, 500))
     (10, 100)
     """

@@ -63,7 +63,7 @@ def head_statistics(logits: np.ndarray) -> tuple[float, float, float]:
     (1.0, 0.5, 0.0)
     """
     p = softmax(logits.astype(np.float64))
-    log_k = np.log(p.shape[1])
+    log_k = float(np.log(p.shape[1]))
     mean_entropy = float(_entropy(p).mean())
     mutual_info = max(0.0, float(_entropy(p.mean(axis=0))) - mean_entropy)
     return (

@@ -35,7 +35,7 @@ def skipped_warning(skipped: Sequence[SkippedFile], src: Path, base: Path) -> st
 
     >>> bad = [SkippedFile("/d/a/x.jpg", "empty file (0 bytes)")]
     >>> skipped_warning(bad, Path("/d"), Path("/d"))  # doctest: +ELLIPSIS
-    'Skipped 1 file under /d that cannot be used: a/x.jpg (empty file (0 bytes)). Fix or...
+    "Skipped 1 file under /d that cannot be used: a/x.jpg (empty file (0 bytes)). Fix or...
     """
     files = "file" if len(skipped) == 1 else "files"
     return (

@@ -99,7 +99,7 @@ class Ranking:
 
         >>> Ranking((), (), (), 1, images=2000, split_images=48000).sample_note()
         'scores from a stratified sample of 2000 of the 48000 train images'
-        >>> Ranking((), (), (), 1, images=900, split_images=48000, pilot=500).sample_note()[-45:]
+        >>> Ranking((), (), (), 1, images=900, split_images=48000, pilot=500).sample_note()[-46:]
         'images (sized to the time from a pilot of 500)'
         """
         if not self.images:
