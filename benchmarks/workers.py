@@ -7,7 +7,10 @@ the same warm feature cache (a warm-up fit fills it first), so the search is wha
 
 * **1 process**: ``fit`` alone;
 * **2 processes**: ``fit(devices=["cpu", "cpu"])``: the fit and one ``autotransfer worker``
-  on the same SQLite study, exactly ``n_trials`` between them.
+  on the same SQLite study, exactly ``n_trials`` between them (torch's default threads in
+  each: as many as the cores, so two processes ask for twice the cores);
+* **2 processes, 1 thread each**: the same with one torch thread a process
+  (``OMP_NUM_THREADS=1``), so that they share the cores instead of fighting for them.
 
 Prints a Markdown table and writes it, with the JSON and the machine, to
 benchmarks/results/workers_<device>.{md,json}. On a GPU machine, ``--device cuda`` runs
@@ -18,10 +21,14 @@ the same with ``cuda:0`` for both processes (two workers on one GPU).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -71,6 +78,27 @@ def _fit(root: Path, run_dir: Path, n_trials: int, **options) -> dict:
     }
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """``n`` torch threads in this process and in the workers it starts (None: as is)."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    before, env = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    torch.set_num_threads(n)
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+        if env is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = env
+
+
 def main(argv=None) -> int:
     p = parser(__doc__)
     p.add_argument("--trials", type=int, default=12)
@@ -82,15 +110,16 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         _fit(root, tmp / "warm-up", 1, device=device)  # the ranking's features, cached
-        for name, options in (
-            ("1 process", {"device": device}),
-            ("2 processes", {"devices": [device, device]}),
+        for name, threads, options in (
+            ("1 process", None, {"device": device}),
+            ("2 processes", None, {"devices": [device, device]}),
+            ("2 processes, 1 thread each", 1, {"devices": [device, device]}),
         ):
-            row = {"run": name, **_fit(root, tmp / name.replace(" ", "-"), args.trials, **options)}
-            rows.append(row)
-            print(row, flush=True)
-    one, two = rows
-    speedup = round(one["search s"] / two["search s"], 2)
+            with _torch_threads(threads):
+                result = _fit(root, tmp / re.sub(r"\W+", "-", name), args.trials, **options)
+            rows.append({"run": name, **result})
+            print(rows[-1], flush=True)
+    speedup = {r["run"]: round(rows[0]["search s"] / r["search s"], 2) for r in rows[1:]}
     columns = list(rows[0])
     table = markdown_table(rows, columns)
     machine = machine_info()
@@ -99,7 +128,9 @@ def main(argv=None) -> int:
         f"Machine: {machine['machine']} ({machine['cpu_cores']} cores, {machine['device']}, "
         f"torch {machine['torch_threads']} threads a process), commit {machine['commit']}, "
         f"{machine['date']}.\n\n{table}\n\n"
-        f"Search speed-up with 2 processes: **{speedup}x** ({args.trials} trials: frozen-feature "
+        f"Search speed-up against 1 process: "
+        + ", ".join(f"{k} **{v}x**" for k, v in speedup.items())
+        + f" ({args.trials} trials: frozen-feature "
         "heads and short partial-freeze fine-tunes of two ImageNet backbones on hymenoptera at "
         "128 px; the same warm feature cache).\n"
     )
