@@ -6,11 +6,12 @@ a fixed number of trials, no pruning, no tracking (the compute only). Both runs 
 the same warm feature cache (a warm-up fit fills it first), so the search is what differs:
 
 * **1 process**: ``fit`` alone;
+* **1 process, 1 thread**: the same with one torch thread (``OMP_NUM_THREADS=1``);
 * **2 processes**: ``fit(devices=["cpu", "cpu"])``: the fit and one ``autotransfer worker``
   on the same SQLite study, exactly ``n_trials`` between them (torch's default threads in
   each: as many as the cores, so two processes ask for twice the cores);
-* **2 processes, 1 thread each**: the same with one torch thread a process
-  (``OMP_NUM_THREADS=1``), so that they share the cores instead of fighting for them.
+* **2 processes, 1 thread each**: the same with one torch thread a process, so that they
+  share the cores instead of fighting for them.
 
 Prints a Markdown table and writes it, with the JSON and the machine, to
 benchmarks/results/workers_<device>.{md,json}. On a GPU machine, ``--device cuda`` runs
@@ -112,6 +113,7 @@ def main(argv=None) -> int:
         _fit(root, tmp / "warm-up", 1, device=device)  # the ranking's features, cached
         for name, threads, options in (
             ("1 process", None, {"device": device}),
+            ("1 process, 1 thread", 1, {"device": device}),
             ("2 processes", None, {"devices": [device, device]}),
             ("2 processes, 1 thread each", 1, {"devices": [device, device]}),
         ):
