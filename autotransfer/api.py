@@ -23,7 +23,7 @@ from autotransfer.errors import ConfigError, WeightsUnavailableError, unknown_na
 from autotransfer.results import FitResult, mark_result, result_if_last, result_of_study
 from autotransfer.search import runner
 from autotransfer.search.budget import Budget
-from autotransfer.search.device_workers import start_workers, wait_for
+from autotransfer.search.device_workers import sharing_cores, start_workers, wait_for
 from autotransfer.search.plan import auto_resolution, make_plan, median_side, rank_sample
 from autotransfer.search.shared_study import join
 from autotransfer.search.study import load_plan, save_plan, worker_id
@@ -200,7 +200,8 @@ def fit(
     t0 = time.perf_counter()
     workers = start_workers(run_dir, s.devices[1:], budget.left()) if s.devices else []
     try:
-        runner.run_trials(study, sr, s, progress=progress)
+        with sharing_cores(s.devices or ()):
+            runner.run_trials(study, sr, s, progress=progress)
     except BaseException:  # Ctrl-C twice, an error: the workers stop with the fit
         for w in workers:
             w.stop()
