@@ -8,10 +8,10 @@ the same warm feature cache (a warm-up fit fills it first), so the search is wha
 * **1 process**: ``fit`` alone;
 * **1 process, 1 thread**: the same with one torch thread (``OMP_NUM_THREADS=1``);
 * **2 processes**: ``fit(devices=["cpu", "cpu"])``: the fit and one ``autotransfer worker``
-  on the same SQLite study, exactly ``n_trials`` between them (torch's default threads in
-  each: as many as the cores, so two processes ask for twice the cores);
-* **2 processes, 1 thread each**: the same with one torch thread a process, so that they
-  share the cores instead of fighting for them.
+  on the same SQLite study, exactly ``n_trials`` between them; on CPU devices each process
+  gets its share of the cores (here one thread each);
+* **2 processes, 2 threads each**: the same with ``OMP_NUM_THREADS=2``, each process taking
+  every core (what they did before the split), for comparison.
 
 Prints a Markdown table and writes it, with the JSON and the machine, to
 benchmarks/results/workers_<device>.{md,json}. On a GPU machine, ``--device cuda`` runs
@@ -114,8 +114,8 @@ def main(argv=None) -> int:
         for name, threads, options in (
             ("1 process", None, {"device": device}),
             ("1 process, 1 thread", 1, {"device": device}),
-            ("2 processes", None, {"devices": [device, device]}),
-            ("2 processes, 1 thread each", 1, {"devices": [device, device]}),
+            ("2 processes (the cores split: the default)", None, {"devices": [device, device]}),
+            ("2 processes, 2 threads each", 2, {"devices": [device, device]}),
         ):
             with _torch_threads(threads):
                 result = _fit(root, tmp / re.sub(r"\W+", "-", name), args.trials, **options)
