@@ -101,7 +101,7 @@ def test_demo_describes_ranks_and_fits_the_digits(tmp_path, capsys):
             "--resolution",
             "32",
             "--time-budget",
-            "40s",
+            "20s",
             "--run-dir",
             str(tmp_path / "run"),
         ]

@@ -20,7 +20,7 @@ from autotransfer.databases import database_url
 from autotransfer.search.selection import ranked
 from autotransfer.testing.images import make_image_folder
 
-N_TRIALS = 7
+N_TRIALS = 5
 HEARTBEAT = 1  # seconds: a dead worker's trial is run again after 4 missed beats
 
 

@@ -21,15 +21,15 @@ def test_a_fit_on_two_devices_runs_trials_in_two_processes_within_its_budget(fol
         folder,
         run,
         devices=["cpu", "cpu"],
-        time_budget="45s",
+        time_budget="24s",
         strategies=("feature_extraction", "partial_freeze"),
-        trial_time_limit="10s",
+        trial_time_limit="4s",
     )
     elapsed = time.monotonic() - start
     trials = [t for t in study_of(run).get_trials() if t.state.is_finished()]
     pids = {t.user_attrs["worker"]["pid"] for t in trials}
     assert os.getpid() in pids and len(pids) == 2, pids  # the fit, and the worker it started
-    assert elapsed < 45 + 15  # the worker had the fit's time left, and the fit waited for it
+    assert elapsed < 24 + 12  # the worker had the fit's time left, and the fit waited for it
     log = run / "logs" / "worker-cpu.log"
     assert log.exists()
     assert result.best.state == "complete" and len(result.leaderboard) == len(trials)

@@ -39,7 +39,7 @@ def test_a_pick_kept_only_in_the_shared_folder_loads_from_it_without_training(
     assert autotransfer.load(run).best.number == best
 
 
-def test_a_worker_joins_through_the_storage_alone_in_a_run_folder_of_its_own(folder, tmp_path):
+def test_a_worker_joining_by_the_storage_alone_and_ending_last_builds_the_result(folder, tmp_path):
     run, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
     shared = tmp_path / "shared"
     fit_tiny(
@@ -54,6 +54,11 @@ def test_a_worker_joins_through_the_storage_alone_in_a_run_folder_of_its_own(fol
     assert (own / "plan.json").exists() and (own / "fit_settings.json").exists()
     trials = study_of(run).get_trials()
     assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials)
+    # it ended after the fit, last, with trials the fit's result did not count: it built
+    # the result from every trial, in its own run folder
+    theirs_result = autotransfer.load(own)
+    assert len(theirs_result.leaderboard) == 4
+    assert theirs_result.best.number == ranked(trials)[0].number
     # its kept models went to the shared folder, none to the fit's run folder
     theirs = [t.number for t in trials[2:]]
     assert not [n for n in theirs if (run / "checkpoints" / f"trial-{n:04d}").exists()]
@@ -69,15 +74,3 @@ def test_joining_names_what_is_missing(tmp_path, folder):
         join(storage, "autotransfer", tmp_path / "w")
     with pytest.raises(ConfigError, match="the fit's run folder, or the study's --storage"):
         autotransfer.run_worker()
-
-
-def test_a_worker_that_ends_after_the_fit_builds_the_result_from_every_trial(folder, tmp_path):
-    run = tmp_path / "run"
-    first = fit_tiny(folder, run, n_trials=2, strategies=("feature_extraction",))
-    assert len(first.leaderboard) == 2
-    done = autotransfer_cli("worker", str(run), "--n-trials", "4")
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "worker ran 2 trials" in done.stdout
-    again = autotransfer.load(run)  # the worker, the last, wrote the run folder's result
-    assert len(again.leaderboard) == 4
-    assert again.best.number == ranked(study_of(run).get_trials())[0].number
