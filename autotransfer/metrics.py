@@ -106,3 +106,26 @@ def _check_labels(y: np.ndarray, k: int) -> None:
         raise ConfigError(
             f"Label {int(bad[0])} is outside 0..{k - 1}; labels must index the {k} classes."
         )
+
+
+def paired_difference(
+    correct_a: Sequence[bool] | np.ndarray, correct_b: Sequence[bool] | np.ndarray
+) -> tuple[float, float]:
+    """``(accuracy of a - accuracy of b, its standard error)`` of two models scored on the
+    same images: ``correct_*`` says per image whether each was right. The standard error
+    of the mean per-image difference (the paired test: images both get right or both get
+    wrong add no noise), ``sqrt(var(d) / n)``.
+
+    >>> paired_difference([1, 1, 1, 0], [1, 0, 1, 0])
+    (0.25, 0.25)
+    """
+    a = np.asarray(correct_a, dtype=np.float64)
+    b = np.asarray(correct_b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or not len(a):
+        raise ConfigError(
+            f"paired_difference needs two equal-length, non-empty 1-d lists of per-image "
+            f"results; got shapes {a.shape} and {b.shape}."
+        )
+    d = a - b
+    se = float(np.sqrt(d.var(ddof=1) / len(d))) if len(d) > 1 else 0.0
+    return float(d.mean()), se

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+import autotransfer.architectures  # noqa: F401 (our architectures, for Classifier.load)
 from autotransfer.backbones.cuts import build_cut_model, cut_of
 from autotransfer.backbones.inputs import (
     default_batch_size,

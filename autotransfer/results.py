@@ -21,6 +21,9 @@ from autotransfer.search.records import TrialRecord
 from autotransfer.search.search_run import FULL_VAL_SHARE, SearchRun
 from autotransfer.search.study import leaderboard, record_of
 from autotransfer.search.trial_limit import claim_lock, finished_trials
+from autotransfer.search.val_probas import load_val_probas
+from autotransfer.search.verdict import TransferVerdict, transfer_verdict
+from autotransfer.strategies.base import transfers
 from autotransfer.tracking.base import notify
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,9 @@ class FitResult:
     # the test split and, when affordable, the whole validation split), close (saving,
     # tracking); a resumed fit's rank is 0 (the saved ranking is read)
     phases: dict[str, float] = field(default_factory=dict)
+    # the best transfer trial against the best one without transfer (None: no trial of
+    # one of the kinds finished)
+    verdict: TransferVerdict | None = None
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -106,6 +112,7 @@ class FitResult:
             "tracking": dict(self.tracking),
             "seconds": self.seconds,
             "phases": dict(self.phases),
+            "verdict": None if self.verdict is None else self.verdict.to_dict(),
         }
 
     def leaderboard_table(self, limit: int | None = 20) -> str:
@@ -116,7 +123,7 @@ class FitResult:
             acc = "" if r.val_accuracy is None else f"{r.val_accuracy:.4f}"
             secs = "" if r.seconds is None else f"{r.seconds:.0f}s"
             lines.append(
-                f"{r.number:>4}  {r.state:<8}  {acc:>7}  {secs:>7}  {r.strategy:<22}  {r.backbone}"
+                f"{r.number:>4}  {r.state:<8}  {acc:>7}  {secs:>7}  {r.strategy:<22}  {r.source}"
             )
         return "\n".join(lines)
 
@@ -146,6 +153,7 @@ class FitResult:
             tracking=d.get("tracking") or {},
             seconds=float(d.get("seconds") or 0.0),
             phases=dict(d.get("phases") or {}),
+            verdict=TransferVerdict.from_dict(d["verdict"]) if d.get("verdict") else None,
         )
 
 
@@ -197,6 +205,9 @@ def result_of_study(
         )
     phases["final_scoring"] = time.perf_counter() - t0
     t0 = time.perf_counter()
+    verdict = verdict_of_study(study, sr)
+    if verdict is not None:
+        log.info("Transfer verdict: %s.", verdict.sentence)
     result = FitResult(
         model=model,
         best=record_of(best),
@@ -208,6 +219,7 @@ def result_of_study(
         ranking=sr.run.ranking,
         seconds=round(time.perf_counter() - start, 2),
         phases={k: round(v, 2) for k, v in phases.items()},
+        verdict=verdict,
     )
     notify(sr.trackers, "fit_end", sr.run, result)
     result.tracking = dict(sr.run.state.get("mlflow", {}))
@@ -217,6 +229,17 @@ def result_of_study(
     result.phases["close"] = round(time.perf_counter() - t0, 2)
     result.seconds = round(time.perf_counter() - start, 2)
     return result
+
+
+def verdict_of_study(study: optuna.Study, sr: SearchRun) -> TransferVerdict | None:
+    """The transfer verdict of the study (:func:`~autotransfer.search.verdict.transfer_verdict`),
+    paired on the validation probabilities the trials kept in this run folder."""
+    baselines = {name for name, s in sr.strategies.items() if not transfers(s)}
+    trials = study.get_trials(deepcopy=False)
+    labels = [r.label for r in sr.dataset.val]
+    numbers = [t.number for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    probas = load_val_probas(sr.run_dir, numbers, n=len(labels))
+    return transfer_verdict(trials, baselines, probas, labels)
 
 
 RESULT_MARK = "autotransfer.result_of"  # study attribute: the trials the last result counted

@@ -6,11 +6,21 @@ from autotransfer.hookspecs import hookimpl
 from autotransfer.strategies.base import Strategy
 from autotransfer.strategies.discriminative_lr import DiscriminativeLR
 from autotransfer.strategies.feature_extraction import FeatureExtraction
+from autotransfer.strategies.from_scratch import FromScratch
 from autotransfer.strategies.full_finetune import FullFinetune
 from autotransfer.strategies.partial_freeze import PartialFreeze
+from autotransfer.strategies.raw_pixels import RawPixels
 
 
 @hookimpl
 def autotransfer_register_strategies() -> list[Strategy]:
-    """Feature extraction, partial freeze, full fine-tune (BiT-HyperRule), discriminative LRs."""
-    return [FeatureExtraction(), PartialFreeze(), FullFinetune(), DiscriminativeLR()]
+    """Feature extraction, partial freeze, full fine-tune (BiT-HyperRule), discriminative LRs,
+    and the no-transfer baselines: raw pixels and a small network from scratch."""
+    return [
+        FeatureExtraction(),
+        PartialFreeze(),
+        FullFinetune(),
+        DiscriminativeLR(),
+        RawPixels(),
+        FromScratch(),
+    ]

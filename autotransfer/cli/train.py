@@ -78,10 +78,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict(), indent=2, default=str))
         return 0
     b = result.best
-    print(f"pick: {b.strategy} on {b.backbone} (trial {b.number}) {json.dumps(b.params)}")
+    on = f"on {b.backbone}" if b.transfer else "(no transfer)"
+    print(f"pick: {b.strategy} {on} (trial {b.number}) {json.dumps(b.params)}")
     print("validation: " + _metrics(result.val_metrics))
     if result.test_metrics is not None:
         print("test:       " + _metrics(result.test_metrics))
+    if result.verdict is not None:
+        print("verdict:    " + result.verdict.sentence)
     print()
     print(result.leaderboard_table())
     print(f"\nmodel saved in {result.run_dir}/model  ({result.seconds:.0f}s)")

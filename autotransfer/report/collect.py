@@ -59,6 +59,7 @@ class RunFacts:
     fit_seconds: float | None = None
     tracking: dict[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    verdict: dict[str, Any] | None = None  # TransferVerdict.to_dict() of the fit
 
     @property
     def dataset_root(self) -> str:
@@ -115,6 +116,7 @@ def collect_run(run_dir: str | os.PathLike[str]) -> RunFacts:
         fit_seconds=fit.get("seconds"),
         tracking=read_record(root),
         notes=tuple(notes),
+        verdict=fit.get("verdict"),
     )
 
 

@@ -19,6 +19,7 @@ from autotransfer.report.style import CSS
 if TYPE_CHECKING:  # pragma: no cover
     from autotransfer.report.collect import RunFacts
     from autotransfer.report.pick import PickEvaluation
+    from autotransfer.search.records import TrialRecord
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 SECTIONS = (
@@ -98,10 +99,12 @@ def _header(facts: RunFacts, ev: PickEvaluation | None) -> str:
     pick = '<p class="pickline">No model was kept: the fit has not finished.</p>'
     if b is not None:
         pick = (
-            f'<p class="pickline"><span class="tag">PICK</span><b>{e(b.strategy)}</b> on '
-            f'<b>{e(b.backbone)}</b> · trial {b.number} · <span class="mono">'
+            f'<p class="pickline"><span class="tag">PICK</span><b>{e(b.strategy)}</b> '
+            f'{_on(b)} · trial {b.number} · <span class="mono">'
             f"{e(_params(b.params))}</span></p>"
         )
+        if facts.verdict:
+            pick += f'<p class="sub">Transfer verdict: {e(facts.verdict["sentence"])}.</p>'
     states = [t.state for t in facts.trials]
     counts = ", ".join(f"{states.count(s)} {s}" for s in ("complete", "pruned", "failed"))
     cards = [("val accuracy", num(facts.val_metrics.get("accuracy")), "of the pick")]
@@ -132,6 +135,11 @@ def _header(facts: RunFacts, ev: PickEvaluation | None) -> str:
     )
 
 
+def _on(b: TrialRecord) -> str:
+    """``on <b>backbone</b>``, or ``(no transfer)`` for a baseline."""
+    return f"on <b>{e(b.backbone)}</b>" if b.transfer else "(no transfer)"
+
+
 def _params(params: Mapping[str, Any]) -> str:
     def fmt(v: Any) -> str:
         if isinstance(v, float):
@@ -158,7 +166,7 @@ def _leaderboard(facts: RunFacts) -> str:
             f'<td class="num">{num(t.metrics.get("log_loss"))}</td>'
             f'<td class="num">{len(facts.curves.get(t.number, ())) or len(t.history)}</td>'
             f'<td class="num">{duration(t.seconds)}</td>'
-            f"<td>{e(t.strategy)}</td><td>{e(t.backbone)}</td>"
+            f"<td>{e(t.strategy)}</td><td>{e(t.source)}</td>"
             f'<td class="params mono">{e(_params(t.params))}{err}</td></tr>'
         )
     head = (
@@ -188,9 +196,18 @@ def _pick(facts: RunFacts, ev: PickEvaluation | None, svg: str | None, error: st
     if b is None:
         return section("pick", "The pick", "", '<div class="note">No model was kept.</div>')
     lead = (
-        f"<b>{e(b.strategy)}</b> on <b>{e(b.backbone)}</b>, trial {b.number}: "
+        f"<b>{e(b.strategy)}</b> {_on(b)}, trial {b.number}: "
         f'<span class="mono">{e(_params(b.params))}</span>.'
     )
+    if facts.verdict:
+        v = facts.verdict
+        lead += (
+            f" <b>Transfer verdict</b>: {e(v['sentence'])}. Best transfer trial "
+            f"{v['transfer_trial']} ({e(v['transfer_strategy'])}) {num(v['transfer_accuracy'])}, "
+            f"best without transfer {v['baseline_trial']} ({e(v['baseline_strategy'])}) "
+            f"{num(v['baseline_accuracy'])} on validation"
+            + (", compared image by image." if v.get("paired") else ".")
+        )
     cols = [("validation (at selection)", facts.val_metrics)]
     if facts.test_metrics:
         cols.append(("test (scored once by the fit)", facts.test_metrics))

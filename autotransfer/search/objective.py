@@ -24,9 +24,10 @@ from autotransfer.plugins import plugin_error
 from autotransfer.search.checkpoints import checkpoint_dir
 from autotransfer.search.search_run import SearchRun
 from autotransfer.search.selection import PER_CLASS, worth_keeping
-from autotransfer.search.study import FINISHED_VALUE, record_of, worker_id
+from autotransfer.search.study import FINISHED_VALUE, TRANSFER, record_of, worker_id
 from autotransfer.search.trial_limit import retry_of
-from autotransfer.strategies.base import TrainContext
+from autotransfer.search.val_probas import save_val_proba
+from autotransfer.strategies.base import TrainContext, transfers
 from autotransfer.tracking.base import TrialInfo, notify
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ def objective(sr: SearchRun, trial: optuna.Trial) -> float:
     name = trial.suggest_categorical("strategy", list(sr.strategies))
     strategy = sr.strategies[name]
     trial.set_user_attr("worker", worker_id())
+    trial.set_user_attr(TRANSFER, transfers(strategy))
     try:
         params = strategy.suggest(Prefixed(trial, name), search=sr.search)
     except Exception as exc:
@@ -107,7 +109,7 @@ def objective(sr: SearchRun, trial: optuna.Trial) -> float:
             sr, backbone, name, dict(params), trial.number, report, grow=grow
         )
         stage = "evaluate"
-        metrics = _val_metrics(sr, backbone, model, outcome)
+        metrics, proba = _val_metrics(sr, backbone, model, outcome)
     except optuna.TrialPruned:
         _finish(sr, trial, info, "pruned", start, history)
         raise
@@ -125,8 +127,13 @@ def objective(sr: SearchRun, trial: optuna.Trial) -> float:
     value = float(metrics["accuracy"])
     trial.set_user_attr("metrics", {k: float(v) for k, v in metrics.items()})
     trial.set_user_attr(
-        "info", {**_jsonable(outcome.info), "train_val_accuracy": outcome.val_accuracy}
+        "info",
+        {
+            **_jsonable(outcome.info),
+            "train_val_accuracy": outcome.val_accuracy,
+        },
     )
+    save_val_proba(sr.run_dir, trial.number, proba)
     # the figure the selection reads back from the trial, so both decide alike
     per_class = round(len(sr.dataset.train) / max(1, len(sr.dataset.classes)), 2)
     trial.set_user_attr(PER_CLASS, per_class)
@@ -153,21 +160,23 @@ def share_checkpoint(sr: SearchRun, number: int, path: Path) -> None:
         log.warning("Trial %d: its model could not be shared (%s): %s", number, sr.checkpoints, exc)
 
 
-def _val_metrics(sr: SearchRun, backbone: str, model: Any, outcome: Any) -> dict[str, float]:
-    """The trial's validation metrics: from the probabilities its training already computed
-    (the frozen-feature head's, the loop's best evaluation), else from predicting the
-    validation split through the model's preprocessing (and the scoring rate measured)."""
+def _val_metrics(
+    sr: SearchRun, backbone: str, model: Any, outcome: Any
+) -> tuple[dict[str, float], np.ndarray]:
+    """The trial's validation metrics and probabilities: those its training already
+    computed (the frozen-feature head's, the loop's best evaluation), else from predicting
+    the validation split through the model's preprocessing (and the scoring rate measured)."""
     y = [r.label for r in sr.dataset.val]
     proba = getattr(outcome, "val_proba", None)
-    if proba is not None and len(proba) == len(y):
-        metrics = classification_metrics(y, proba, len(sr.dataset.classes))
-        metrics["num_images"] = len(y)
-        return metrics
-    scored = time.monotonic()
-    metrics = model.evaluate(sr.dataset, split="val", device=str(sr.device))
-    if y:
-        sr.scoring_rates[backbone] = (time.monotonic() - scored) / len(y)
-    return metrics
+    if proba is None or len(proba) != len(y):
+        scored = time.monotonic()
+        paths = [r.path for r in sr.dataset.val]
+        proba = model.predict_proba(paths, device=str(sr.device))
+        if y:
+            sr.scoring_rates[backbone] = (time.monotonic() - scored) / len(y)
+    metrics = classification_metrics(y, proba, len(sr.dataset.classes))
+    metrics["num_images"] = len(y)
+    return metrics, np.asarray(proba)
 
 
 def train_model(
@@ -220,7 +229,8 @@ def train_model(
         outcome.model,
         classes=sr.dataset.classes,
         preprocessing=Preprocessing(**outcome.preprocessing),
-        arch=sr.specs[backbone].arch,
+        arch=outcome.arch or sr.specs[backbone].arch,
+        model_kwargs=outcome.model_kwargs,
         metadata={
             "backbone": backbone,
             "backbone_spec": sr.specs[backbone].to_dict(),

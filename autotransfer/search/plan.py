@@ -30,13 +30,15 @@ from autotransfer.config import FitSettings
 from autotransfer.data.statistics import bit_hyperrule
 from autotransfer.data.types import ImageDataset
 from autotransfer.plugins import plugin_error
-from autotransfer.strategies.base import SearchContext, Strategy
+from autotransfer.strategies.base import SearchContext, Strategy, transfers
 
 log = logging.getLogger(__name__)
 
 SMALL = 2_000  # training images per dataset under which data count as "small"
 CHEAP = 0.1  # strategies under this relative cost (frozen features) run first, on every backbone
 SIMILAR = 0.5  # similarity (0..1) above which data count as close to the source
+FAR = 0.25  # ...and under which it counts as far: the no-transfer baselines run early
+TINY = 48  # median image side (pixels) at or under which images count as tiny
 
 
 def strategy_order(strategies: Sequence[Strategy], search: SearchContext) -> list[Strategy]:
@@ -47,7 +49,7 @@ def strategy_order(strategies: Sequence[Strategy], search: SearchContext) -> lis
 
     >>> from autotransfer.builtin.strategies import autotransfer_register_strategies as reg
     >>> s = SearchContext(300, 5, 200.0, 0.9, "cpu", 32)
-    >>> [x.name for x in strategy_order(reg(), s)][:2]
+    >>> [x.name for x in strategy_order([x for x in reg() if transfers(x)], s)][:2]
     ['feature_extraction', 'partial_freeze']
     """
     small = search.num_train < SMALL
@@ -64,17 +66,19 @@ def prior_trials(
     Every strategy cheaper than 0.1 (frozen features) runs on every shortlisted backbone
     first; then each other strategy's defaults on the top backbone, in rule order, the
     first of them also on the best whole network of another family in the shortlist
-    (:func:`~autotransfer.backbones.families.other_family`) right after the top's.
+    (:func:`~autotransfer.backbones.families.other_family`) right after the top's. The
+    strategies that do not transfer run once each: the cheap ones right after the frozen
+    heads, the others there too when the data are :func:`doubtful`, else last.
 
     >>> from autotransfer.builtin.strategies import autotransfer_register_strategies as reg
     >>> s = SearchContext(300, 5, 200.0, 0.9, "cpu", 32)
     >>> [(p["backbone"], p["strategy"]) for p in prior_trials(["t:vit", "t:resnet"], reg(), s)]
     ... # doctest: +NORMALIZE_WHITESPACE
     [('t:vit', 'feature_extraction'), ('t:resnet', 'feature_extraction'),
-     ('t:vit', 'partial_freeze'), ('t:resnet', 'partial_freeze'),
-     ('t:vit', 'discriminative_lr'), ('t:vit', 'full_finetune')]
+     ('t:vit', 'raw_pixels'), ('t:vit', 'partial_freeze'), ('t:resnet', 'partial_freeze'),
+     ('t:vit', 'discriminative_lr'), ('t:vit', 'full_finetune'), ('t:vit', 'from_scratch')]
     """
-    ordered = strategy_order(strategies, search)
+    ordered = strategy_order([s for s in strategies if transfers(s)], search)
     cheap = [s for s in ordered if s.relative_cost < CHEAP]
     pairs = [(b, s) for s in cheap for b in shortlist]
     tuning = [s for s in ordered if s not in cheap]
@@ -82,6 +86,13 @@ def prior_trials(
     hedge = other_family(shortlist)
     if hedge is not None and tuning:
         pairs.insert(len(cheap) * len(shortlist) + 1, (hedge, tuning[0]))
+    # the no-transfer baselines, once each (they do not use the backbone): the cheap ones
+    # right after the frozen heads, the others there too where transfer is in doubt
+    baselines = sorted((s for s in strategies if not transfers(s)), key=lambda s: s.relative_cost)
+    early = [s for s in baselines if s.relative_cost < CHEAP or doubtful(search)]
+    at = len(cheap) * len(shortlist)
+    pairs[at:at] = [(shortlist[0], s) for s in early]
+    pairs += [(shortlist[0], s) for s in baselines if s not in early]
     out = []
     for b, s in pairs:
         try:
@@ -93,6 +104,20 @@ def prior_trials(
                 traceback.format_exc().rstrip(),
             )
     return out
+
+
+def doubtful(search: SearchContext) -> bool:
+    """Whether the descriptors put the data where transfer may not help: tiny images
+    (at most :data:`TINY` pixels a side) or far from the source (similarity under
+    :data:`FAR`).
+
+    >>> doubtful(SearchContext(300, 5, 28.0, 0.9, "cpu", 32))
+    True
+    >>> doubtful(SearchContext(300, 5, 200.0, None, "cpu", 32))
+    False
+    """
+    far = search.similarity is not None and search.similarity < FAR
+    return search.median_side <= TINY or far
 
 
 def _params(backbone: str, strategy: Strategy, search: SearchContext) -> dict[str, Any]:

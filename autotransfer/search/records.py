@@ -15,7 +15,9 @@ class TrialRecord:
     ``state`` is one of ``complete``, ``pruned``, ``failed`` or ``running``;
     ``val_accuracy`` is the selection score (best epoch); ``metrics`` holds the
     validation metrics of the kept weights (accuracy, balanced_accuracy, macro_f1,
-    log_loss); ``history`` one dict per epoch; ``error`` the failure, when failed.
+    log_loss); ``history`` one dict per epoch; ``error`` the failure, when failed;
+    ``transfer`` False for a no-transfer baseline (raw pixels, from scratch), whose
+    ``backbone`` is the study's parameter but was not used.
     """
 
     number: int
@@ -29,6 +31,12 @@ class TrialRecord:
     seconds: float | None = None
     error: str = ""
     info: dict[str, Any] = field(default_factory=dict)
+    transfer: bool = True
+
+    @property
+    def source(self) -> str:
+        """The backbone the model started from, or ``none`` (no transfer)."""
+        return self.backbone if self.transfer else "none"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

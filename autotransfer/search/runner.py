@@ -31,7 +31,7 @@ from autotransfer.search.search_run import SearchRun
 from autotransfer.search.shared_study import publish_plan, publish_tracking
 from autotransfer.search.study import close_dead_trials, open_study, record_of
 from autotransfer.search.trial_limit import TrialLimitReached, finished_trials
-from autotransfer.strategies.base import SearchContext
+from autotransfer.strategies.base import SearchContext, transfers
 from autotransfer.strategies.images import ImageCache
 from autotransfer.tracking.base import RunContext, notify
 from autotransfer.tracking.mlflow_checkpoints import MlflowCheckpoints
@@ -197,7 +197,8 @@ def _grows(sr: SearchRun) -> bool:
 
 
 def _cheap(sr: SearchRun) -> set[str]:
-    return {n for n, s in sr.strategies.items() if s.relative_cost < CHEAP}
+    """The frozen-feature strategies (cheap and transferring: not the raw pixels)."""
+    return {n for n, s in sr.strategies.items() if s.relative_cost < CHEAP and transfers(s)}
 
 
 def _priors(sr: SearchRun, cheap_only: bool) -> list[dict[str, Any]]:

@@ -157,6 +157,9 @@ def close_dead_trials(study: optuna.Study) -> tuple[list[int], list[int]]:
     return out, completed
 
 
+TRANSFER = "transfer"  # trial attribute: False for a strategy that does not transfer
+
+
 def record_of(t: optuna.trial.FrozenTrial) -> TrialRecord:
     """A finished (or running) Optuna trial as a :class:`TrialRecord`."""
     strategy = str(t.params.get("strategy", ""))
@@ -179,6 +182,7 @@ def record_of(t: optuna.trial.FrozenTrial) -> TrialRecord:
         seconds=seconds,
         error=str(t.user_attrs.get("error", "")),
         info=dict(t.user_attrs.get("info", {})),
+        transfer=bool(t.user_attrs.get(TRANSFER, True)),
     )
 
 

@@ -87,7 +87,9 @@ class TrainOutcome:
     (N, classes), when given, are the returned model's class probabilities on
     ``ctx.dataset``'s validation split, in its order, computed from the pixels or
     features the model's own preprocessing gives: the search scores the trial from them
-    instead of predicting the split again.
+    instead of predicting the split again. ``arch`` and ``model_kwargs`` name the timm
+    architecture that rebuilds ``model`` when it is not the trial's backbone (a model
+    trained from scratch, the raw-pixel model).
     """
 
     model: torch.nn.Module
@@ -96,6 +98,8 @@ class TrainOutcome:
     history: list[dict[str, float]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
     val_proba: np.ndarray | None = None
+    arch: str | None = None
+    model_kwargs: dict[str, Any] | None = None
 
 
 @runtime_checkable
@@ -118,3 +122,16 @@ class Strategy(Protocol):
     def defaults(self, *, search: SearchContext) -> dict[str, Any]: ...
 
     def train(self, ctx: TrainContext) -> TrainOutcome: ...
+
+
+def transfers(strategy: Any) -> bool:
+    """Whether a strategy starts from the pretrained backbone (the default). One that
+    does not (raw pixels, a network trained from scratch) sets ``transfers = False``: it
+    is the baseline of the transfer verdict, and runs once however many backbones
+    are shortlisted.
+
+    >>> from autotransfer.strategies.raw_pixels import RawPixels
+    >>> transfers(RawPixels()), transfers(object())
+    (False, True)
+    """
+    return bool(getattr(strategy, "transfers", True))

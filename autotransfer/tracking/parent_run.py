@@ -253,10 +253,15 @@ def log_result(
     }
     if best_run:
         tags["autotransfer.best_run_id"] = best_run
+    verdict = getattr(result, "verdict", None)
+    if verdict is not None:
+        tags["autotransfer.verdict"] = truncate(verdict.sentence, MAX_TAG_VALUE)
+        tags["autotransfer.verdict_outcome"] = verdict.outcome
     note = client.get_run(parent_id).data.tags.get(mlflow_tags.MLFLOW_RUN_NOTE, "")
     board = result.leaderboard_table()
+    said = f"\n\nTransfer verdict: {verdict.sentence}." if verdict is not None else ""
     tags[mlflow_tags.MLFLOW_RUN_NOTE] = truncate(
-        f"{note}\n\nLeaderboard:\n\n```\n{board}\n```", MAX_TAG_VALUE
+        f"{note}{said}\n\nLeaderboard:\n\n```\n{board}\n```", MAX_TAG_VALUE
     )
     log_batch(client, parent_id, tags=tags)
     client.log_text(parent_id, board, "leaderboard/leaderboard.txt")
@@ -271,6 +276,9 @@ def log_result(
         metrics.setdefault("best_val_accuracy", best.val_accuracy)
     metrics.update({f"test_{k}": v for k, v in (result.test_metrics or {}).items()})
     metrics["fit_seconds"] = result.seconds
+    if verdict is not None:  # transfer minus no transfer, validation accuracy
+        metrics["transfer_gain"] = verdict.difference
+        metrics["transfer_gain_se"] = verdict.se
     for s in ("complete", "pruned", "failed"):
         metrics[f"trials_{s}"] = sum(r.state == s for r in result.leaderboard)
     model_id = None
