@@ -8,4 +8,4 @@ Importing this package registers them; :mod:`autotransfer.model` does, so that
 
 from __future__ import annotations
 
-from autotransfer.architectures import pixels  # noqa: F401 (registers the architecture)
+from autotransfer.architectures import ensemble, pixels  # noqa: F401 (registers them)

@@ -67,8 +67,9 @@ def prior_trials(
     first; then each other strategy's defaults on the top backbone, in rule order, the
     first of them also on the best whole network of another family in the shortlist
     (:func:`~autotransfer.backbones.families.other_family`) right after the top's. The
-    strategies that do not transfer run once each: the cheap ones right after the frozen
-    heads, the others there too when the data are :func:`doubtful`, else last.
+    strategies that do not transfer run once each: where the data are :func:`doubtful`,
+    the cheap ones first and the others right after the frozen heads; else the cheap ones
+    right after the frozen heads and the others last.
 
     >>> from autotransfer.builtin.strategies import autotransfer_register_strategies as reg
     >>> s = SearchContext(300, 5, 200.0, 0.9, "cpu", 32)
@@ -86,13 +87,17 @@ def prior_trials(
     hedge = other_family(shortlist)
     if hedge is not None and tuning:
         pairs.insert(len(cheap) * len(shortlist) + 1, (hedge, tuning[0]))
-    # the no-transfer baselines, once each (they do not use the backbone): the cheap ones
-    # right after the frozen heads, the others there too where transfer is in doubt
+    # the no-transfer baselines, once each (they do not use the backbone). Where transfer
+    # is in doubt, the cheap ones first and the others right after the frozen heads;
+    # else the cheap ones after the frozen heads and the others last
     baselines = sorted((s for s in strategies if not transfers(s)), key=lambda s: s.relative_cost)
-    early = [s for s in baselines if s.relative_cost < CHEAP or doubtful(search)]
-    at = len(cheap) * len(shortlist)
-    pairs[at:at] = [(shortlist[0], s) for s in early]
-    pairs += [(shortlist[0], s) for s in baselines if s not in early]
+    quick = [(shortlist[0], s) for s in baselines if s.relative_cost < CHEAP]
+    slow = [(shortlist[0], s) for s in baselines if s.relative_cost >= CHEAP]
+    heads = len(cheap) * len(shortlist)
+    if doubtful(search):
+        pairs = quick + pairs[:heads] + slow + pairs[heads:]
+    else:
+        pairs = pairs[:heads] + quick + pairs[heads:] + slow
     out = []
     for b, s in pairs:
         try:

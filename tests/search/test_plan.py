@@ -78,3 +78,21 @@ def test_similarity_from_the_batchnorm_kl():
     assert similarity_score(Desc(), "b") < 0.25
     assert similarity_score(Desc(), "c") is None
     assert similarity_score(Desc(), "missing") is None
+
+
+def test_the_no_transfer_baselines_run_once_each_early_where_transfer_is_in_doubt():
+    strategies = [plugins.lookup("strategies", n) for n in [*BUILTIN, "raw_pixels", "from_scratch"]]
+    shortlist = ["timm:resnet50", "timm:resnet18"]
+
+    def order(median_side, sim):
+        s = dataclasses.replace(_search(300, sim), median_side=median_side)
+        return [(t["backbone"], t["strategy"]) for t in prior_trials(shortlist, strategies, s)]
+
+    close = order(300.0, 0.9)  # large images close to the source: after the heads, and last
+    assert [s for _, s in close].count("raw_pixels") == 1 and close[2][1] == "raw_pixels"
+    assert close[-1] == ("timm:resnet50", "from_scratch")
+    assert [s for _, s in close[:2]] == ["feature_extraction"] * 2
+    for doubtful in (order(28.0, 0.9), order(300.0, 0.1)):  # tiny, or far from the source
+        assert doubtful[0] == ("timm:resnet50", "raw_pixels")
+        assert [s for _, s in doubtful[1:4]] == ["feature_extraction"] * 2 + ["from_scratch"]
+        assert len(doubtful) == len(close)

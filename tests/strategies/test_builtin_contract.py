@@ -7,7 +7,14 @@ import pytest
 from autotransfer import plugins
 from autotransfer.testing.strategies import StrategyContract
 
-BUILTIN = ["feature_extraction", "partial_freeze", "full_finetune", "discriminative_lr"]
+BUILTIN = [
+    "feature_extraction",
+    "partial_freeze",
+    "full_finetune",
+    "discriminative_lr",
+    "raw_pixels",
+    "from_scratch",
+]
 
 
 class TestBuiltinStrategies(StrategyContract):
