@@ -159,6 +159,11 @@ class FitSettings:
 
     time_budget: str | float | None = "10m"
     n_trials: int | None = None
+    # after the search: a weighted ensemble of the trials (Caruana's greedy selection on
+    # their validation probabilities), kept only when it wins by more than one standard
+    # error; and the pick retrained on train + validation when the time left allows
+    ensemble: bool = True
+    refit: bool = True
     strategies: tuple[str, ...] | None = None  # None: every registered strategy
     backbones: tuple[str, ...] | None = None  # None: every candidate available offline
     top_k: int = 3  # backbones kept from the ranking for the study

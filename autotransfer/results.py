@@ -16,6 +16,8 @@ from autotransfer.model import Classifier
 from autotransfer.model_files import model_folder
 from autotransfer.report import write_report
 from autotransfer.search.checkpoints import prune_checkpoints
+from autotransfer.search.ensemble import EnsembleChoice
+from autotransfer.search.finish import ensemble_of_study, refit_pick
 from autotransfer.search.pick import load_best
 from autotransfer.search.records import TrialRecord
 from autotransfer.search.search_run import FULL_VAL_SHARE, SearchRun
@@ -62,6 +64,11 @@ class FitResult:
     # the best transfer trial against the best one without transfer (None: no trial of
     # one of the kinds finished)
     verdict: TransferVerdict | None = None
+    # the ensemble selection after the search (kept: ``model`` is the ensemble); None when
+    # fewer than two trials could take part or ensembles are off
+    ensemble: EnsembleChoice | None = None
+    # the refit on train + validation: done, why (and images, seconds, steps when done)
+    refit: dict[str, Any] = field(default_factory=dict)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -113,6 +120,8 @@ class FitResult:
             "seconds": self.seconds,
             "phases": dict(self.phases),
             "verdict": None if self.verdict is None else self.verdict.to_dict(),
+            "ensemble": None if self.ensemble is None else self.ensemble.to_dict(),
+            "refit": dict(self.refit),
         }
 
     def leaderboard_table(self, limit: int | None = 20) -> str:
@@ -154,6 +163,8 @@ class FitResult:
             seconds=float(d.get("seconds") or 0.0),
             phases=dict(d.get("phases") or {}),
             verdict=TransferVerdict.from_dict(d["verdict"]) if d.get("verdict") else None,
+            ensemble=EnsembleChoice.from_dict(d["ensemble"]) if d.get("ensemble") else None,
+            refit=dict(d.get("refit") or {}),
         )
 
 
@@ -188,11 +199,24 @@ def result_of_study(
             + "Give the fit more time (time_budget) or look at the log above."
         )
     t0 = time.perf_counter()
+    val = dict(best.user_attrs.get("metrics", {}))
+    choice, served, served_val = ensemble_of_study(study, sr) if sr.ensemble else (None,) * 3
+    if served is not None:
+        model, val = served, served_val
+        refit = {"done": False, "why": "the pick is an ensemble: its members keep their weights"}
+    else:
+        model, refit = refit_pick(sr, best, model)
+    phases["last_mile"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     test = None
     if sr.dataset.test:
         test = model.evaluate(sr.dataset, split="test", device=str(sr.device))
-    val = dict(best.user_attrs.get("metrics", {}))
-    if sr.rescore_full_val():  # the search validated on a sample: the pick, once, on all
+    if refit.get("done") and sr.full_dataset is not None:
+        log.info(
+            "The pick's validation figures are the search's: the refit model trained on "
+            "the validation sample, so scoring it on the whole split would flatter it."
+        )
+    elif served is None and sr.rescore_full_val():  # the search validated on a sample
         log.info("Scoring the pick on the whole validation split (%d images).", len(ds.val))
         val = model.evaluate(ds, split="val", device=str(sr.device))
     elif sr.full_dataset is not None:
@@ -220,11 +244,13 @@ def result_of_study(
         seconds=round(time.perf_counter() - start, 2),
         phases={k: round(v, 2) for k, v in phases.items()},
         verdict=verdict,
+        ensemble=choice,
+        refit=refit,
     )
     notify(sr.trackers, "fit_end", sr.run, result)
     result.tracking = dict(sr.run.state.get("mlflow", {}))
     result.save(sr.run_dir / "model")
-    prune_checkpoints(sr.run_dir, keep=best.number)
+    prune_checkpoints(sr.run_dir, keep=best.number)  # an ensemble is whole in model/
     # the saved record's times end with the scoring; the result's include the closing
     result.phases["close"] = round(time.perf_counter() - t0, 2)
     result.seconds = round(time.perf_counter() - start, 2)

@@ -77,14 +77,22 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=str))
         return 0
-    b = result.best
-    on = f"on {b.backbone}" if b.transfer else "(no transfer)"
-    print(f"pick: {b.strategy} {on} (trial {b.number}) {json.dumps(b.params)}")
+    b, ens = result.best, result.ensemble
+    if ens is not None and ens.kept:
+        members = ", ".join(f"#{t} {w:.2f}" for t, w in ens.weights.items())
+        print(f"pick: an ensemble of {len(ens.weights)} trials ({members})")
+    else:
+        on = f"on {b.backbone}" if b.transfer else "(no transfer)"
+        print(f"pick: {b.strategy} {on} (trial {b.number}) {json.dumps(b.params)}")
     print("validation: " + _metrics(result.val_metrics))
     if result.test_metrics is not None:
         print("test:       " + _metrics(result.test_metrics))
     if result.verdict is not None:
         print("verdict:    " + result.verdict.sentence)
+    if ens is not None:
+        print("ensemble:   " + ens.reason)
+    if result.refit:
+        print("refit:      " + str(result.refit.get("why", "")))
     print()
     print(result.leaderboard_table())
     print(f"\nmodel saved in {result.run_dir}/model  ({result.seconds:.0f}s)")
@@ -234,6 +242,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--class-weights", default="auto", choices=("auto", "balanced", "none"))
     p.add_argument("--trial-time-limit", default=None, help="default: 40%% of the budget")
     p.add_argument("--pruner", default="median", choices=("median", "none"))
+    p.add_argument(
+        "--no-ensemble",
+        dest="ensemble",
+        action="store_false",
+        help="never serve an ensemble of trials (by default one is kept when it wins by > 1 SE)",
+    )
+    p.add_argument(
+        "--no-refit",
+        dest="refit",
+        action="store_false",
+        help="keep the search's weights (by default the pick is retrained on train + val)",
+    )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA if present)")
     p.add_argument(
         "--devices",

@@ -60,6 +60,8 @@ class RunFacts:
     tracking: dict[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     verdict: dict[str, Any] | None = None  # TransferVerdict.to_dict() of the fit
+    ensemble: dict[str, Any] | None = None  # EnsembleChoice.to_dict() of the fit
+    refit: dict[str, Any] = field(default_factory=dict)  # FitResult.refit
 
     @property
     def dataset_root(self) -> str:
@@ -117,6 +119,8 @@ def collect_run(run_dir: str | os.PathLike[str]) -> RunFacts:
         tracking=read_record(root),
         notes=tuple(notes),
         verdict=fit.get("verdict"),
+        ensemble=fit.get("ensemble"),
+        refit=dict(fit.get("refit") or {}),
     )
 
 

@@ -208,6 +208,20 @@ def _pick(facts: RunFacts, ev: PickEvaluation | None, svg: str | None, error: st
             f"{num(v['baseline_accuracy'])} on validation"
             + (", compared image by image." if v.get("paired") else ".")
         )
+    ens, members = facts.ensemble, ""
+    if ens:
+        lead += f" <b>Ensemble</b>: {e(ens['reason'])}."
+        if ens.get("kept"):
+            rows = [
+                f'<tr><td><a href="#trial-{e(t)}">trial {e(t)}</a></td>'
+                f'<td class="num">{num(w, 3)}</td></tr>'
+                for t, w in ens["weights"].items()
+            ]
+            members = "<h3>The pick is this ensemble: its members and weights</h3>" + table(
+                ("member", "weight"), rows, (False, True)
+            )
+    if facts.refit:
+        lead += f" <b>Refit</b>: {e(str(facts.refit.get('why', '')))}."
     cols = [("validation (at selection)", facts.val_metrics)]
     if facts.test_metrics:
         cols.append(("test (scored once by the fit)", facts.test_metrics))
@@ -219,7 +233,10 @@ def _pick(facts: RunFacts, ev: PickEvaluation | None, svg: str | None, error: st
         + "</tr>"
         for m, digits in (*((m, 4) for m in METRICS), ("num_images", 0))
     ]
-    out = [table(("metric", *(e(n) for n, _ in cols)), rows, (False, *[True] * len(cols)))]
+    out = [
+        members,
+        table(("metric", *(e(n) for n, _ in cols)), rows, (False, *[True] * len(cols))),
+    ]
     if ev is None:
         why = error or "the pick was not scored."
         out.append(f'<div class="note">No confusion matrix: {e(why)}</div>')

@@ -23,7 +23,7 @@ from autotransfer.model import Classifier, Preprocessing
 from autotransfer.plugins import plugin_error
 from autotransfer.search.checkpoints import checkpoint_dir
 from autotransfer.search.search_run import SearchRun
-from autotransfer.search.selection import PER_CLASS, worth_keeping
+from autotransfer.search.selection import ENSEMBLE_POOL, PER_CLASS, worth_keeping
 from autotransfer.search.study import FINISHED_VALUE, TRANSFER, record_of, worker_id
 from autotransfer.search.trial_limit import retry_of
 from autotransfer.search.val_probas import save_val_proba
@@ -137,7 +137,8 @@ def objective(sr: SearchRun, trial: optuna.Trial) -> float:
     # the figure the selection reads back from the trial, so both decide alike
     per_class = round(len(sr.dataset.train) / max(1, len(sr.dataset.classes)), 2)
     trial.set_user_attr(PER_CLASS, per_class)
-    if worth_keeping(trial.study, value, int(metrics.get("num_images", 0)), per_class):
+    pool = ENSEMBLE_POOL if sr.ensemble else 0
+    if worth_keeping(trial.study, value, int(metrics.get("num_images", 0)), per_class, pool):
         path = checkpoint_dir(sr.run_dir, trial.number)
         model.save(path)
         share_checkpoint(sr, trial.number, path)
@@ -189,6 +190,9 @@ def train_model(
     *,
     deadline: float | None = None,
     grow: bool = False,
+    dataset: Any = None,
+    images: Any = None,
+    features: Any = None,
 ) -> tuple[Any, Any]:
     """Train trial ``number``'s configuration: the classifier and the strategy's outcome.
 
@@ -198,7 +202,8 @@ def train_model(
     the same trial trains the same way again. Frozen features of a training split larger
     than the ranking's sample: ``grow``, as much of it as :data:`GROW_SHARE` of the
     time left allows (the trial limit does not apply: this is the one trial that reads
-    the split); else the sample and what earlier trials read.
+    the split); else the sample and what earlier trials read. ``dataset``, ``images`` and
+    ``features`` replace the search's (the refit's data).
     """
     if deadline is None:
         left = sr.training_left()
@@ -207,7 +212,7 @@ def train_model(
             own = time.monotonic() + sr.trial_limit
             deadline = own if deadline is None else min(deadline, own)
     ctx = TrainContext(
-        dataset=sr.dataset,
+        dataset=dataset or sr.dataset,
         spec=sr.specs[backbone],
         params=dict(params),
         device=sr.device,
@@ -219,15 +224,15 @@ def train_model(
         class_weights=sr.class_weights,
         deadline=deadline,
         report=report,
-        features=lambda split: _features(sr, backbone, split, deadline, grow),
-        images=sr.images,
+        features=features or (lambda split: _features(sr, backbone, split, deadline, grow)),
+        images=images or sr.images,
         search=sr.search,
         log=log,
     )
     outcome = sr.strategies[name].train(ctx)
     model = Classifier(
         outcome.model,
-        classes=sr.dataset.classes,
+        classes=ctx.dataset.classes,
         preprocessing=Preprocessing(**outcome.preprocessing),
         arch=outcome.arch or sr.specs[backbone].arch,
         model_kwargs=outcome.model_kwargs,

@@ -129,6 +129,8 @@ def prepare(
             num_workers=settings.num_workers,
             jpeg_decode=settings.jpeg_decode,
         ),
+        ensemble=settings.ensemble,
+        refit=settings.refit,
     )
     sr.checkpoints = checkpoint_store(settings.shared_checkpoints, sr.run)
     if not is_worker:

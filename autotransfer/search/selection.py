@@ -28,6 +28,8 @@ COMPLETE = optuna.trial.TrialState.COMPLETE
 FEW_PER_CLASS = 15
 # the trial attribute that carries it (trials of studies made before it count as many)
 PER_CLASS = "train_images_per_class"
+# the best trials whose models are kept for the ensemble (search.finish) to choose from
+ENSEMBLE_POOL = 8
 
 
 def tolerance(accuracy: float, n: int, per_class: float | None = None) -> float:
@@ -81,12 +83,15 @@ def ranked(trials: Sequence[optuna.trial.FrozenTrial]) -> list[optuna.trial.Froz
 
 
 def worth_keeping(
-    study: optuna.Study, value: float, n: int, per_class: float | None = None
+    study: optuna.Study, value: float, n: int, per_class: float | None = None, pool: int = 0
 ) -> bool:
     """Whether a trial that just scored ``value`` on ``n`` images, trained on
-    ``per_class`` images per class, may end up the winner (so its model is saved)."""
+    ``per_class`` images per class, may end up the winner, or (``pool`` > 0) among the
+    ``pool`` best so far, from which an ensemble is chosen (so its model is saved)."""
     done = [
         t.value for t in study.get_trials(deepcopy=False, states=(COMPLETE,)) if t.value is not None
     ]
     best = max([value, *done])
+    if pool and sum(v > value for v in done) < pool:
+        return True
     return value >= best - tolerance(best, n, per_class) - 1e-12

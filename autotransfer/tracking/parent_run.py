@@ -254,6 +254,11 @@ def log_result(
     if best_run:
         tags["autotransfer.best_run_id"] = best_run
     verdict = getattr(result, "verdict", None)
+    ensemble, refit = getattr(result, "ensemble", None), getattr(result, "refit", None) or {}
+    if ensemble is not None:
+        tags["autotransfer.ensemble"] = truncate(ensemble.reason, MAX_TAG_VALUE)
+    if refit:
+        tags["autotransfer.refit"] = truncate(str(refit.get("why", "")), MAX_TAG_VALUE)
     if verdict is not None:
         tags["autotransfer.verdict"] = truncate(verdict.sentence, MAX_TAG_VALUE)
         tags["autotransfer.verdict_outcome"] = verdict.outcome

@@ -76,8 +76,8 @@ def test_complementary_trials_make_a_kept_ensemble():
     assert choice.weights[4] == pytest.approx(0.5) and choice.weights[7] == pytest.approx(0.5)
     assert choice.best_trial == 4  # 4 and 7 tie on accuracy and log-loss: lower number
     assert choice.best_accuracy == 0.5 and choice.val_accuracy == 1.0
-    assert choice.difference == pytest.approx(0.5) and choice.difference > choice.se > 0
-    assert choice.reason.startswith("ensemble of 2 trials (#4 0.50, #7 0.50): +50.0 points")
+    assert choice.difference > choice.se > 0  # judged out of fold
+    assert choice.reason.startswith("ensemble of 2 trials (#4 0.50, #7 0.50): +")
     assert choice.reason.endswith("kept")
     assert EnsembleChoice.from_dict(json.loads(json.dumps(choice.to_dict()))) == choice
 
@@ -93,7 +93,7 @@ def test_one_dominant_trial_is_not_worth_an_ensemble():
     assert choice is not None and not choice.kept
     assert choice.reason.startswith("not kept")
     if len(choice.weights) == 1:  # nothing helped at all
-        assert choice.weights == {choice.best_trial: 1.0} and choice.difference == 0.0
+        assert choice.weights == {choice.best_trial: 1.0}
         assert "nothing to add" in choice.reason
     else:
         assert choice.difference <= choice.se
@@ -115,13 +115,10 @@ def test_a_gain_within_one_standard_error_is_not_kept():
     assert choice is not None and set(choice.weights) == {1, 2}
     assert choice.best_trial == 1 and choice.best_accuracy == 0.9
     assert choice.val_accuracy == pytest.approx(0.91)
-    # +1 point (3 gained, 2 lost of 100 images); SE = sqrt((5 - 100 * 0.01**2) / 99 / 100)
-    assert choice.difference == pytest.approx(0.01)
-    assert choice.se == pytest.approx(np.sqrt((5 - 0.01) / 99 / 100))
+    # in sample +1 point (3 images gained, 2 lost of 100); out of fold, no more than that
+    assert choice.difference <= 0.01 and choice.difference <= choice.se
     assert not choice.kept
-    assert choice.reason.startswith("not kept") and "within one standard error (2.2)" in (
-        choice.reason
-    )
+    assert choice.reason.startswith("not kept") and "within one standard error" in choice.reason
 
 
 def test_fewer_than_two_trials_give_none():

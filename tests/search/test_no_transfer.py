@@ -11,6 +11,7 @@ from autotransfer.cli import main
 from autotransfer.data.demo import write_digits_folder
 from autotransfer.model import Classifier
 from autotransfer.results import FitResult
+from autotransfer.search.checkpoints import checkpoint_dir
 
 from .conftest import fit_tiny
 
@@ -43,9 +44,15 @@ def test_raw_pixels_are_picked_where_they_win_and_the_verdict_says_so(digits, tm
     # the pick is the raw-pixel model, a torch module: predicting the validation split
     # through its own preprocessing gives the accuracy the trial was selected with
     assert result.model.arch == "autotransfer_pixels"
-    assert result.model.evaluate(digits, split="val")["accuracy"] == pytest.approx(
+    searched = Classifier.load(checkpoint_dir(run, best.number))
+    assert searched.evaluate(digits, split="val")["accuracy"] == pytest.approx(
         best.val_accuracy, abs=1e-9
     )
+    # refit on train + validation (1,797 images), the selection and its figures kept
+    assert result.refit["done"] and result.refit["images"] == 1797
+    assert result.val_metrics["accuracy"] == best.val_accuracy
+    assert result.model.metadata["refit"] and result.model.metadata["trial"] == best.number
+    assert not np.array_equal(searched.module.head.weight, result.model.module.head.weight)
     # the verdict is kept with the result, in MLflow and in the report
     assert FitResult.load(run).verdict == v
     from mlflow.tracking import MlflowClient

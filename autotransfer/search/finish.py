@@ -1,0 +1,181 @@
+"""The last mile, after the search: an ensemble of its trials, and the pick refit on all the
+labelled data.
+
+**Ensemble.** From the validation probabilities each trial kept when it finished
+(:mod:`autotransfer.search.val_probas`), Caruana's greedy selection with replacement
+chooses a weighted ensemble of the best :data:`~autotransfer.search.selection.ENSEMBLE_POOL`
+trials whose models were kept (:mod:`autotransfer.search.ensemble`); it replaces the pick
+only when it beats the best trial by more than one standard error, judged out of fold.
+Nothing is predicted again: it costs seconds.
+
+**Refit.** VTAB tunes on 800 images and 200 and then trains on all 1,000; AutoGluon has
+``refit_full``. The pick's configuration trains again, same seed, on the training and
+validation images together: a frozen-feature head in seconds (the validation features
+are cached), a trained network for the number of steps at which it was selected. It is
+done only when the time left allows it by the pick's own measured pace, and its result is
+kept only when it ran to the end; otherwise the search's weights stay, and the result says
+why. An ensemble's members keep the search's weights. The selection and the validation
+metrics stay those of the search: the validation images are training images after it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import optuna
+
+from autotransfer.backbones.feature_cache import concat_features
+from autotransfer.data.sample import with_split
+from autotransfer.metrics import classification_metrics
+from autotransfer.model import Classifier
+from autotransfer.model_files import ModelFileError
+from autotransfer.search.checkpoints import checkpoint_dir
+from autotransfer.search.ensemble import EnsembleChoice, choose_ensemble, ensemble_classifier
+from autotransfer.search.objective import train_model
+from autotransfer.search.search_run import SearchRun
+from autotransfer.search.selection import ENSEMBLE_POOL
+from autotransfer.search.study import record_of
+from autotransfer.search.val_probas import load_val_probas
+from autotransfer.strategies.images import ImageCache
+
+log = logging.getLogger(__name__)
+
+COMPLETE = optuna.trial.TrialState.COMPLETE
+# the refit's predicted seconds are the pick's measured training seconds times this (the
+# validation images added, decoding them, a margin for a slower moment)
+REFIT_MARGIN = 1.5
+
+
+def ensemble_of_study(
+    study: optuna.Study, sr: SearchRun
+) -> tuple[EnsembleChoice | None, Classifier | None, dict[str, float] | None]:
+    """The ensemble selection of the study's best kept trials: ``(choice, classifier,
+    validation metrics)``; the classifier and metrics only when the choice is kept.
+    ``(None, None, None)`` when fewer than two trials have both their probabilities and
+    their model here."""
+    labels = np.array([r.label for r in sr.dataset.val])
+    done = sorted(
+        (t for t in study.get_trials(deepcopy=False) if t.state == COMPLETE and t.value),
+        key=lambda t: (-t.value, t.number),
+    )
+    kept = [
+        t.number
+        for t in done
+        if (checkpoint_dir(sr.run_dir, t.number) / "autotransfer.json").exists()
+    ]
+    probas = load_val_probas(sr.run_dir, kept[:ENSEMBLE_POOL], n=len(labels))
+    if len(probas) < 2 or not len(labels):
+        return None, None, None
+    choice = choose_ensemble(probas, labels)
+    if choice is None or not choice.kept:
+        return choice, None, None
+    try:
+        members = [Classifier.load(checkpoint_dir(sr.run_dir, t)) for t in choice.weights]
+    except ModelFileError as exc:
+        log.warning("The ensemble is not served: a member's model could not be read (%s).", exc)
+        return choice, None, None
+    mix = sum(probas[t] * w for t, w in choice.weights.items())
+    metrics: dict[str, float] = classification_metrics(labels, mix, len(sr.dataset.classes))
+    metrics["num_images"] = len(labels)
+    model = ensemble_classifier(
+        members,
+        list(choice.weights.values()),
+        metadata={
+            "strategy": "ensemble",
+            "members": [
+                {"trial": t, "weight": w, **m.metadata}
+                for (t, w), m in zip(choice.weights.items(), members)
+            ],
+        },
+    )
+    return choice, model, metrics
+
+
+def _has_model(sr: SearchRun, number: int) -> bool:
+    return (checkpoint_dir(sr.run_dir, number) / "autotransfer.json").exists()
+
+
+def refit_pick(
+    sr: SearchRun, trial: optuna.trial.FrozenTrial, model: Classifier
+) -> tuple[Classifier, dict[str, Any]]:
+    """The pick trained again on train + validation, or ``model`` when the refit is off,
+    cannot fit in the time left, or was cut short; with a record of what happened
+    (``done``, ``why``, ``images``, ``seconds``)."""
+    if not sr.refit:
+        return model, {"done": False, "why": "refit is off (refit=False)"}
+    if not sr.dataset.val:
+        return model, {"done": False, "why": "there are no validation images to add"}
+    record = record_of(trial)
+    info = dict(trial.user_attrs.get("info") or {})
+    params = dict(record.params)
+    if "steps" in params and info.get("best_step"):  # the step count it was selected at
+        params["steps"] = int(info["best_step"])
+    pace = float(info.get("train_seconds") or record.seconds or 0.0)
+    if info.get("steps_run") and "steps" in params:
+        pace *= params["steps"] / max(1, int(info["steps_run"]))
+    need = REFIT_MARGIN * pace
+    left = sr.training_left()
+    if left is not None and need > left:
+        why = (
+            f"the refit would take about {need:.0f} s and {max(0.0, left):.0f} s of the budget "
+            "are left: the search's weights are kept"
+        )
+        log.info("No refit: %s.", why)
+        return model, {"done": False, "why": why}
+    data = with_split(sr.dataset, "train", [*sr.dataset.train, *sr.dataset.val])
+    images = ImageCache(
+        data, device=sr.device, memory_cap=sr.images.memory_cap, jpeg_decode=sr.images.jpeg_decode
+    )
+
+    def features(split: str) -> Any:  # the cached features: what the pick read, and val
+        val = sr.features(record.backbone, "val")
+        if split != "train":
+            return val
+        return concat_features([sr.features(record.backbone, "train", None, more=False), val])
+
+    start = time.monotonic()
+    deadline = None if left is None else start + left
+    log.info(
+        "Refitting the pick (trial %d, %s) on %d training and validation images.",
+        trial.number,
+        record.strategy,
+        len(data.train),
+    )
+    try:
+        refit, outcome = train_model(
+            sr,
+            record.backbone,
+            record.strategy,
+            params,
+            trial.number,
+            lambda epoch, metrics: None,
+            deadline=deadline,
+            grow=bool(trial.user_attrs.get("grow")),
+            dataset=data,
+            images=images,
+            features=features,
+        )
+    except Exception as exc:  # the search's model stands
+        log.warning(
+            "The refit failed (%s: %s); the search's weights are kept.", type(exc).__name__, exc
+        )
+        return model, {"done": False, "why": f"the refit failed: {type(exc).__name__}: {exc}"}
+    finally:
+        images.close()
+    seconds = round(time.monotonic() - start, 2)
+    if outcome.info.get("cut_by_deadline"):
+        why = "the refit ran out of time before its last step: the search's weights are kept"
+        log.info("%s.", why)
+        return model, {"done": False, "why": why, "seconds": seconds}
+    refit.metadata.update({**model.metadata, "refit": True})
+    images_seen = int(outcome.info.get("train_images") or len(data.train))
+    return refit, {
+        "done": True,
+        "why": f"retrained on {len(data.train)} training and validation images",
+        "images": images_seen,
+        "seconds": seconds,
+        **({"steps": params["steps"]} if "steps" in params else {}),
+    }

@@ -1,0 +1,51 @@
+"""The last mile after the search: the refit on train + validation, and the ensemble."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from autotransfer.model import Classifier
+from autotransfer.search.checkpoints import checkpoint_dir
+
+from .conftest import fit_tiny
+
+
+def test_refit_trains_the_pick_again_on_train_and_val_at_its_selected_steps(folder, tmp_path):
+    run = tmp_path / "run"
+    result = fit_tiny(folder, run, strategies=("partial_freeze",), n_trials=1, ensemble=False)
+    best = result.best
+    assert result.refit["done"], result.refit
+    assert result.refit["steps"] == best.info["best_step"]  # the step count selected at
+    assert "30 training and validation images" in result.refit["why"]  # 24 + 6
+    # the selection and its validation figures are the search's
+    assert result.val_metrics["accuracy"] == best.val_accuracy
+    searched = Classifier.load(checkpoint_dir(run, best.number))
+    changed = [
+        k
+        for k, v in searched.module.state_dict().items()
+        if v.is_floating_point() and not np.allclose(v, result.model.module.state_dict()[k])
+    ]
+    assert changed  # other weights: trained on more images
+    assert result.model.metadata["refit"] and result.model.metadata["trial"] == best.number
+
+
+def test_without_refit_the_search_weights_are_the_model(folder, tmp_path):
+    run = tmp_path / "run"
+    result = fit_tiny(folder, run, strategies=("feature_extraction",), n_trials=1, refit=False)
+    assert result.refit == {"done": False, "why": "refit is off (refit=False)"}
+    searched = Classifier.load(checkpoint_dir(run, result.best.number))
+    for k, v in searched.module.state_dict().items():
+        assert np.array_equal(v, result.model.module.state_dict()[k])
+
+
+def test_the_ensemble_selection_reads_the_kept_trials_and_is_served_only_when_kept(
+    folder, tmp_path
+):
+    result = fit_tiny(folder, tmp_path / "run", strategies=("feature_extraction",), n_trials=3)
+    choice = result.ensemble
+    assert choice is not None and choice.best_trial in {r.number for r in result.leaderboard}
+    if choice.kept:
+        assert result.model.arch == "autotransfer_ensemble"
+        assert result.refit["why"].startswith("the pick is an ensemble")
+    else:
+        assert result.model.arch != "autotransfer_ensemble" and result.refit["done"]
