@@ -138,6 +138,7 @@ def check_cuts(cuts: Any) -> tuple[int, ...]:
 
 
 PRUNERS = ("median", "none")
+FLIP_TTA = ("auto", "on", "off")  # auto: measured on validation after the search, on if it wins
 AUGMENTATIONS = ("crop_flip", "crop", "none")  # see strategies.images
 CLASS_WEIGHTS = ("auto", "balanced", "none")
 
@@ -164,6 +165,10 @@ class FitSettings:
     # error; and the pick retrained on train + validation when the time left allows
     ensemble: bool = True
     refit: bool = True
+    # flip test-time augmentation (each image and its mirror image, averaged): "auto" turns
+    # it on when it beats the plain pick on validation by more than one standard error
+    # (never where augment forbids flips); "on", "off"
+    flip_tta: str = "auto"
     strategies: tuple[str, ...] | None = None  # None: every registered strategy
     backbones: tuple[str, ...] | None = None  # None: every candidate available offline
     top_k: int = 3  # backbones kept from the ranking for the study
@@ -266,6 +271,7 @@ class FitSettings:
             ("augment", self.augment, AUGMENTATIONS),
             ("class_weights", self.class_weights, CLASS_WEIGHTS),
             ("pruner", self.pruner, PRUNERS),
+            ("flip_tta", self.flip_tta, FLIP_TTA),
         ):
             if value not in allowed:
                 raise ConfigError(

@@ -17,7 +17,7 @@ from autotransfer.model_files import model_folder
 from autotransfer.report import write_report
 from autotransfer.search.checkpoints import prune_checkpoints
 from autotransfer.search.ensemble import EnsembleChoice
-from autotransfer.search.finish import ensemble_of_study, refit_pick
+from autotransfer.search.finish import decide_flip, refit_pick, served_model, with_flip
 from autotransfer.search.pick import load_best
 from autotransfer.search.records import TrialRecord
 from autotransfer.search.search_run import FULL_VAL_SHARE, SearchRun
@@ -69,6 +69,8 @@ class FitResult:
     ensemble: EnsembleChoice | None = None
     # the refit on train + validation: done, why (and images, seconds, steps when done)
     refit: dict[str, Any] = field(default_factory=dict)
+    # flip test-time augmentation: on, why (and difference, se when measured)
+    flip_tta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -122,6 +124,7 @@ class FitResult:
             "verdict": None if self.verdict is None else self.verdict.to_dict(),
             "ensemble": None if self.ensemble is None else self.ensemble.to_dict(),
             "refit": dict(self.refit),
+            "flip_tta": dict(self.flip_tta),
         }
 
     def leaderboard_table(self, limit: int | None = 20) -> str:
@@ -165,6 +168,7 @@ class FitResult:
             verdict=TransferVerdict.from_dict(d["verdict"]) if d.get("verdict") else None,
             ensemble=EnsembleChoice.from_dict(d["ensemble"]) if d.get("ensemble") else None,
             refit=dict(d.get("refit") or {}),
+            flip_tta=dict(d.get("flip_tta") or {}),
         )
 
 
@@ -199,13 +203,16 @@ def result_of_study(
             + "Give the fit more time (time_budget) or look at the log above."
         )
     t0 = time.perf_counter()
-    val = dict(best.user_attrs.get("metrics", {}))
-    choice, served, served_val = ensemble_of_study(study, sr) if sr.ensemble else (None,) * 3
-    if served is not None:
-        model, val = served, served_val
+    served = served_model(study, sr, best, model)
+    val = served.metrics
+    flip = decide_flip(sr, served.model, served.proba)
+    if served.is_ensemble:
+        model = served.model
         refit = {"done": False, "why": "the pick is an ensemble: its members keep their weights"}
     else:
         model, refit = refit_pick(sr, best, model)
+    if flip["on"]:
+        model = with_flip(model)
     phases["last_mile"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     test = None
@@ -216,7 +223,9 @@ def result_of_study(
             "The pick's validation figures are the search's: the refit model trained on "
             "the validation sample, so scoring it on the whole split would flatter it."
         )
-    elif served is None and sr.rescore_full_val():  # the search validated on a sample
+    elif (
+        not served.is_ensemble and not flip["on"] and sr.rescore_full_val()
+    ):  # the search validated on a sample
         log.info("Scoring the pick on the whole validation split (%d images).", len(ds.val))
         val = model.evaluate(ds, split="val", device=str(sr.device))
     elif sr.full_dataset is not None:
@@ -244,8 +253,9 @@ def result_of_study(
         seconds=round(time.perf_counter() - start, 2),
         phases={k: round(v, 2) for k, v in phases.items()},
         verdict=verdict,
-        ensemble=choice,
+        ensemble=served.choice,
         refit=refit,
+        flip_tta=flip,
     )
     notify(sr.trackers, "fit_end", sr.run, result)
     result.tracking = dict(sr.run.state.get("mlflow", {}))

@@ -118,9 +118,11 @@ class EnsembleModule(torch.nn.Module):
         preprocessing: Sequence[Mapping[str, Any]],
         weights: Sequence[float],
         num_classes: int,
+        flip: bool = False,
     ) -> None:
         super().__init__()
         self.num_classes = int(num_classes)
+        self.flip = bool(flip)
         w = _normalised(weights, len(modules))
         self.resolution, _ = ensemble_resolution([{"preprocessing": p} for p in preprocessing])
         side = self.resolution
@@ -131,6 +133,13 @@ class EnsembleModule(torch.nn.Module):
         self.register_buffer("log_weights", self.weights.log().view(-1, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.flip:  # test-time augmentation: each image and its mirror image, averaged
+            n = x.shape[0]
+            both = torch.cat([x, x.flip(-1)])
+            logp = torch.stack([m(both) for m in self.members])  # (members, 2N, classes)
+            logp = torch.cat([logp[:, :n], logp[:, n:]]) - math.log(2.0)
+            weights = torch.cat([self.log_weights, self.log_weights])
+            return torch.logsumexp(logp + weights, dim=0)
         logp = torch.stack([m(x) for m in self.members])  # (members, N, classes)
         return torch.logsumexp(logp + self.log_weights, dim=0)
 
@@ -154,6 +163,7 @@ def autotransfer_ensemble(
     num_classes: int,
     members: Sequence[Mapping[str, Any]],
     weights: Sequence[float],
+    flip: bool = False,
     **kwargs: Any,
 ) -> EnsembleModule:
     """The ensemble of ``members`` (see :class:`EnsembleModule`), without weights.
@@ -161,7 +171,10 @@ def autotransfer_ensemble(
     ``members``: one dict per member, ``{"arch", "model_kwargs", "cut", "preprocessing"}``
     (the member classifier's ``arch``, ``model_kwargs``, ``cut`` and
     ``preprocessing.to_dict()``); ``weights``: one positive number per member, normalised
-    to sum 1. Each member network is built as ``Classifier.load`` builds it. timm's own
+    to sum 1; ``flip``: each image is also seen mirrored left to right and the two
+    predictions averaged (test-time augmentation; an "ensemble" of one member with it is
+    that member with flip TTA). Each member network is built as ``Classifier.load``
+    builds it. timm's own
     keyword arguments (``pretrained_cfg``, ``cache_dir``, ...) are ignored.
     """
     if pretrained:
@@ -181,7 +194,8 @@ def autotransfer_ensemble(
         else:
             module = build_cut_model(spec["arch"], int(spec["cut"]), num_classes, **model_kwargs)
         modules.append(module)
-    return EnsembleModule(modules, [s["preprocessing"] for s in specs], weights, num_classes)
+    preps = [s["preprocessing"] for s in specs]
+    return EnsembleModule(modules, preps, weights, num_classes, flip=flip)
 
 
 def _member_spec(member: Mapping[str, Any], i: int) -> Mapping[str, Any]:

@@ -93,6 +93,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         print("ensemble:   " + ens.reason)
     if result.refit:
         print("refit:      " + str(result.refit.get("why", "")))
+    if result.flip_tta:
+        print("flip TTA:   " + str(result.flip_tta.get("why", "")))
     print()
     print(result.leaderboard_table())
     print(f"\nmodel saved in {result.run_dir}/model  ({result.seconds:.0f}s)")
@@ -247,6 +249,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         dest="ensemble",
         action="store_false",
         help="never serve an ensemble of trials (by default one is kept when it wins by > 1 SE)",
+    )
+    p.add_argument(
+        "--flip-tta",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="average each image with its mirror image; auto: on where it wins on validation",
     )
     p.add_argument(
         "--no-refit",

@@ -62,6 +62,7 @@ class RunFacts:
     verdict: dict[str, Any] | None = None  # TransferVerdict.to_dict() of the fit
     ensemble: dict[str, Any] | None = None  # EnsembleChoice.to_dict() of the fit
     refit: dict[str, Any] = field(default_factory=dict)  # FitResult.refit
+    flip_tta: dict[str, Any] = field(default_factory=dict)  # FitResult.flip_tta
 
     @property
     def dataset_root(self) -> str:
@@ -121,6 +122,7 @@ def collect_run(run_dir: str | os.PathLike[str]) -> RunFacts:
         verdict=fit.get("verdict"),
         ensemble=fit.get("ensemble"),
         refit=dict(fit.get("refit") or {}),
+        flip_tta=dict(fit.get("flip_tta") or {}),
     )
 
 

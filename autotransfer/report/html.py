@@ -222,6 +222,8 @@ def _pick(facts: RunFacts, ev: PickEvaluation | None, svg: str | None, error: st
             )
     if facts.refit:
         lead += f" <b>Refit</b>: {e(str(facts.refit.get('why', '')))}."
+    if facts.flip_tta:
+        lead += f" <b>Flip TTA</b>: {e(str(facts.flip_tta.get('why', '')))}."
     cols = [("validation (at selection)", facts.val_metrics)]
     if facts.test_metrics:
         cols.append(("test (scored once by the fit)", facts.test_metrics))

@@ -181,9 +181,11 @@ def ensemble_classifier(
     weights: Sequence[float],
     *,
     metadata: dict[str, Any] | None = None,
+    flip: bool = False,
 ) -> Classifier:
     """One :class:`~autotransfer.model.Classifier` that averages the probabilities of
-    ``members`` with ``weights`` (normalised to sum 1), each member fed as it was trained.
+    ``members`` with ``weights`` (normalised to sum 1), each member fed as it was trained;
+    ``flip``: with each image's mirror image too (flip test-time augmentation).
 
     The module is the timm architecture ``autotransfer_ensemble`` with the members'
     weights copied in, so it saves, loads (strictly), exports and serves like a single
@@ -225,8 +227,9 @@ def ensemble_classifier(
     total = sum(w)
     if total > 0:
         w = [v / total for v in w]
+    extra = {"flip": True} if flip else {}
     module = timm.create_model(
-        ARCH, pretrained=False, num_classes=len(classes), members=specs, weights=w
+        ARCH, pretrained=False, num_classes=len(classes), members=specs, weights=w, **extra
     )
     for i, m in enumerate(members):
         source = getattr(m.module, "_orig_mod", m.module)  # torch.compile wrapper
@@ -243,7 +246,7 @@ def ensemble_classifier(
             interpolation=interpolation,
         ),
         arch=ARCH,
-        model_kwargs={"members": specs, "weights": w},
+        model_kwargs={"members": specs, "weights": w, **extra},
         metadata=metadata,
     )
 

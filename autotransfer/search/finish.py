@@ -22,14 +22,18 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import optuna
+from PIL import ImageOps
 
 from autotransfer.backbones.feature_cache import concat_features
+from autotransfer.backbones.inputs import resize_side
+from autotransfer.data.images import load_image
 from autotransfer.data.sample import with_split
-from autotransfer.metrics import classification_metrics
+from autotransfer.metrics import classification_metrics, paired_difference
 from autotransfer.model import Classifier
 from autotransfer.model_files import ModelFileError
 from autotransfer.search.checkpoints import checkpoint_dir
@@ -43,19 +47,53 @@ from autotransfer.strategies.images import ImageCache
 
 log = logging.getLogger(__name__)
 
+FLIP_BATCH = 256  # validation images read and mirrored at a time
+
 COMPLETE = optuna.trial.TrialState.COMPLETE
 # the refit's predicted seconds are the pick's measured training seconds times this (the
 # validation images added, decoding them, a margin for a slower moment)
 REFIT_MARGIN = 1.5
 
 
+@dataclass
+class Served:
+    """What the fit serves, before the refit: the pick's (or the kept ensemble's) model,
+    its validation probabilities and metrics, and the ensemble selection, if any."""
+
+    model: Classifier
+    proba: np.ndarray | None
+    metrics: dict[str, float]
+    choice: EnsembleChoice | None = None
+
+    @property
+    def is_ensemble(self) -> bool:
+        return self.choice is not None and self.choice.kept
+
+
+def served_model(
+    study: optuna.Study, sr: SearchRun, trial: optuna.trial.FrozenTrial, model: Classifier
+) -> Served:
+    """The search's pick ``trial`` (``model``), or the ensemble of the best kept trials
+    when one is chosen and kept (:func:`ensemble_of_study`)."""
+    labels = [r.label for r in sr.dataset.val]
+    proba = load_val_probas(sr.run_dir, [trial.number], n=len(labels)).get(trial.number)
+    single = Served(model, proba, dict(trial.user_attrs.get("metrics", {})))
+    if not sr.ensemble:
+        return single
+    choice, ensemble, metrics, mix = ensemble_of_study(study, sr)
+    if ensemble is None:
+        single.choice = choice
+        return single
+    return Served(ensemble, mix, metrics, choice)
+
+
 def ensemble_of_study(
     study: optuna.Study, sr: SearchRun
-) -> tuple[EnsembleChoice | None, Classifier | None, dict[str, float] | None]:
+) -> tuple[EnsembleChoice | None, Classifier | None, dict[str, float] | None, np.ndarray | None]:
     """The ensemble selection of the study's best kept trials: ``(choice, classifier,
-    validation metrics)``; the classifier and metrics only when the choice is kept.
-    ``(None, None, None)`` when fewer than two trials have both their probabilities and
-    their model here."""
+    validation metrics, validation probabilities)``; all but the choice only when it is
+    kept. All None when fewer than two trials have both their probabilities and their
+    model here."""
     labels = np.array([r.label for r in sr.dataset.val])
     done = sorted(
         (t for t in study.get_trials(deepcopy=False) if t.state == COMPLETE and t.value),
@@ -68,15 +106,15 @@ def ensemble_of_study(
     ]
     probas = load_val_probas(sr.run_dir, kept[:ENSEMBLE_POOL], n=len(labels))
     if len(probas) < 2 or not len(labels):
-        return None, None, None
+        return None, None, None, None
     choice = choose_ensemble(probas, labels)
     if choice is None or not choice.kept:
-        return choice, None, None
+        return choice, None, None, None
     try:
         members = [Classifier.load(checkpoint_dir(sr.run_dir, t)) for t in choice.weights]
     except ModelFileError as exc:
         log.warning("The ensemble is not served: a member's model could not be read (%s).", exc)
-        return choice, None, None
+        return choice, None, None, None
     mix = sum(probas[t] * w for t, w in choice.weights.items())
     metrics: dict[str, float] = classification_metrics(labels, mix, len(sr.dataset.classes))
     metrics["num_images"] = len(labels)
@@ -91,7 +129,57 @@ def ensemble_of_study(
             ],
         },
     )
-    return choice, model, metrics
+    return choice, model, metrics, mix
+
+
+def decide_flip(sr: SearchRun, model: Classifier, proba: np.ndarray | None) -> dict[str, Any]:
+    """Whether the pick serves with flip test-time augmentation (``on``, with ``why`` and,
+    when measured, ``difference`` and ``se``). ``auto``: the pick predicts the validation
+    images mirrored, once (when the time left allows); averaged with its recorded
+    probabilities ``proba``, it must beat them by more than one paired standard error.
+    Never where the fit's augmentation forbids flips (their label may change)."""
+    if sr.flip_tta == "off":
+        return {"on": False, "why": "flip TTA is off (flip_tta='off')"}
+    if sr.augment != "crop_flip":
+        why = f"mirror images may change the label (augment={sr.augment!r})"
+        return {"on": False, "why": why}
+    if sr.flip_tta == "on":
+        return {"on": True, "why": "flip TTA is on (flip_tta='on')"}
+    labels = np.array([r.label for r in sr.dataset.val])
+    if proba is None or len(proba) != len(labels) or not len(labels):
+        return {"on": False, "why": "not measured: the pick's validation probabilities are lost"}
+    members = len(getattr(model.module, "members", ())) or 1
+    need = 2.0 * sr.scoring_rate() * len(labels) * members  # reading, mirroring, predicting
+    left = sr.training_left()
+    if left is not None and need > left:
+        why = f"not measured: it needs about {need:.0f} s, {max(0.0, left):.0f} s are left"
+        return {"on": False, "why": why}
+    flipped = _mirrored_proba(sr, model)
+    both = (np.asarray(proba, dtype=np.float32) + flipped) / 2
+    difference, se = paired_difference(both.argmax(1) == labels, proba.argmax(1) == labels)
+    on = difference > se
+    verb = "wins" if on else "does not win"
+    why = f"flip TTA {verb} on validation: {100 * difference:+.1f} points (SE {100 * se:.1f})"
+    log.info("%s.", why)
+    return {"on": bool(on), "why": why, "difference": float(difference), "se": float(se)}
+
+
+def _mirrored_proba(sr: SearchRun, model: Classifier) -> np.ndarray:
+    """The model's probabilities of the validation images mirrored left to right."""
+    draft = resize_side(model.preprocessing.timm_config())  # decoded as predict decodes
+    parts = []
+    for i in range(0, len(sr.dataset.val), FLIP_BATCH):
+        batch = sr.dataset.val[i : i + FLIP_BATCH]
+        images = [ImageOps.mirror(load_image(r.path, draft=draft)) for r in batch]
+        parts.append(model.predict_proba(images, device=str(sr.device)))
+    return np.concatenate(parts)
+
+
+def with_flip(model: Classifier) -> Classifier:
+    """``model`` serving each image and its mirror image averaged, as one classifier."""
+    return ensemble_classifier(
+        [model], [1.0], metadata={**model.metadata, "flip_tta": True}, flip=True
+    )
 
 
 def _has_model(sr: SearchRun, number: int) -> bool:

@@ -131,6 +131,7 @@ def prepare(
         ),
         ensemble=settings.ensemble,
         refit=settings.refit,
+        flip_tta=settings.flip_tta,
     )
     sr.checkpoints = checkpoint_store(settings.shared_checkpoints, sr.run)
     if not is_worker:

@@ -65,6 +65,7 @@ class SearchRun:
     completed: int = 0  # trials this process completed
     ensemble: bool = True  # FitSettings.ensemble: an ensemble of the trials may be the pick
     refit: bool = True  # FitSettings.refit: the pick is retrained on train + validation
+    flip_tta: str = "auto"  # FitSettings.flip_tta
     _features: dict[tuple[str, str], Any] = field(default_factory=dict)
     _chunks: list[ImageDataset] | None = None
     _first: int = 1  # of the chunks, those of the ranking's sample

@@ -259,6 +259,9 @@ def log_result(
         tags["autotransfer.ensemble"] = truncate(ensemble.reason, MAX_TAG_VALUE)
     if refit:
         tags["autotransfer.refit"] = truncate(str(refit.get("why", "")), MAX_TAG_VALUE)
+    flip = getattr(result, "flip_tta", None) or {}
+    if flip:
+        tags["autotransfer.flip_tta"] = truncate(str(flip.get("why", "")), MAX_TAG_VALUE)
     if verdict is not None:
         tags["autotransfer.verdict"] = truncate(verdict.sentence, MAX_TAG_VALUE)
         tags["autotransfer.verdict_outcome"] = verdict.outcome

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from autotransfer.model import Classifier
 from autotransfer.search.checkpoints import checkpoint_dir
@@ -49,3 +50,24 @@ def test_the_ensemble_selection_reads_the_kept_trials_and_is_served_only_when_ke
         assert result.refit["why"].startswith("the pick is an ensemble")
     else:
         assert result.model.arch != "autotransfer_ensemble" and result.refit["done"]
+
+
+def test_flip_tta_is_measured_on_validation_and_never_where_flips_change_labels(folder, tmp_path):
+    auto = fit_tiny(folder, tmp_path / "a", strategies=("feature_extraction",), n_trials=1)
+    assert {"on", "why", "difference", "se"} <= set(auto.flip_tta)
+    assert auto.flip_tta["on"] == (auto.flip_tta["difference"] > auto.flip_tta["se"])
+    crop = fit_tiny(
+        folder, tmp_path / "c", strategies=("feature_extraction",), n_trials=1, augment="crop"
+    )
+    assert crop.flip_tta["on"] is False and "augment='crop'" in crop.flip_tta["why"]
+    on = fit_tiny(
+        folder, tmp_path / "o", strategies=("feature_extraction",), n_trials=1, flip_tta="on"
+    )
+    assert on.model.arch == "autotransfer_ensemble" and on.model.model_kwargs["flip"]
+    # the served model averages each image with its mirror image, saved and loaded
+    served = Classifier.load(tmp_path / "o" / "model").module
+    member, side = served.members[0], served.resolution
+    x = torch.rand(2, 3, side, side)
+    with torch.no_grad():
+        want = torch.log((member(x).exp() + member(x.flip(-1)).exp()) / 2)
+        assert torch.allclose(served(x), want, atol=1e-5)
