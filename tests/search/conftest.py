@@ -18,12 +18,17 @@ TINY = dict(
     resolution=32,
     time_budget=None,
     progress=False,
+    # the last mile has tests of its own (test_finish.py, test_no_transfer.py)
+    ensemble=False,
+    refit=False,
+    flip_tta="off",
 )
 
 
 def fit_tiny(folder, run, **options):
     """``autotransfer.fit`` of ``folder`` into the run folder ``run`` with the tiny
-    backbones (:data:`TINY`), untracked unless ``options`` give ``trackers``."""
+    backbones (:data:`TINY`), untracked unless ``options`` give ``trackers``, without the
+    last mile (ensemble, refit, flip TTA) unless ``options`` turn it on."""
     return autotransfer.fit(folder, run_dir=str(run), **{"trackers": (), **TINY, **options})
 
 

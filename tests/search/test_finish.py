@@ -13,7 +13,7 @@ from .conftest import fit_tiny
 
 def test_refit_trains_the_pick_again_on_train_and_val_at_its_selected_steps(folder, tmp_path):
     run = tmp_path / "run"
-    result = fit_tiny(folder, run, strategies=("partial_freeze",), n_trials=1, ensemble=False)
+    result = fit_tiny(folder, run, strategies=("partial_freeze",), n_trials=1, refit=True)
     best = result.best
     assert result.refit["done"], result.refit
     assert result.refit["steps"] == best.info["best_step"]  # the step count selected at
@@ -42,7 +42,14 @@ def test_without_refit_the_search_weights_are_the_model(folder, tmp_path):
 def test_the_ensemble_selection_reads_the_kept_trials_and_is_served_only_when_kept(
     folder, tmp_path
 ):
-    result = fit_tiny(folder, tmp_path / "run", strategies=("feature_extraction",), n_trials=3)
+    result = fit_tiny(
+        folder,
+        tmp_path / "run",
+        strategies=("feature_extraction",),
+        n_trials=3,
+        ensemble=True,
+        refit=True,
+    )
     choice = result.ensemble
     assert choice is not None and choice.best_trial in {r.number for r in result.leaderboard}
     if choice.kept:
@@ -53,11 +60,18 @@ def test_the_ensemble_selection_reads_the_kept_trials_and_is_served_only_when_ke
 
 
 def test_flip_tta_is_measured_on_validation_and_never_where_flips_change_labels(folder, tmp_path):
-    auto = fit_tiny(folder, tmp_path / "a", strategies=("feature_extraction",), n_trials=1)
+    auto = fit_tiny(
+        folder, tmp_path / "a", strategies=("feature_extraction",), n_trials=1, flip_tta="auto"
+    )
     assert {"on", "why", "difference", "se"} <= set(auto.flip_tta)
     assert auto.flip_tta["on"] == (auto.flip_tta["difference"] > auto.flip_tta["se"])
     crop = fit_tiny(
-        folder, tmp_path / "c", strategies=("feature_extraction",), n_trials=1, augment="crop"
+        folder,
+        tmp_path / "c",
+        strategies=("feature_extraction",),
+        n_trials=1,
+        augment="crop",
+        flip_tta="auto",
     )
     assert crop.flip_tta["on"] is False and "augment='crop'" in crop.flip_tta["why"]
     on = fit_tiny(

@@ -13,8 +13,6 @@ from autotransfer.model import Classifier
 from autotransfer.results import FitResult
 from autotransfer.search.checkpoints import checkpoint_dir
 
-from .conftest import fit_tiny
-
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
@@ -23,16 +21,15 @@ def digits(tmp_path_factory):
     return write_digits_folder(tmp_path_factory.mktemp("digits") / "digits")
 
 
-def test_raw_pixels_are_picked_where_they_win_and_the_verdict_says_so(digits, tmp_path):
+def test_raw_pixels_are_picked_where_they_win_and_the_verdict_says_so(digits, tmp_path, capsys):
     run = tmp_path / "run"
-    result = fit_tiny(
-        digits,
-        run,
-        backbones=("random:test_resnet",),
-        strategies=("feature_extraction", "raw_pixels"),
-        n_trials=2,
-        trackers=("mlflow",),
-    )
+    argv = ["fit", str(digits), "--run-dir", str(run), "--backbones", "random:test_resnet"]
+    argv += ["--strategies", "feature_extraction,raw_pixels", "--n-trials", "2"]
+    assert main([*argv, "--resolution", "32"]) == 0  # tracked in MLflow, refit, ensemble
+    out = capsys.readouterr().out
+    assert "pick: raw_pixels (no transfer)" in out
+    assert "verdict:    transfer does not help on this data" in out
+    result = FitResult.load(run)
     best = result.best
     assert best.strategy == "raw_pixels" and not best.transfer and best.source == "none"
     assert best.val_accuracy > 0.9
@@ -76,27 +73,3 @@ def test_raw_pixels_are_picked_where_they_win_and_the_verdict_says_so(digits, tm
     with torch.no_grad():
         want = loaded.module(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
-
-
-def test_the_cli_prints_the_verdict(digits, tmp_path, capsys):
-    rc = main(
-        [
-            "fit",
-            str(digits),
-            "--run-dir",
-            str(tmp_path / "run"),
-            "--backbones",
-            "random:test_resnet",
-            "--strategies",
-            "feature_extraction,raw_pixels",
-            "--n-trials",
-            "2",
-            "--resolution",
-            "32",
-            "--no-tracking",
-        ]
-    )
-    out = capsys.readouterr().out
-    assert rc == 0
-    assert "pick: raw_pixels (no transfer)" in out
-    assert "verdict:    transfer does not help on this data" in out
