@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import torch
 
 from autotransfer.model import Classifier
 from autotransfer.search.checkpoints import checkpoint_dir
+from autotransfer.search.finish import decide_flip
 
 from .conftest import fit_tiny
 
@@ -65,15 +68,13 @@ def test_flip_tta_is_measured_on_validation_and_never_where_flips_change_labels(
     )
     assert {"on", "why", "difference", "se"} <= set(auto.flip_tta)
     assert auto.flip_tta["on"] == (auto.flip_tta["difference"] > auto.flip_tta["se"])
-    crop = fit_tiny(
-        folder,
-        tmp_path / "c",
-        strategies=("feature_extraction",),
-        n_trials=1,
-        augment="crop",
-        flip_tta="auto",
-    )
-    assert crop.flip_tta["on"] is False and "augment='crop'" in crop.flip_tta["why"]
+    # no mirror images where they may change the label, whatever is asked
+    for mode in ("auto", "on"):
+        never = SimpleNamespace(flip_tta=mode, augment="crop")
+        assert decide_flip(never, auto.model, None) == {
+            "on": False,
+            "why": "mirror images may change the label (augment='crop')",
+        }
     on = fit_tiny(
         folder, tmp_path / "o", strategies=("feature_extraction",), n_trials=1, flip_tta="on"
     )
