@@ -39,7 +39,7 @@ from autotransfer.model_files import ModelFileError
 from autotransfer.search.checkpoints import checkpoint_dir
 from autotransfer.search.ensemble import EnsembleChoice, choose_ensemble, ensemble_classifier
 from autotransfer.search.objective import train_model
-from autotransfer.search.search_run import SearchRun
+from autotransfer.search.search_run import REFIT_MARGIN, SearchRun
 from autotransfer.search.selection import ENSEMBLE_POOL
 from autotransfer.search.study import record_of
 from autotransfer.search.val_probas import load_val_probas
@@ -48,11 +48,9 @@ from autotransfer.strategies.images import ImageCache
 log = logging.getLogger(__name__)
 
 FLIP_BATCH = 256  # validation images read and mirrored at a time
+FIRST_FLIPS = 32  # ...the first time: their pace says whether the rest fits in the time
 
 COMPLETE = optuna.trial.TrialState.COMPLETE
-# the refit's predicted seconds are the pick's measured training seconds times this (the
-# validation images added, decoding them, a margin for a slower moment)
-REFIT_MARGIN = 1.5
 
 
 @dataclass
@@ -148,13 +146,11 @@ def decide_flip(sr: SearchRun, model: Classifier, proba: np.ndarray | None) -> d
     labels = np.array([r.label for r in sr.dataset.val])
     if proba is None or len(proba) != len(labels) or not len(labels):
         return {"on": False, "why": "not measured: the pick's validation probabilities are lost"}
-    members = len(getattr(model.module, "members", ())) or 1
-    need = 2.0 * sr.scoring_rate() * len(labels) * members  # reading, mirroring, predicting
-    left = sr.training_left()
-    if left is not None and need > left:
-        why = f"not measured: it needs about {need:.0f} s, {max(0.0, left):.0f} s are left"
+    left = sr.training_left(last_mile=False)
+    flipped = None if left is not None and left <= 0 else _mirrored_proba(sr, model, left)
+    if flipped is None:
+        why = f"not measured: mirroring the validation images would outlast the {left:.0f} s left"
         return {"on": False, "why": why}
-    flipped = _mirrored_proba(sr, model)
     both = (np.asarray(proba, dtype=np.float32) + flipped) / 2
     difference, se = paired_difference(both.argmax(1) == labels, proba.argmax(1) == labels)
     on = difference > se
@@ -164,14 +160,19 @@ def decide_flip(sr: SearchRun, model: Classifier, proba: np.ndarray | None) -> d
     return {"on": bool(on), "why": why, "difference": float(difference), "se": float(se)}
 
 
-def _mirrored_proba(sr: SearchRun, model: Classifier) -> np.ndarray:
-    """The model's probabilities of the validation images mirrored left to right."""
+def _mirrored_proba(sr: SearchRun, model: Classifier, left: float | None) -> np.ndarray | None:
+    """The model's probabilities of the validation images mirrored left to right; None
+    as soon as the pace of the first ones says the rest would outlast ``left`` seconds."""
     draft = resize_side(model.preprocessing.timm_config())  # decoded as predict decodes
-    parts = []
-    for i in range(0, len(sr.dataset.val), FLIP_BATCH):
-        batch = sr.dataset.val[i : i + FLIP_BATCH]
-        images = [ImageOps.mirror(load_image(r.path, draft=draft)) for r in batch]
+    val, parts, start, i = sr.dataset.val, [], time.monotonic(), 0
+    while i < len(val):
+        size = FIRST_FLIPS if i == 0 else FLIP_BATCH
+        images = [ImageOps.mirror(load_image(r.path, draft=draft)) for r in val[i : i + size]]
         parts.append(model.predict_proba(images, device=str(sr.device)))
+        i += len(images)
+        pace = (time.monotonic() - start) / i
+        if left is not None and pace * len(val) > left and i < len(val):
+            return None
     return np.concatenate(parts)
 
 
@@ -205,7 +206,7 @@ def refit_pick(
     if info.get("steps_run") and "steps" in params:
         pace *= params["steps"] / max(1, int(info["steps_run"]))
     need = REFIT_MARGIN * pace
-    left = sr.training_left()
+    left = sr.training_left(last_mile=False)
     if left is not None and need > left:
         why = (
             f"the refit would take about {need:.0f} s and {max(0.0, left):.0f} s of the budget "

@@ -145,6 +145,9 @@ def objective(sr: SearchRun, trial: optuna.Trial) -> float:
     # the trial's work is done and saved: a process killed from here on leaves a trial
     # the next fit records complete with this value (see study.close_dead_trials)
     trial.set_user_attr(FINISHED_VALUE, value)
+    done = [v for v in (t.value for t in trial.study.get_trials(deepcopy=False)) if v is not None]
+    if value >= max(done, default=value):  # the best so far: the last mile reserves its refit
+        sr.pick_seconds = float(outcome.info.get("train_seconds") or time.monotonic() - start)
     sr.completed += 1
     _finish(sr, trial, info, "complete", start, history, value)
     return value

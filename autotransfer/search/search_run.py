@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 FEATURE_CHUNK = 2048  # training images per cached chunk of frozen features
 # the most of the time budget the pick's final scoring on the whole validation split may take
 FULL_VAL_SHARE = 0.1
+# the most of the time budget kept back from the search for the refit and flip TTA
+LAST_MILE_SHARE = 0.2
+# the refit's predicted seconds are the pick's measured training seconds times this (the
+# validation images to decode, a margin for a slower moment; the steps are the same)
+REFIT_MARGIN = 1.2
 
 
 @dataclass
@@ -66,6 +71,8 @@ class SearchRun:
     ensemble: bool = True  # FitSettings.ensemble: an ensemble of the trials may be the pick
     refit: bool = True  # FitSettings.refit: the pick is retrained on train + validation
     flip_tta: str = "auto"  # FitSettings.flip_tta
+    # training seconds of the best trial this process completed: its refit's cost
+    pick_seconds: float = 0.0
     _features: dict[tuple[str, str], Any] = field(default_factory=dict)
     _chunks: list[ImageDataset] | None = None
     _first: int = 1  # of the chunks, those of the ranking's sample
@@ -155,6 +162,18 @@ class SearchRun:
     def run_dir(self) -> Path:
         return self.run.run_dir
 
+    def last_mile_reserve(self) -> float:
+        """Seconds kept back for the last mile (:mod:`autotransfer.search.finish`): the
+        best trial's refit at its measured pace (x ``REFIT_MARGIN``) and, for flip TTA,
+        the pick predicting the mirrored validation images; at most
+        :data:`LAST_MILE_SHARE` of the time budget, none without one."""
+        if self.budget.seconds is None:
+            return 0.0
+        need = REFIT_MARGIN * self.pick_seconds if self.refit else 0.0
+        if self.flip_tta == "auto" and self.augment == "crop_flip":
+            need += self.scoring_rate() * len(self.dataset.val)
+        return min(need, LAST_MILE_SHARE * self.budget.seconds)
+
     def closing_reserve(self) -> float:
         """Seconds kept back from training for the scoring and saving that follow it
         (:func:`~autotransfer.search.budget.closing_reserve`), at the slowest rate of the
@@ -195,7 +214,11 @@ class SearchRun:
         rate = self.scoring_rate() if rate is None else rate
         return rate * len(self.full_dataset.val) <= FULL_VAL_SHARE * self.budget.seconds
 
-    def training_left(self) -> float | None:
-        """Seconds of the budget left for training (None: no limit); may be negative."""
+    def training_left(self, last_mile: bool = True) -> float | None:
+        """Seconds of the budget left for training (None: no limit); may be negative.
+        ``last_mile``: less the :meth:`last_mile_reserve` (the search's trials), else not
+        (the last mile's own work)."""
         left = self.budget.left()
-        return None if left is None else left - self.closing_reserve()
+        if left is None:
+            return None
+        return left - self.closing_reserve() - (self.last_mile_reserve() if last_mile else 0.0)

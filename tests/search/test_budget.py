@@ -121,7 +121,8 @@ def test_training_ends_the_reserve_before_the_budget(folder, tmp_path):
     )
     sr.strategies["feature_extraction"] = _SeesDeadline()
     _SeesDeadline.seen.clear()
-    reserve = sr.closing_reserve()  # as the trial starts (its features then measure a rate)
+    # as the trial starts (its features then measure a rate); and the last mile's share
+    reserve = sr.closing_reserve() + sr.last_mile_reserve()
     train_model(sr, BACKBONE, "feature_extraction", {"C": 1.0}, 0, lambda e, m: None)
     (deadline,) = _SeesDeadline.seen
     assert deadline == pytest.approx(sr.budget.deadline - reserve, abs=0.5)
