@@ -12,9 +12,9 @@ Nothing is predicted again: it costs seconds.
 ``refit_full``. The pick's configuration trains again, same seed, on the training and
 validation images together: a frozen-feature head in seconds (the validation features
 are cached), a trained network for the number of steps at which it was selected. It is
-done only when the time left allows it by the pick's own measured pace, and its result is
-kept only when it ran to the end; otherwise the search's weights stay, and the result says
-why. An ensemble's members keep the search's weights. The selection and the validation
+done only when the time left allows it by the pick's own measured pace, and kept only when
+the deadline left it 90 % of its steps; otherwise the search's weights stay, and the result
+says why. An ensemble's members keep the search's weights. The selection and the validation
 metrics stay those of the search: the validation images are training images after it.
 """
 
@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 FLIP_BATCH = 256  # validation images read and mirrored at a time
 FIRST_FLIPS = 32  # ...the first time: their pace says whether the rest fits in the time
+REFIT_MIN_STEPS = 0.9  # a refit the deadline compressed to fewer of its steps is dropped
 
 COMPLETE = optuna.trial.TrialState.COMPLETE
 
@@ -255,8 +256,12 @@ def refit_pick(
     finally:
         images.close()
     seconds = round(time.monotonic() - start, 2)
-    if outcome.info.get("cut_by_deadline"):
-        why = "the refit ran out of time before its last step: the search's weights are kept"
+    planned, ran = outcome.info.get("steps_planned"), outcome.info.get("steps_run")
+    if outcome.info.get("cut_by_deadline") and (not planned or ran < REFIT_MIN_STEPS * planned):
+        why = (
+            f"the refit ran out of time ({ran} of its {planned} steps): the search's weights "
+            "are kept"
+        )
         log.info("%s.", why)
         return model, {"done": False, "why": why, "seconds": seconds}
     refit.metadata.update({**model.metadata, "refit": True})
