@@ -20,6 +20,7 @@ metrics stay those of the search: the validation images are training images afte
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -82,6 +83,17 @@ def served_model(
     choice, ensemble, metrics, mix = ensemble_of_study(study, sr)
     if ensemble is None:
         single.choice = choice
+        return single
+    # each member scores the test split: the time left must hold the others too
+    extra = (len(choice.weights) - 1) * sr.scoring_rate() * len(sr.dataset.test)
+    left = sr.training_left(last_mile=False)
+    if left is not None and extra > left:
+        why = (
+            f"{choice.reason}; but not served: its {len(choice.weights)} members would take "
+            f"about {extra:.0f} s more to score the test split, and {max(0.0, left):.0f} s are left"
+        )
+        log.info("%s.", why)
+        single.choice = dataclasses.replace(choice, kept=False, reason=why)
         return single
     return Served(ensemble, mix, metrics, choice)
 
@@ -148,9 +160,13 @@ def decide_flip(sr: SearchRun, model: Classifier, proba: np.ndarray | None) -> d
     if proba is None or len(proba) != len(labels) or not len(labels):
         return {"on": False, "why": "not measured: the pick's validation probabilities are lost"}
     left = sr.training_left(last_mile=False)
+    if left is not None:  # served, the mirror images double the test split's scoring too
+        members = len(getattr(model.module, "members", ())) or 1
+        left -= members * sr.scoring_rate() * len(sr.dataset.test)
     flipped = None if left is not None and left <= 0 else _mirrored_proba(sr, model, left)
     if flipped is None:
-        why = f"not measured: mirroring the validation images would outlast the {left:.0f} s left"
+        spare = max(0.0, left or 0.0)
+        why = f"not measured: mirroring the validation images would outlast the {spare:.0f} s left"
         return {"on": False, "why": why}
     both = (np.asarray(proba, dtype=np.float32) + flipped) / 2
     difference, se = paired_difference(both.argmax(1) == labels, proba.argmax(1) == labels)
