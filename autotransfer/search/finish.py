@@ -36,7 +36,7 @@ from autotransfer.data.images import load_image
 from autotransfer.data.sample import with_split
 from autotransfer.metrics import classification_metrics, paired_difference
 from autotransfer.model import Classifier
-from autotransfer.model_files import ModelFileError
+from autotransfer.model_files import CONFIG_FILE, ModelFileError
 from autotransfer.search.checkpoints import checkpoint_dir
 from autotransfer.search.ensemble import EnsembleChoice, choose_ensemble, ensemble_classifier
 from autotransfer.search.objective import train_model
@@ -110,11 +110,7 @@ def ensemble_of_study(
         (t for t in study.get_trials(deepcopy=False) if t.state == COMPLETE and t.value),
         key=lambda t: (-t.value, t.number),
     )
-    kept = [
-        t.number
-        for t in done
-        if (checkpoint_dir(sr.run_dir, t.number) / "autotransfer.json").exists()
-    ]
+    kept = [t.number for t in done if _has_model(sr, t.number)]
     probas = load_val_probas(sr.run_dir, kept[:ENSEMBLE_POOL], n=len(labels))
     if len(probas) < 2 or not len(labels):
         return None, None, None, None
@@ -201,7 +197,7 @@ def with_flip(model: Classifier) -> Classifier:
 
 
 def _has_model(sr: SearchRun, number: int) -> bool:
-    return (checkpoint_dir(sr.run_dir, number) / "autotransfer.json").exists()
+    return (checkpoint_dir(sr.run_dir, number) / CONFIG_FILE).exists()
 
 
 def refit_pick(
