@@ -80,7 +80,16 @@ def test_a_killed_workers_trial_runs_again_and_no_finished_trial_is_lost(
                 for t in _trials(run, postgres_url)
             )
 
-        _wait(victim_mid_trial, procs, logs)
+        # freeze the victim, then look: a frozen process writes nothing more, so a trial
+        # still RUNNING under its pid is killed mid-trial (a trial that ended between the
+        # look and the signal is let go, and the next one waited for)
+        while True:
+            _wait(victim_mid_trial, procs, logs)
+            victim.send_signal(signal.SIGSTOP)
+            time.sleep(0.5)  # what it had already sent reaches the database
+            if victim_mid_trial():
+                break
+            victim.send_signal(signal.SIGCONT)
         victim.send_signal(signal.SIGKILL)
         victim.wait()
         before = _trials(run, postgres_url)
