@@ -6,6 +6,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# pytest-xdist processes for `make test` (tests that time themselves hold under this load)
+TEST_WORKERS ?= 2
 DEPS_HASH := $(shell $(PYTHON) .ci/deps_hash.py)
 DEPS_STAMP := $(VENV)/.deps-$(DEPS_HASH)
 
@@ -31,7 +33,7 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 bench: install
 	$(BIN)/python benchmarks/feature_extraction.py
