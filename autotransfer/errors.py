@@ -42,6 +42,15 @@ class TrainingDiverged(AutoTransferError, RuntimeError):
     """A trial's training loss became NaN or infinite before any epoch finished sound."""
 
 
+class TooFewSteps(AutoTransferError, RuntimeError):
+    """A trial's deadline leaves its schedule too few steps to be worth training; the
+    search skips it. ``step_seconds`` is the pace measured on its first steps."""
+
+    def __init__(self, message: str, step_seconds: float) -> None:
+        super().__init__(message)
+        self.step_seconds = step_seconds
+
+
 class CacheError(AutoTransferError, OSError):
     """A cache entry is unreadable or does not match its checksum."""
 

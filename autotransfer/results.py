@@ -128,15 +128,19 @@ class FitResult:
         }
 
     def leaderboard_table(self, limit: int | None = 20) -> str:
-        """The leaderboard as a plain-text table, best first."""
+        """The leaderboard as a plain-text table, best first; then why the trials shown
+        as skipped were not trained."""
         head = f"{'#':>4}  {'state':<8}  {'val acc':>7}  {'time':>7}  {'strategy':<22}  backbone"
         lines = [head, "-" * len(head)]
-        for r in self.leaderboard[: limit or None]:
+        shown = self.leaderboard[: limit or None]
+        for r in shown:
             acc = "" if r.val_accuracy is None else f"{r.val_accuracy:.4f}"
             secs = "" if r.seconds is None else f"{r.seconds:.0f}s"
+            state = "skipped" if r.skipped else r.state
             lines.append(
-                f"{r.number:>4}  {r.state:<8}  {acc:>7}  {secs:>7}  {r.strategy:<22}  {r.source}"
+                f"{r.number:>4}  {state:<8}  {acc:>7}  {secs:>7}  {r.strategy:<22}  {r.source}"
             )
+        lines += [f"skipped #{r.number}: {r.skipped}" for r in shown if r.skipped]
         return "\n".join(lines)
 
     def save(self, directory: Any) -> Any:

@@ -154,9 +154,10 @@ def _leaderboard(facts: RunFacts) -> str:
     rows = []
     for pos, t in enumerate(facts.trials, 1):
         err = ""
-        if t.error:
-            short = t.error if len(t.error) <= 160 else t.error[:159] + "…"
-            err = f'<div class="err" title="{e(t.error)}">{e(short)}</div>'
+        why = t.error or (f"skipped: {t.skipped}" if t.skipped else "")
+        if why:
+            short = why if len(why) <= 160 else why[:159] + "…"
+            err = f'<div class="err" title="{e(why)}">{e(short)}</div>'
         tr = '<tr class="pick"' if t.number == pick else "<tr"
         rows.append(
             f'{tr} id="trial-{t.number}"><td class="num">{pos}</td>'

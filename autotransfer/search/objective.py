@@ -9,6 +9,7 @@ resumed or parallel study sees everything that finished. Trackers hear of every 
 from __future__ import annotations
 
 import logging
+import math
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -18,16 +19,18 @@ from typing import Any
 import numpy as np
 import optuna
 
+from autotransfer.errors import TooFewSteps
 from autotransfer.metrics import classification_metrics
 from autotransfer.model import Classifier, Preprocessing
 from autotransfer.plugins import plugin_error
 from autotransfer.search.checkpoints import checkpoint_dir
 from autotransfer.search.search_run import SearchRun
 from autotransfer.search.selection import ENSEMBLE_POOL, PER_CLASS, worth_keeping
-from autotransfer.search.study import FINISHED_VALUE, TRANSFER, record_of, worker_id
+from autotransfer.search.study import FINISHED_VALUE, SKIPPED, TRANSFER, record_of, worker_id
 from autotransfer.search.trial_limit import retry_of
 from autotransfer.search.val_probas import save_val_proba
 from autotransfer.strategies.base import TrainContext, transfers
+from autotransfer.strategies.schedules import doomed
 from autotransfer.tracking.base import TrialInfo, notify
 
 log = logging.getLogger(__name__)
@@ -67,6 +70,11 @@ def objective(sr: SearchRun, trial: optuna.Trial) -> float:
     attribute names the plugin and the hook, ``traceback`` holds the traceback, and the
     log says both. Ctrl-C during a trial (the second one; see the runner) fails it too,
     so trackers close it before the interrupt goes on.
+
+    Once the study has a model, a trial whose time cannot give its schedule
+    :func:`~autotransfer.strategies.schedules.useful_steps` is skipped (pruned, the reason in
+    its ``skipped`` user attribute): before it starts, where this process measured its
+    strategy's pace on its backbone, else by the training loop after its first steps.
     """
     backbone = trial.suggest_categorical("backbone", list(sr.specs))
     name = trial.suggest_categorical("strategy", list(sr.strategies))
@@ -104,15 +112,31 @@ def objective(sr: SearchRun, trial: optuna.Trial) -> float:
     start = time.monotonic()
     stage = "train"
     grow = bool(trial.user_attrs.get("grow"))
+    deadline = trial_deadline(sr, grow)
+    skip_doomed = _has_model(trial.study)
+    reason = _doomed(sr, backbone, name, params, deadline) if skip_doomed else None
+    if reason is not None:
+        _skip(sr, trial, info, reason, start, history)
     try:
         model, outcome = train_model(
-            sr, backbone, name, dict(params), trial.number, report, grow=grow
+            sr,
+            backbone,
+            name,
+            dict(params),
+            trial.number,
+            report,
+            deadline=deadline,
+            grow=grow,
+            skip_doomed=skip_doomed,
         )
         stage = "evaluate"
         metrics, proba = _val_metrics(sr, backbone, model, outcome)
     except optuna.TrialPruned:
         _finish(sr, trial, info, "pruned", start, history)
         raise
+    except TooFewSteps as exc:
+        sr.step_seconds[(backbone, name)] = exc.step_seconds
+        _skip(sr, trial, info, str(exc), start, history)
     except KeyboardInterrupt:
         trial.set_user_attr("error", "interrupted (Ctrl-C)")
         _finish(sr, trial, info, "failed", start, history)
@@ -134,6 +158,8 @@ def objective(sr: SearchRun, trial: optuna.Trial) -> float:
         },
     )
     save_val_proba(sr.run_dir, trial.number, proba)
+    if outcome.info.get("step_seconds"):  # the pace of the next trials of its kind
+        sr.step_seconds[(backbone, name)] = float(outcome.info["step_seconds"])
     # the figure the selection reads back from the trial, so both decide alike
     per_class = round(len(sr.dataset.train) / max(1, len(sr.dataset.classes)), 2)
     trial.set_user_attr(PER_CLASS, per_class)
@@ -151,6 +177,39 @@ def objective(sr: SearchRun, trial: optuna.Trial) -> float:
     sr.completed += 1
     _finish(sr, trial, info, "complete", start, history, value)
     return value
+
+
+def _has_model(study: optuna.Study) -> bool:
+    """Whether a trial of the study completed (a fit has a model to return)."""
+    return bool(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+
+
+def _doomed(
+    sr: SearchRun, backbone: str, name: str, params: Mapping[str, Any], deadline: float | None
+) -> str | None:
+    """Why a trial cannot train enough steps before ``deadline``, at the pace this process
+    measured of its strategy on its backbone (None: it may, or nothing says it may not)."""
+    pace = sr.step_seconds.get((backbone, name))
+    if pace is None or deadline is None or "steps" not in params:
+        return None
+    fits = int(max(0.0, deadline - time.monotonic()) / pace)
+    per_epoch = math.ceil(len(sr.dataset.train) / sr.batch_size)
+    return doomed(fits, int(params["steps"]), per_epoch, pace)
+
+
+def _skip(
+    sr: SearchRun,
+    trial: optuna.Trial,
+    info: TrialInfo,
+    reason: str,
+    start: float,
+    history: list[dict[str, float]],
+) -> None:
+    """End the trial as skipped: pruned, with the reason said and recorded."""
+    trial.set_user_attr(SKIPPED, reason)
+    log.info("trial %d (%s on %s): %s.", trial.number, info.strategy, info.backbone, reason)
+    _finish(sr, trial, info, "pruned", start, history)
+    raise optuna.TrialPruned(reason)
 
 
 def share_checkpoint(sr: SearchRun, number: int, path: Path) -> None:
@@ -193,27 +252,23 @@ def train_model(
     *,
     deadline: float | None = None,
     grow: bool = False,
+    skip_doomed: bool = False,
     dataset: Any = None,
     images: Any = None,
     features: Any = None,
 ) -> tuple[Any, Any]:
     """Train trial ``number``'s configuration: the classifier and the strategy's outcome.
 
-    The deadline is the budget's, less the time the scoring and saving after training
-    take (:meth:`SearchRun.closing_reserve`), or the trial time limit from now when
-    sooner (or ``deadline`` when given); the seed is the fit's plus the trial number, so
-    the same trial trains the same way again. Frozen features of a training split larger
-    than the ranking's sample: ``grow``, as much of it as :data:`GROW_SHARE` of the
-    time left allows (the trial limit does not apply: this is the one trial that reads
-    the split); else the sample and what earlier trials read. ``dataset``, ``images`` and
-    ``features`` replace the search's (the refit's data).
+    The deadline is :func:`trial_deadline`'s (or ``deadline`` when given); the seed is
+    the fit's plus the trial number, so the same trial trains the same way again. Frozen
+    features of a training split larger than the ranking's sample: ``grow``, as much of
+    it as :data:`GROW_SHARE` of the time left allows (the trial limit does not apply:
+    this is the one trial that reads the split); else the sample and what earlier trials
+    read. ``dataset``, ``images`` and ``features`` replace the search's (the refit's
+    data). ``skip_doomed``: see :class:`~autotransfer.strategies.base.TrainContext`.
     """
     if deadline is None:
-        left = sr.training_left()
-        deadline = None if left is None else time.monotonic() + left
-        if sr.trial_limit is not None and not grow:
-            own = time.monotonic() + sr.trial_limit
-            deadline = own if deadline is None else min(deadline, own)
+        deadline = trial_deadline(sr, grow)
     ctx = TrainContext(
         dataset=dataset or sr.dataset,
         spec=sr.specs[backbone],
@@ -230,6 +285,7 @@ def train_model(
         features=features or (lambda split: _features(sr, backbone, split, deadline, grow)),
         images=images or sr.images,
         search=sr.search,
+        skip_doomed=skip_doomed,
         log=log,
     )
     outcome = sr.strategies[name].train(ctx)
@@ -248,6 +304,18 @@ def train_model(
         },
     )
     return model, outcome
+
+
+def trial_deadline(sr: SearchRun, grow: bool = False) -> float | None:
+    """When a trial starting now must end: the budget's training time, less the time the
+    scoring and saving after training take (:meth:`SearchRun.closing_reserve`), or the
+    trial time limit from now when sooner (not for the ``grow`` trial); None: no limit."""
+    left = sr.training_left()
+    deadline = None if left is None else time.monotonic() + left
+    if sr.trial_limit is not None and not grow:
+        own = time.monotonic() + sr.trial_limit
+        deadline = own if deadline is None else min(deadline, own)
+    return deadline
 
 
 def _features(

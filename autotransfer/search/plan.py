@@ -10,7 +10,10 @@ each), then each strategy's prior configuration on the best-ranked backbone in t
 order the rule gives, the BiT-HyperRule full fine-tune among them; the rule's first
 choice also runs on the best shortlisted network of another architecture family, right
 after the top backbone's: the ranking estimates frozen features, and how well a network
-fine-tunes varies more between families than within one.
+fine-tunes varies more between families than within one. Where the budget is short (the
+BiT-HyperRule's schedule would not fit a trial's time at the estimated pace), a recipe
+that converges in few steps (fastai's ``fine_tune``: a warm head, then one cycle) is the
+first fine-tune instead.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from autotransfer.config import FitSettings
 from autotransfer.data.statistics import bit_hyperrule
 from autotransfer.data.types import ImageDataset
 from autotransfer.plugins import plugin_error
-from autotransfer.strategies.base import SearchContext, Strategy, transfers
+from autotransfer.strategies.base import SearchContext, Strategy, converges_quickly, transfers
+from autotransfer.strategies.schedules import hyperrule_steps
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +81,18 @@ def prior_trials(
     ... # doctest: +NORMALIZE_WHITESPACE
     [('t:vit', 'feature_extraction'), ('t:resnet', 'feature_extraction'),
      ('t:vit', 'raw_pixels'), ('t:vit', 'partial_freeze'), ('t:resnet', 'partial_freeze'),
-     ('t:vit', 'discriminative_lr'), ('t:vit', 'full_finetune'), ('t:vit', 'from_scratch')]
+     ('t:vit', 'fine_tune'), ('t:vit', 'discriminative_lr'), ('t:vit', 'full_finetune'),
+     ('t:vit', 'from_scratch')]
+
+    Where the budget is :func:`short_budget`, the quick recipe is the first fine-tune:
+
+    >>> s = SearchContext(300, 5, 200.0, 0.9, "cpu", 32, step_seconds=0.8, trial_seconds=120)
+    >>> [(p["backbone"], p["strategy"]) for p in prior_trials(["t:vit", "t:resnet"], reg(), s)][3:6]
+    [('t:vit', 'fine_tune'), ('t:resnet', 'fine_tune'), ('t:vit', 'partial_freeze')]
     """
     ordered = strategy_order([s for s in strategies if transfers(s)], search)
+    if short_budget(search):  # the quick recipe first (a stable sort keeps the rest's order)
+        ordered.sort(key=lambda s: not converges_quickly(s))
     cheap = [s for s in ordered if s.relative_cost < CHEAP]
     pairs = [(b, s) for s in cheap for b in shortlist]
     tuning = [s for s in ordered if s not in cheap]
@@ -109,6 +122,19 @@ def prior_trials(
                 traceback.format_exc().rstrip(),
             )
     return out
+
+
+def short_budget(search: SearchContext) -> bool:
+    """Whether the BiT-HyperRule's schedule would not fit a trial's time at the estimated
+    pace (unknown pace or time: no).
+
+    >>> s = SearchContext(1000, 10, 200.0, None, "cpu", 32, step_seconds=0.8, trial_seconds=240)
+    >>> short_budget(s), hyperrule_steps(s)  # 3,200 steps of 0.8 s: 43 minutes
+    (True, 3200)
+    """
+    if search.step_seconds is None or search.trial_seconds is None:
+        return False
+    return hyperrule_steps(search) * search.step_seconds > search.trial_seconds
 
 
 def doubtful(search: SearchContext) -> bool:

@@ -17,7 +17,8 @@ class TrialRecord:
     validation metrics of the kept weights (accuracy, balanced_accuracy, macro_f1,
     log_loss); ``history`` one dict per epoch; ``error`` the failure, when failed;
     ``transfer`` False for a no-transfer baseline (raw pixels, from scratch), whose
-    ``backbone`` is the study's parameter but was not used.
+    ``backbone`` is the study's parameter but was not used; ``skipped`` why a pruned
+    trial was not trained (its time could not give its schedule enough steps).
     """
 
     number: int
@@ -32,6 +33,7 @@ class TrialRecord:
     error: str = ""
     info: dict[str, Any] = field(default_factory=dict)
     transfer: bool = True
+    skipped: str = ""
 
     @property
     def source(self) -> str:

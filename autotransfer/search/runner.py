@@ -26,13 +26,14 @@ from autotransfer.progress import progress_bar
 from autotransfer.search.budget import Budget
 from autotransfer.search.checkpoints import CheckpointStore, shared_folder
 from autotransfer.search.objective import objective
-from autotransfer.search.plan import CHEAP, prior_trials, rank_sample
+from autotransfer.search.plan import CHEAP, doubtful, prior_trials, rank_sample, short_budget
 from autotransfer.search.search_run import SearchRun
 from autotransfer.search.shared_study import publish_plan, publish_tracking
 from autotransfer.search.study import close_dead_trials, open_study, record_of
 from autotransfer.search.trial_limit import TrialLimitReached, finished_trials
 from autotransfer.strategies.base import SearchContext, transfers
 from autotransfer.strategies.images import ImageCache
+from autotransfer.strategies.schedules import hyperrule_steps
 from autotransfer.tracking.base import RunContext, notify
 from autotransfer.tracking.mlflow_checkpoints import MlflowCheckpoints
 
@@ -153,8 +154,9 @@ def enqueue_priors(study: optuna.Study, sr: SearchRun) -> None:
     """Enqueue the plan's prior trials (:func:`~autotransfer.search.plan.prior_trials`).
     Under a time budget, where the training split is larger than the ranking's sample,
     the frozen-feature heads come first alone: :func:`grow_the_best` enqueues the rest
-    once they are done."""
-    for params in _priors(sr, cheap_only=_grows(sr)):
+    once they are done, with the quick no-transfer baselines (and, where the data are
+    :func:`~autotransfer.search.plan.doubtful`, the slow ones)."""
+    for params in _priors(sr, first_round=_grows(sr)):
         study.enqueue_trial(params, user_attrs={"prior": True}, skip_if_exists=True)
     grow_the_best(study, sr)
 
@@ -191,7 +193,7 @@ def grow_the_best(study: optuna.Study, sr: SearchRun) -> None:
             best.value,
         )
         study.enqueue_trial(dict(best.params), user_attrs={"prior": True, "grow": True})
-    for params in _priors(sr, cheap_only=False):
+    for params in _priors(sr, first_round=False):
         study.enqueue_trial(params, user_attrs={"prior": True}, skip_if_exists=True)
 
 
@@ -204,9 +206,32 @@ def _cheap(sr: SearchRun) -> set[str]:
     return {n for n, s in sr.strategies.items() if s.relative_cost < CHEAP and transfers(s)}
 
 
-def _priors(sr: SearchRun, cheap_only: bool) -> list[dict[str, Any]]:
-    priors = prior_trials(list(sr.specs), list(sr.strategies.values()), sr.search)
-    return [p for p in priors if p["strategy"] in _cheap(sr)] if cheap_only else priors
+def _first_round(sr: SearchRun) -> set[str]:
+    """The strategies run before the best head grows: the frozen-feature heads, the quick
+    no-transfer baselines, and where the data are doubtful the slow ones too."""
+    early = {
+        n
+        for n, s in sr.strategies.items()
+        if not transfers(s) and (s.relative_cost < CHEAP or doubtful(sr.search))
+    }
+    return _cheap(sr) | early
+
+
+def _priors(sr: SearchRun, first_round: bool) -> list[dict[str, Any]]:
+    search = sr.prior_search()
+    priors = prior_trials(list(sr.specs), list(sr.strategies.values()), search)
+    if first_round:
+        return [p for p in priors if p["strategy"] in _first_round(sr)]
+    if short_budget(search):
+        log.info(
+            "A short budget: a trial has about %d s, and the BiT-HyperRule's schedule would "
+            "take about %d s (%.2f s a step, estimated); a recipe that converges in few steps "
+            "is the first fine-tune.",
+            search.trial_seconds,
+            search.step_seconds * hyperrule_steps(search),
+            search.step_seconds,
+        )
+    return priors
 
 
 @contextlib.contextmanager

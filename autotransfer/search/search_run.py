@@ -35,6 +35,9 @@ LAST_MILE_SHARE = 0.2
 # the refit's predicted seconds are the pick's measured training seconds times this (the
 # validation images to decode, a margin for a slower moment; the steps are the same)
 REFIT_MARGIN = 1.2
+# a training step's seconds per image over a forward pass's (the backward pass about twice
+# the forward): the pace the plan's priors are made with before a step is measured
+TRAIN_OVER_SCORING = 3.0
 
 
 @dataclass
@@ -78,6 +81,8 @@ class SearchRun:
     _first: int = 1  # of the chunks, those of the ranking's sample
     # seconds per image of scoring each backbone's models, measured in this process
     scoring_rates: dict[str, float] = field(default_factory=dict)
+    # seconds per training step of each (backbone, strategy), measured in this process
+    step_seconds: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def features(
         self, backbone: str, split: str, deadline: float | None = None, *, more: bool = True
@@ -213,6 +218,17 @@ class SearchRun:
             return True
         rate = self.scoring_rate() if rate is None else rate
         return rate * len(self.full_dataset.val) <= FULL_VAL_SHARE * self.budget.seconds
+
+    def prior_search(self) -> SearchContext:
+        """The search context the plan's priors are made with now: ``step_seconds``
+        estimated from the shortlist's scoring rate (x :data:`TRAIN_OVER_SCORING` x the
+        batch), ``trial_seconds`` the training time a trial has (the trial limit, or what
+        is left when less)."""
+        rate = self.scoring_rate()
+        step = TRAIN_OVER_SCORING * rate * self.batch_size if rate > 0 else None
+        left, limit = self.training_left(), self.trial_limit
+        trial = limit if left is None else left if limit is None else min(left, limit)
+        return dataclasses.replace(self.search, step_seconds=step, trial_seconds=trial)
 
     def training_left(self, last_mile: bool = True) -> float | None:
         """Seconds of the budget left for training (None: no limit); may be negative.

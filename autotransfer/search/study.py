@@ -158,6 +158,7 @@ def close_dead_trials(study: optuna.Study) -> tuple[list[int], list[int]]:
 
 
 TRANSFER = "transfer"  # trial attribute: False for a strategy that does not transfer
+SKIPPED = "skipped"  # trial attribute: why a pruned trial was not trained (too few steps)
 
 
 def record_of(t: optuna.trial.FrozenTrial) -> TrialRecord:
@@ -183,6 +184,7 @@ def record_of(t: optuna.trial.FrozenTrial) -> TrialRecord:
         error=str(t.user_attrs.get("error", "")),
         info=dict(t.user_attrs.get("info", {})),
         transfer=bool(t.user_attrs.get(TRANSFER, True)),
+        skipped=str(t.user_attrs.get(SKIPPED, "")),
     )
 
 

@@ -43,6 +43,10 @@ class SearchContext:
     device: str  # "cpu" or "cuda"
     batch_size: int  # the training batch size the fit will start with
     descriptor: DatasetDescriptor | None = None
+    # seconds a training step of the top backbone is estimated to take (all its weights
+    # trained), and a trial's time, when the search plans its priors (None: unknown)
+    step_seconds: float | None = None
+    trial_seconds: float | None = None
 
 
 @dataclass
@@ -54,7 +58,9 @@ class TrainContext:
     ``deadline`` is a :func:`time.monotonic` time by which ``train`` must return (None:
     no limit); the loop shortens its schedule to fit. ``features(split)`` gives cached
     frozen features of the backbone at its own resolution; ``images`` serves decoded
-    images for training at ``resolution``.
+    images for training at ``resolution``. ``skip_doomed``: the training loop raises
+    :class:`~autotransfer.errors.TooFewSteps` rather than train a schedule the deadline
+    compresses past use (the search sets it once the study has a model).
     """
 
     dataset: ImageDataset
@@ -72,6 +78,7 @@ class TrainContext:
     features: Callable[[str], FeatureSet]
     images: ImageCache
     search: SearchContext
+    skip_doomed: bool = False
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("autotransfer.trial"))
 
 
@@ -122,6 +129,12 @@ class Strategy(Protocol):
     def defaults(self, *, search: SearchContext) -> dict[str, Any]: ...
 
     def train(self, ctx: TrainContext) -> TrainOutcome: ...
+
+
+def converges_quickly(strategy: Any) -> bool:
+    """Whether ``strategy`` is a fine-tuning recipe meant to converge in few steps (its
+    ``quick`` attribute): the first fine-tune where the budget is short."""
+    return bool(getattr(strategy, "quick", False))
 
 
 def transfers(strategy: Any) -> bool:

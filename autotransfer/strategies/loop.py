@@ -11,6 +11,13 @@ on CUDA, a retry with half the batch after a CUDA out-of-memory error, and stopp
 trial whose loss becomes NaN or infinite (a learning rate too high for the backbone)
 within a few steps instead of at the end of its time.
 
+A trial whose deadline leaves it fewer steps than its schedule is worth
+(:func:`~autotransfer.strategies.schedules.useful_steps`) is not trained on a schedule
+compressed past use: the loop measures its pace on its first steps and raises :class:`~autotransfer.errors.TooFewSteps` (the search then
+skips it, says why, and gives its time to the other trials). A schedule may start with
+a warm head (``warm_head``, fastai's frozen epoch): the last parameter group alone
+trains for that share of the steps, then every group.
+
 Everything is counted in optimiser steps, so that a trial on 50,000 images, whose
 first epoch may outlast its share of the time budget, reports, prunes and stops early
 as one on 500 does. It evaluates every epoch when an epoch is short (as it always
@@ -33,10 +40,11 @@ import numpy as np
 import torch
 
 from autotransfer.backbones.inputs import resize_side
-from autotransfer.errors import ConfigError, TrainingDiverged
+from autotransfer.errors import TooFewSteps, TrainingDiverged
 from autotransfer.preprocessing import Preprocessing
 from autotransfer.strategies.base import TrainContext, TrainOutcome
 from autotransfer.strategies.images import augment_batch, center_crop, normalize
+from autotransfer.strategies.schedules import Schedule, doomed, lr_factor
 
 CHECK_EVERY = 10  # steps between checks that the loss is finite and the plan fits (a sync)
 REPORTS = 8  # evaluations a schedule gets when its epochs are long
@@ -46,63 +54,12 @@ MIN_EVAL_EVERY = 25  # fewest steps between two evaluations, unless an epoch is 
 @dataclass
 class Trainable:
     """A model ready to train: ``param_groups`` as for ``torch.optim`` (each with its
-    ``lr``); ``frozen`` modules keep their BatchNorm statistics (eval mode) in training."""
+    ``lr``), the head's last (it trains alone through a schedule's ``warm_head``);
+    ``frozen`` modules keep their BatchNorm statistics (eval mode) in training."""
 
     model: torch.nn.Module
     param_groups: list[dict]
     frozen: Sequence[torch.nn.Module] = field(default_factory=tuple)
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """How long and how. The length is ``steps`` optimiser steps at the trial's batch
-    size (scaled when an out-of-memory retry halves the batch, so the same images are
-    seen) or ``epochs`` passes over the training images. ``decay`` is ``step`` (BiT:
-    x0.1 at 30, 60 and 90 %) or ``cosine``.
-    """
-
-    epochs: int | None = None
-    optimizer: str = "sgd"  # "sgd" (momentum 0.9) or "adamw"
-    weight_decay: float = 0.0
-    warmup: float = 0.05  # share of the steps spent warming up linearly
-    decay: str = "step"
-    label_smoothing: float = 0.0
-    mixup_alpha: float = 0.0
-    patience: int | None = None  # stop after this many evaluations without a better one
-    steps: int | None = None
-
-    def __post_init__(self) -> None:
-        if (self.epochs is None) == (self.steps is None):
-            raise ConfigError(
-                f"A Schedule takes its length as steps or as epochs, not "
-                f"{'both' if self.steps is not None else 'neither'} (got epochs="
-                f"{self.epochs!r}, steps={self.steps!r}); give one, e.g. Schedule(steps=2000)."
-            )
-
-    def total_steps(self, steps_per_epoch: int, batch_scale: float = 1.0) -> int:
-        """The length in optimiser steps; ``batch_scale`` is the batch size the length
-        in ``steps`` was meant for over the one trained with.
-
-        >>> Schedule(epochs=3).total_steps(100), Schedule(steps=250).total_steps(100, 2.0)
-        (300, 500)
-        """
-        if self.steps is None:
-            return max(1, int(self.epochs)) * steps_per_epoch
-        return max(1, math.ceil(int(self.steps) * batch_scale))
-
-
-def lr_factor(progress: float, schedule: Schedule) -> float:
-    """The learning-rate multiplier at ``progress`` (0..1) of the schedule.
-
-    >>> lr_factor(0.5, Schedule(steps=1000, warmup=0.0))
-    0.1
-    """
-    if schedule.warmup > 0 and progress < schedule.warmup:
-        return max(progress / schedule.warmup, 1e-3)
-    if schedule.decay == "cosine":
-        p = (progress - schedule.warmup) / max(1e-9, 1 - schedule.warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
-    return 0.1 ** sum(progress >= b for b in (0.3, 0.6, 0.9))
 
 
 def eval_every(total_steps: int, steps_per_epoch: int) -> int:
@@ -129,7 +86,9 @@ def train(
     """Train what ``build`` returns; on out-of-memory rebuild and retry with half the batch.
 
     ``preprocessing`` (resolution, mean, std, crop_pct, interpolation) says how the
-    model is fed; images come from ``ctx.images`` at ``resolution / crop_pct``.
+    model is fed; images come from ``ctx.images`` at ``resolution / crop_pct``. Raises
+    :class:`~autotransfer.errors.TooFewSteps` when the deadline leaves fewer than
+    :func:`~autotransfer.strategies.schedules.useful_steps` (unless ``ctx.skip_doomed`` is False).
     """
     batch = ctx.batch_size
     while True:
@@ -176,6 +135,10 @@ def _train_once(
     steps_per_epoch = max(1, math.ceil(n / batch) - (1 if n % batch == 1 and n > 1 else 0))
     planned = total = schedule.total_steps(steps_per_epoch, ctx.batch_size / batch)
     every = eval_every(total, steps_per_epoch)
+    # a warm head: the other groups wait, frozen, for the head's share of the steps
+    body = [p for g in opt.param_groups[:-1] for p in g["params"]] if schedule.warm_head else []
+    for p in body:
+        p.requires_grad_(False)
     best_acc, best_loss, best_state, best_eval, best_step = -1.0, float("inf"), None, -1, 0
     best_logits: torch.Tensor | None = None  # the best evaluation's, for the trial's score
     history: list[dict[str, float]] = []
@@ -194,6 +157,10 @@ def _train_once(
         b = step % steps_per_epoch
         if b == 0:
             perm = torch.randperm(n, generator=gen)
+        if body and step >= schedule.warm_head * total:  # the head is warm: train them all
+            for p in body:
+                p.requires_grad_(True)
+            body = []
         idx = perm[b * batch : (b + 1) * batch]
         # uint8 to the device first (4x less to copy than floats), augmented there
         x = augment_batch(x_tr[idx].to(dev, non_blocking=True), res, ctx.augment, gen)
@@ -234,11 +201,17 @@ def _train_once(
         if not bool(torch.isfinite(running)):
             diverged = _diverged("training", float(running), step, epoch, base_lrs, frozen_bn)
             break
+        if cut_short and ctx.skip_doomed:  # the deadline came first: were there enough?
+            pace = (time.monotonic() - paced_from - evals_s) / max(1, step - 1)
+            if why := doomed(step, planned, steps_per_epoch, pace):
+                raise TooFewSteps(why, pace)
         if ctx.deadline is not None and not cut_short:  # re-plan: does the rest still fit?
             step_s = (time.monotonic() - paced_from - evals_s) / max(1, step - 1)
             if eval_s is None:  # a forward pass per batch, a third of a step; half, to be safe
                 eval_s = step_s * len(y_va) / batch / 2
             total = _fit_to_deadline(ctx.deadline, step, total, step_s, eval_s, every)
+            if ctx.skip_doomed and (why := doomed(total, planned, steps_per_epoch, step_s)):
+                raise TooFewSteps(why, step_s)
             every = eval_every(total, steps_per_epoch)
             due = step >= total or step - last_eval >= every
         if not due:
@@ -276,6 +249,8 @@ def _train_once(
             m.eval()
         running, seen, last_eval = torch.zeros((), device=dev), 0, step
 
+    for p in body:  # cut short while the head was warming
+        p.requires_grad_(True)
     if diverged:
         if best_state is None:
             raise TrainingDiverged(diverged)
@@ -296,6 +271,8 @@ def _train_once(
             "steps_run": step,
             "steps_planned": planned,
             "best_step": best_step,
+            # seconds a step took (after the first), evaluations left out
+            "step_seconds": round((time.monotonic() - paced_from - evals_s) / max(1, step - 1), 4),
             "eval_every": every,
             "cut_by_deadline": cut_short or total < planned,
             "train_seconds": round(time.monotonic() - start, 2),

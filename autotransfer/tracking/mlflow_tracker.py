@@ -212,6 +212,9 @@ class MLflowTracker:
             tags[mlflow_tags.MLFLOW_RUN_NOTE] = truncate(
                 f"**{record.state}**\n\n```\n{record.error}\n```", MAX_TAG_VALUE
             )
+        if record.skipped:
+            tags["autotransfer.skipped"] = truncate(record.skipped, MAX_TAG_VALUE)
+            tags[mlflow_tags.MLFLOW_RUN_NOTE] = f"**skipped**: {record.skipped}"
         log_batch(client, run_id, tags=tags)
         client.log_text(run_id, to_json(record.to_dict()), "trial.json")
         client.set_terminated(run_id, status=_STATUS_OF_STATE.get(record.state, "KILLED"))

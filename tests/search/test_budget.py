@@ -272,6 +272,37 @@ def test_the_best_frozen_head_on_the_sample_then_reads_more_of_the_split(tmp_pat
     assert len(result.leaderboard) == 3
 
 
+def test_the_no_transfer_baselines_run_before_the_best_head_grows(tmp_path):
+    """Tiny images (16 px: transfer in doubt): the raw-pixel model and the network from
+    scratch run in the first round, with the frozen heads on the sample, before the best
+    head reads the whole split; the fine-tunes after it."""
+    from autotransfer.testing.images import make_image_folder
+
+    folder = make_image_folder(
+        tmp_path / "data", classes=("a", "b", "c"), per_class=100, size=(16, 16)
+    )  # 240 training images
+    run = tmp_path / "run"
+    fit_tiny(
+        folder,
+        run,
+        backbones=(BACKBONE,),
+        strategies=("feature_extraction", "partial_freeze", "raw_pixels", "from_scratch"),
+        time_budget=600,
+        trial_time_limit=4,
+        n_trials=5,
+        rank_sample_size=60,
+    )
+    trials = sorted(study_of(run).get_trials(), key=lambda t: t.number)
+    order = [("grow " if t.user_attrs.get("grow") else "") + t.params["strategy"] for t in trials]
+    assert order == [
+        "raw_pixels",
+        "feature_extraction",
+        "from_scratch",
+        "grow feature_extraction",
+        "partial_freeze",
+    ]
+
+
 def _register_slow_network() -> str:
     """A timm architecture whose forward pass takes 6 s a batch: a backbone far slower
     than the time a test gives it (registered in timm's own registry, as a user's

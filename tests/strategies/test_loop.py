@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from autotransfer.api import open_folder
-from autotransfer.errors import ConfigError, TrainingDiverged
+from autotransfer.errors import ConfigError, TooFewSteps, TrainingDiverged
 from autotransfer.strategies import loop
 from autotransfer.strategies.models import new_classifier, preprocessing
 from autotransfer.testing.images import make_image_folder
@@ -187,6 +187,55 @@ def test_a_deadline_compresses_the_schedule_which_still_decays(long_epochs, deca
         assert last_lr == pytest.approx(0.05 * 0.001)
     else:
         assert last_lr < 0.05 * 0.01
+
+
+def test_a_deadline_that_leaves_too_few_steps_skips_the_trial(long_epochs, monkeypatch):
+    clock = _Clock()
+    ctx = make_train_context(long_epochs, {}, batch_size=2)
+    monkeypatch.setattr(loop, "time", clock)
+    ctx.deadline = clock.now + 1.0  # about 70 steps at this pace
+    ctx.skip_doomed = True
+    # 100,000 steps compressed into 70: raised on the first look at the pace, not trained
+    with pytest.raises(TooFewSteps, match=r"only \d+ of its 100000 steps fit") as raised:
+        loop.train(ctx, _build(ctx), loop.Schedule(steps=100_000), preprocessing(ctx))
+    assert raised.value.step_seconds > 0
+    # a schedule of 200 steps needs 50 (a quarter) and an epoch (48): 70 fit, it trains
+    ctx.deadline = clock.now + 1.0
+    out = loop.train(ctx, _build(ctx), loop.Schedule(steps=200), preprocessing(ctx))
+    assert out.info["cut_by_deadline"] and 50 <= out.info["steps_run"] < 200
+    assert out.info["step_seconds"] > 0
+    # the search's first trial must give a model: not skipped, however few steps fit
+    ctx.deadline, ctx.skip_doomed = clock.now + 1.0, False
+    out = loop.train(ctx, _build(ctx), loop.Schedule(steps=100_000), preprocessing(ctx))
+    assert out.info["cut_by_deadline"] and out.info["steps_run"] < 100
+
+
+def test_a_warm_head_trains_the_head_alone_then_every_layer(dataset):
+    ctx = make_train_context(dataset, {})
+    built = []
+
+    def build():
+        model = new_classifier(ctx)
+        ids = {id(p) for p in model.get_classifier().parameters()}
+        body = [p for p in model.parameters() if id(p) not in ids]
+        head = [p for p in model.parameters() if id(p) in ids]
+        built.append([(p, p.detach().clone()) for p in body + head])
+        groups = [{"params": body, "lr": 0.05}, {"params": head, "lr": 0.05}]  # the head last
+        return loop.Trainable(model, groups)
+
+    def moved():
+        return [not torch.equal(p, before) for p, before in built[-1]]
+
+    # every step inside the warm-head share: the body never moves, the head does
+    warm = loop.Schedule(steps=4, warm_head=0.99, decay="one_cycle", optimizer="adamw")
+    out = loop.train(ctx, build, warm, preprocessing(ctx))
+    *body, weight, bias = moved()
+    assert out.info["steps_run"] == 4 and weight and bias and not any(body)
+    assert all(p.requires_grad for p, _ in built[-1])  # trainable again afterwards
+    # a quarter of the steps warm: then the body trains too
+    half = loop.Schedule(steps=8, warm_head=0.25, decay="one_cycle", optimizer="adamw")
+    loop.train(ctx, build, half, preprocessing(ctx))
+    assert all(moved()[-2:]) and any(moved()[:-2])
 
 
 def test_deadline_shortens_the_schedule(dataset):

@@ -128,7 +128,7 @@ def test_lp_ft_trials_run_in_a_fit(image_folder, tmp_path):
         strategies=("lp_ft", "feature_extraction"),
         n_trials=4,
         time_budget=None,
-        trial_time_limit=5,  # seconds: lp_ft's deadline shortens its schedule
+        trial_time_limit=15,  # seconds: lp_ft's deadline shortens its schedule
         trackers=(),
         run_dir=str(tmp_path / "run"),
         resolution=32,
