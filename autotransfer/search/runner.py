@@ -29,7 +29,7 @@ from autotransfer.search.objective import objective
 from autotransfer.search.plan import CHEAP, doubtful, prior_trials, rank_sample, short_budget
 from autotransfer.search.search_run import SearchRun
 from autotransfer.search.shared_study import publish_plan, publish_tracking
-from autotransfer.search.study import close_dead_trials, open_study, record_of
+from autotransfer.search.study import best_train_seconds, close_dead_trials, open_study, record_of
 from autotransfer.search.trial_limit import TrialLimitReached, finished_trials
 from autotransfer.strategies.base import SearchContext, transfers
 from autotransfer.strategies.images import ImageCache
@@ -134,6 +134,8 @@ def prepare(
         refit=settings.refit,
         flip_tta=settings.flip_tta,
     )
+    # a resumed study's best trial may be another process's: the last mile reserves its refit
+    sr.pick_seconds = best_train_seconds(study)
     sr.checkpoints = checkpoint_store(settings.shared_checkpoints, sr.run)
     if not is_worker:
         publish_plan(study, plan, settings.to_dict())

@@ -188,6 +188,19 @@ def record_of(t: optuna.trial.FrozenTrial) -> TrialRecord:
     )
 
 
+def best_train_seconds(study: optuna.Study) -> float:
+    """Training seconds of the study's best complete trial (what its refit costs), from
+    any process that ran it; 0 without one."""
+    done = [
+        t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE
+    ]
+    if not done:
+        return 0.0
+    best = max(done, key=lambda t: (t.value, -t.number))
+    info = best.user_attrs.get("info") or {}
+    return float(info.get("train_seconds") or best.user_attrs.get("seconds") or 0.0)
+
+
 def leaderboard(study: optuna.Study) -> tuple[TrialRecord, ...]:
     """Every trial that ran or runs, best first (see :mod:`autotransfer.search.selection`);
     enqueued trials that never started are left out."""

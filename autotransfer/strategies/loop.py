@@ -13,10 +13,11 @@ within a few steps instead of at the end of its time.
 
 A trial whose deadline leaves it fewer steps than its schedule is worth
 (:func:`~autotransfer.strategies.schedules.useful_steps`) is not trained on a schedule
-compressed past use: the loop measures its pace on its first steps and raises :class:`~autotransfer.errors.TooFewSteps` (the search then
-skips it, says why, and gives its time to the other trials). A schedule may start with
-a warm head (``warm_head``, fastai's frozen epoch): the last parameter group alone
-trains for that share of the steps, then every group.
+compressed past use: the loop measures its pace on its first steps and raises
+:class:`~autotransfer.errors.TooFewSteps` (the search then skips it, says why, and gives
+its time to the other trials). A schedule may start with a warm head (``warm_head``,
+fastai's frozen epoch): the last parameter group alone trains for that share of the
+steps, then every group.
 
 Everything is counted in optimiser steps, so that a trial on 50,000 images, whose
 first epoch may outlast its share of the time budget, reports, prunes and stops early

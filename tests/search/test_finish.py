@@ -86,3 +86,27 @@ def test_flip_tta_is_measured_on_validation_and_never_where_flips_change_labels(
     with torch.no_grad():
         want = torch.log((member(x).exp() + member(x.flip(-1)).exp()) / 2)
         assert torch.allclose(served(x), want, atol=1e-5)
+
+
+def test_a_resumed_fit_reserves_the_refit_of_the_best_trial_an_earlier_process_ran(
+    folder, tmp_path
+):
+    from autotransfer.api import open_folder
+    from autotransfer.config import FitSettings
+    from autotransfer.search.runner import prepare
+    from autotransfer.search.study import best_train_seconds, load_plan
+
+    from .conftest import TINY, study_of
+
+    run = tmp_path / "run"
+    result = fit_tiny(folder, run, strategies=("partial_freeze",), n_trials=1)
+    seconds = result.best.info["train_seconds"]
+    assert seconds > 0 and best_train_seconds(study_of(run)) == seconds
+    # a new process on the run folder, with a budget: its last mile keeps the refit's time
+    # although it trained nothing yet
+    tiny = {k: v for k, v in TINY.items() if k != "progress"}
+    settings = FitSettings(**{**tiny, "time_budget": 600, "refit": True, "trackers": ()})
+    dataset = open_folder(folder, progress=False)
+    _, sr = prepare(run, dataset, settings, load_plan(run))
+    assert sr.pick_seconds == seconds
+    assert sr.last_mile_reserve() >= seconds
