@@ -40,11 +40,11 @@ import logging
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _cli import add_rerun_flags, parse_quietly, parser  # noqa: E402
+from _cold_fit import cold_fit  # noqa: E402
 from _fastai_baseline import fastai_fine_tune  # noqa: E402
 from _machine import machine_info, markdown_table  # noqa: E402
 from _plot import save_figure, subplots  # noqa: E402
@@ -65,21 +65,16 @@ METHODS = ("fit", "seed-style default", "BiT-HyperRule every backbone", "fastai 
 
 def _fit(ds, work: Path, budget: float, protocol: dict, device: str | None, **options):
     """One ``fit`` with a cold cache of its own; (val accuracy, test accuracy, pick, s)."""
-    os.environ["AUTOTRANSFER_CACHE"] = tempfile.mkdtemp(dir=work, prefix="cache-")
-    start = time.perf_counter()
-    r = autotransfer.fit(
+    r, seconds = cold_fit(
         ds,
-        run_dir=tempfile.mkdtemp(dir=work, prefix="run-"),
-        time_budget=budget,
+        work,
+        budget,
         resolution=protocol["resolution"],
         batch_size=protocol["batch_size"],
         seed=protocol["seed"],
         device=device,
-        trackers=(),
-        progress=False,
         **options,
     )
-    seconds = time.perf_counter() - start
     test = (r.test_metrics or {}).get("accuracy")
     return {
         "rank_share": options.get("rank_share", autotransfer.FitSettings().rank_share),

@@ -25,22 +25,20 @@ measures them again).
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _cli import add_rerun_flags, parse_quietly, parser  # noqa: E402
+from _cold_fit import cold_fit, test_correct  # noqa: E402
 from _machine import machine_info, markdown_table  # noqa: E402
 from _plot import save_figure, subplots  # noqa: E402
 from _variants import describe_split, load_variant  # noqa: E402
 from ground_truth import default_variants  # noqa: E402
 
-import autotransfer  # noqa: E402
 from autotransfer.metrics import paired_difference  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -60,20 +58,8 @@ TWELVE = [v for v in default_variants("cpu") if not v.startswith("fashion_mnist/
 def one_cell(variant: str, config: str, budget: float, resolution: int, work: Path) -> dict:
     """One fit of ``variant`` under ``config``; its test accuracy and per-image results."""
     ds = load_variant(variant)
-    os.environ["AUTOTRANSFER_CACHE"] = tempfile.mkdtemp(dir=work, prefix="cache-")
-    start = time.perf_counter()
-    r = autotransfer.fit(
-        ds,
-        run_dir=tempfile.mkdtemp(dir=work, prefix="run-"),
-        time_budget=budget,
-        resolution=resolution,
-        trackers=(),
-        progress=False,
-        **CONFIGS[config],
-    )
-    seconds = time.perf_counter() - start
-    proba = r.predict_proba([x.path for x in ds.test])
-    right = proba.argmax(1) == np.array([x.label for x in ds.test])
+    r, seconds = cold_fit(ds, work, budget, resolution=resolution, **CONFIGS[config])
+    right = test_correct(r, ds)
     return {
         "variant": variant,
         "config": config,

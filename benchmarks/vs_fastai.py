@@ -20,22 +20,20 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _cli import parse_quietly, parser  # noqa: E402
+from _cold_fit import cold_fit, test_correct  # noqa: E402
 from _fastai_baseline import fastai_fine_tune  # noqa: E402
 from _machine import machine_info, markdown_table  # noqa: E402
 from _plot import save_figure, subplots  # noqa: E402
 from _variants import load_variant  # noqa: E402
 
-import autotransfer  # noqa: E402
 from autotransfer.metrics import paired_difference  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -52,20 +50,8 @@ log = logging.getLogger("vs_fastai")
 
 def run_fit(ds, budget: float, work: Path, seed: int) -> dict:
     """``fit`` with its defaults and a cold cache; its test accuracy image by image."""
-    os.environ["AUTOTRANSFER_CACHE"] = tempfile.mkdtemp(dir=work, prefix="cache-")
-    start = time.monotonic()
-    r = autotransfer.fit(
-        ds,
-        run_dir=tempfile.mkdtemp(dir=work, prefix="run-"),
-        time_budget=budget,
-        seed=seed,
-        trackers=(),
-        progress=False,
-    )
-    seconds = time.monotonic() - start
-    truth = np.array([rec.label for rec in ds.test])
-    predicted = np.asarray(r.predict_proba([rec.path for rec in ds.test])).argmax(1)
-    correct = (predicted == truth).astype(int)
+    r, seconds = cold_fit(ds, work, budget, seed=seed)
+    correct = test_correct(r, ds).astype(int)
     pick = "ensemble" if r.ensemble is not None and r.ensemble.kept else r.best.strategy
     return {
         "val": round(float(r.val_metrics["accuracy"]), 4),
