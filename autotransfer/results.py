@@ -17,7 +17,13 @@ from autotransfer.model_files import model_folder
 from autotransfer.report import write_report
 from autotransfer.search.checkpoints import prune_checkpoints
 from autotransfer.search.ensemble import EnsembleChoice
-from autotransfer.search.finish import decide_flip, refit_pick, served_model, with_flip
+from autotransfer.search.finish import (
+    decide_flip,
+    refit_pick,
+    served_model,
+    serving_rate,
+    with_flip,
+)
 from autotransfer.search.pick import load_best
 from autotransfer.search.records import TrialRecord
 from autotransfer.search.search_run import FULL_VAL_SHARE, SearchRun
@@ -207,9 +213,12 @@ def result_of_study(
             + "Give the fit more time (time_budget) or look at the log above."
         )
     t0 = time.perf_counter()
+    sr.pick_rate = serving_rate(sr, best, model)  # the final scoring's pace, not the slowest's
     served = served_model(study, sr, best, model)
     val = served.metrics
     flip = decide_flip(sr, served.model, served.proba)
+    if flip["on"]:  # each test image is scored twice
+        sr.pick_rate = 2 * sr.closing_rate()
     if served.is_ensemble:
         model = served.model
         refit = {"done": False, "why": "the pick is an ensemble: its members keep their weights"}

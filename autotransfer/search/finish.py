@@ -44,6 +44,7 @@ from autotransfer.search.search_run import REFIT_MARGIN, SearchRun
 from autotransfer.search.selection import ENSEMBLE_POOL
 from autotransfer.search.study import record_of
 from autotransfer.search.val_probas import load_val_probas
+from autotransfer.strategies.base import transfers
 from autotransfer.strategies.images import ImageCache
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 FLIP_BATCH = 256  # validation images read and mirrored at a time
 FIRST_FLIPS = 32  # ...the first time: their pace says whether the rest fits in the time
 REFIT_MIN_STEPS = 0.9  # a refit the deadline compressed to fewer of its steps is dropped
+WARM_IMAGES, RATE_IMAGES = 8, 64  # a pick's scoring rate: images to warm up, images timed
 
 COMPLETE = optuna.trial.TrialState.COMPLETE
 
@@ -80,12 +82,12 @@ def served_model(
     single = Served(model, proba, dict(trial.user_attrs.get("metrics", {})))
     if not sr.ensemble:
         return single
-    choice, ensemble, metrics, mix = ensemble_of_study(study, sr)
+    choice, ensemble, metrics, mix, rate = ensemble_of_study(study, sr)
     if ensemble is None:
         single.choice = choice
         return single
     # each member scores the test split: the time left must hold the others too
-    extra = (len(choice.weights) - 1) * sr.scoring_rate() * len(sr.dataset.test)
+    extra = (rate - sr.closing_rate()) * len(sr.dataset.test)
     left = sr.training_left(last_mile=False)
     if left is not None and extra > left:
         why = (
@@ -95,16 +97,15 @@ def served_model(
         log.info("%s.", why)
         single.choice = dataclasses.replace(choice, kept=False, reason=why)
         return single
+    sr.pick_rate = rate
     return Served(ensemble, mix, metrics, choice)
 
 
-def ensemble_of_study(
-    study: optuna.Study, sr: SearchRun
-) -> tuple[EnsembleChoice | None, Classifier | None, dict[str, float] | None, np.ndarray | None]:
+def ensemble_of_study(study: optuna.Study, sr: SearchRun) -> tuple[Any, ...]:
     """The ensemble selection of the study's best kept trials: ``(choice, classifier,
-    validation metrics, validation probabilities)``; all but the choice only when it is
-    kept. All None when fewer than two trials have both their probabilities and their
-    model here."""
+    validation metrics, validation probabilities, seconds per image of scoring)``; all but
+    the choice only when it is kept. All None when fewer than two trials have both their
+    probabilities and their model here."""
     labels = np.array([r.label for r in sr.dataset.val])
     done = sorted(
         (t for t in study.get_trials(deepcopy=False) if t.state == COMPLETE and t.value),
@@ -113,15 +114,17 @@ def ensemble_of_study(
     kept = [t.number for t in done if _has_model(sr, t.number)]
     probas = load_val_probas(sr.run_dir, kept[:ENSEMBLE_POOL], n=len(labels))
     if len(probas) < 2 or not len(labels):
-        return None, None, None, None
+        return None, None, None, None, None
     choice = choose_ensemble(probas, labels)
     if choice is None or not choice.kept:
-        return choice, None, None, None
+        return choice, None, None, None, None
     try:
         members = [Classifier.load(checkpoint_dir(sr.run_dir, t)) for t in choice.weights]
     except ModelFileError as exc:
         log.warning("The ensemble is not served: a member's model could not be read (%s).", exc)
-        return choice, None, None, None
+        return choice, None, None, None, None
+    trial = {t.number: t for t in done}
+    rate = sum(serving_rate(sr, trial[t], m) for t, m in zip(choice.weights, members))
     mix = sum(probas[t] * w for t, w in choice.weights.items())
     metrics: dict[str, float] = classification_metrics(labels, mix, len(sr.dataset.classes))
     metrics["num_images"] = len(labels)
@@ -136,7 +139,30 @@ def ensemble_of_study(
             ],
         },
     )
-    return choice, model, metrics, mix
+    return choice, model, metrics, mix, rate
+
+
+def serving_rate(sr: SearchRun, trial: optuna.trial.FrozenTrial, model: Classifier) -> float:
+    """Seconds per image of scoring ``trial``'s ``model``: the rate the search measured
+    (or estimated) for its backbone when it transfers (the backbone and a head); else
+    timed now on up to :data:`RATE_IMAGES` validation images, after a few to warm up (a
+    network trained from scratch, a raw-pixel model: small, their probabilities came from
+    training, so no scoring of theirs was timed). The slowest of the shortlist when there
+    is nothing to time it on."""
+    record = record_of(trial)
+    strategy = sr.strategies.get(record.strategy)
+    rates = sr.backbone_rates()
+    if (strategy is None or transfers(strategy)) and record.backbone in rates:
+        return rates[record.backbone]
+    paths = [r.path for r in sr.dataset.val[: WARM_IMAGES + RATE_IMAGES]]
+    if not paths:
+        return sr.scoring_rate()
+    warm = min(WARM_IMAGES, len(paths) // 2)
+    if warm:
+        model.predict_proba(paths[:warm], device=str(sr.device))
+    start = time.monotonic()
+    model.predict_proba(paths[warm:], device=str(sr.device))
+    return (time.monotonic() - start) / (len(paths) - warm)
 
 
 def decide_flip(sr: SearchRun, model: Classifier, proba: np.ndarray | None) -> dict[str, Any]:
@@ -157,8 +183,7 @@ def decide_flip(sr: SearchRun, model: Classifier, proba: np.ndarray | None) -> d
         return {"on": False, "why": "not measured: the pick's validation probabilities are lost"}
     left = sr.training_left(last_mile=False)
     if left is not None:  # served, the mirror images double the test split's scoring too
-        members = len(getattr(model.module, "members", ())) or 1
-        left -= members * sr.scoring_rate() * len(sr.dataset.test)
+        left -= sr.closing_rate() * len(sr.dataset.test)
     flipped = None if left is not None and left <= 0 else _mirrored_proba(sr, model, left)
     if flipped is None:
         spare = max(0.0, left or 0.0)

@@ -76,6 +76,9 @@ class SearchRun:
     flip_tta: str = "auto"  # FitSettings.flip_tta
     # training seconds of the best trial this process completed: its refit's cost
     pick_seconds: float = 0.0
+    # after the search: seconds per image of scoring the model the fit serves (its
+    # members, its mirror images; see search.finish.serving_rate); None during it
+    pick_rate: float | None = None
     _features: dict[tuple[str, str], Any] = field(default_factory=dict)
     _chunks: list[ImageDataset] | None = None
     _first: int = 1  # of the chunks, those of the ranking's sample
@@ -169,31 +172,44 @@ class SearchRun:
 
     def last_mile_reserve(self) -> float:
         """Seconds kept back for the last mile (:mod:`autotransfer.search.finish`): the
-        best trial's refit at its measured pace (x ``REFIT_MARGIN``) and, for flip TTA,
-        the pick predicting the mirrored validation images; at most
-        :data:`LAST_MILE_SHARE` of the time budget, none without one."""
+        best trial's refit at its measured pace (x ``REFIT_MARGIN``), when that fits in
+        :data:`LAST_MILE_SHARE` of the time budget (a refit that does not is left to what
+        the search leaves: the time it cannot use goes to trials), and, for flip TTA, the
+        pick predicting the mirrored validation images; none without a time budget."""
         if self.budget.seconds is None:
             return 0.0
-        need = REFIT_MARGIN * self.pick_seconds if self.refit else 0.0
+        cap = LAST_MILE_SHARE * self.budget.seconds
+        refit = REFIT_MARGIN * self.pick_seconds if self.refit else 0.0
+        need = refit if refit <= cap else 0.0
         if self.flip_tta == "auto" and self.augment == "crop_flip":
             need += self.scoring_rate() * len(self.dataset.val)
-        return min(need, LAST_MILE_SHARE * self.budget.seconds)
+        return min(need, cap)
 
     def closing_reserve(self) -> float:
         """Seconds kept back from training for the scoring and saving that follow it
-        (:func:`~autotransfer.search.budget.closing_reserve`), at the slowest rate of the
-        shortlist. A backbone scored in this search has its measured rate; the others the
-        ranking's forward pass, scaled as the measured ones compare with theirs: the
-        ranking's seconds include loading the weights and starting the loader, which
-        outweigh the images of a small split (the five of a one-shot set read as a fifth
-        of a second each, ten times the real rate), and a cached ranking's seconds may
-        come from another machine."""
-        rate = self.scoring_rate()
+        (:func:`~autotransfer.search.budget.closing_reserve`), at :meth:`closing_rate`."""
+        rate = self.closing_rate()
         full_val = len(self.full_dataset.val) if self.rescore_full_val(rate) else 0
         return closing_reserve(rate, len(self.dataset.val), len(self.dataset.test), full_val)
 
+    def closing_rate(self) -> float:
+        """Seconds per image of the final scoring: the served model's own
+        (:attr:`pick_rate`) once the search is over; during it the slowest of the
+        shortlist (:meth:`scoring_rate`), as any trial may turn out the pick."""
+        return self.scoring_rate() if self.pick_rate is None else self.pick_rate
+
     def scoring_rate(self) -> float:
         """Seconds per image of scoring a model of the shortlist, at the slowest rate."""
+        return max(self.backbone_rates().values(), default=0.0)
+
+    def backbone_rates(self) -> dict[str, float]:
+        """Seconds per image of scoring each shortlisted backbone's models. A backbone
+        scored in this search has its measured rate; the others the ranking's forward
+        pass, scaled as the measured ones compare with theirs: the ranking's seconds
+        include loading the weights and starting the loader, which outweigh the images of
+        a small split (the five of a one-shot set read as a fifth of a second each, ten
+        times the real rate), and a cached ranking's seconds may come from another
+        machine."""
         ranked = {}
         if self.run.ranking is not None:
             ranked = {
@@ -206,7 +222,7 @@ class SearchRun:
         scale = float(np.median(ratios)) if ratios else 1.0
         rates = {b: rate * scale for b, rate in ranked.items()}
         rates.update(measured)
-        return max(rates.values(), default=0.0)
+        return rates
 
     def rescore_full_val(self, rate: float | None = None) -> bool:
         """Whether the pick is scored on the whole validation split at the end (the search
@@ -216,7 +232,7 @@ class SearchRun:
             return False
         if self.budget.seconds is None:
             return True
-        rate = self.scoring_rate() if rate is None else rate
+        rate = self.closing_rate() if rate is None else rate
         return rate * len(self.full_dataset.val) <= FULL_VAL_SHARE * self.budget.seconds
 
     def prior_search(self) -> SearchContext:

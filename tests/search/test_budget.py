@@ -10,10 +10,14 @@ import pytest
 
 import autotransfer
 from autotransfer.config import FitSettings
+from autotransfer.model import Classifier
 from autotransfer.search import runner
 from autotransfer.search.budget import CLOSING_SECONDS, Budget
+from autotransfer.search.checkpoints import checkpoint_dir
+from autotransfer.search.finish import serving_rate
 from autotransfer.search.objective import train_model
 from autotransfer.search.plan import make_plan
+from autotransfer.search.search_run import LAST_MILE_SHARE, REFIT_MARGIN
 from autotransfer.strategies.feature_extraction import FeatureExtraction
 from autotransfer.transferability.ranking import Ranking, RankingRow
 
@@ -160,6 +164,55 @@ def test_the_search_stops_when_only_the_reserve_is_left(folder, tmp_path):
     states = [t.state for t in study.get_trials()]
     assert states == [optuna.trial.TrialState.COMPLETE] + [optuna.trial.TrialState.WAITING] * 3
     assert 0 < sr.scoring_rates[BACKBONE]  # the trial measured its own scoring
+
+
+def test_once_the_pick_is_known_the_final_scoring_is_priced_at_its_own_rate(folder, tmp_path):
+    # the shortlist's other backbone is slow to score (by the ranking): the search keeps its
+    # pace back for the final scoring, as any trial may turn out the pick. The pick's own
+    # pace then replaces it: its backbone's measured rate for a model that transfers; a
+    # raw-pixel model (its probabilities came from training: no scoring of it was timed)
+    # timed on validation images
+    # (no time budget: however slow the machine, the search runs both trials)
+    s = _settings(strategies=("feature_extraction", "raw_pixels"), n_trials=2, time_budget=None)
+    ds = autotransfer.open_folder(folder)
+    images = len(ds.val) + len(ds.test)
+    study, sr = _search_run(
+        folder,
+        tmp_path,
+        settings=s,
+        shortlist=[BACKBONE, OTHER],
+        ranking=_ranking({BACKBONE: 1.0, OTHER: 100.0}),
+    )
+    study.enqueue_trial({"backbone": BACKBONE, "strategy": "feature_extraction"})
+    study.enqueue_trial({"backbone": BACKBONE, "strategy": "raw_pixels"})
+    runner.run_trials(study, sr, s, progress=False)
+    done = {
+        t.params["strategy"]: t
+        for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    }
+
+    def rate(strategy: str) -> float:
+        t = done[strategy]
+        return serving_rate(sr, t, Classifier.load(checkpoint_dir(sr.run_dir, t.number)))
+
+    assert rate("feature_extraction") == sr.backbone_rates()[BACKBONE]
+    timed = rate("raw_pixels")
+    assert 0 < timed < sr.scoring_rate() / 10  # the slower backbone's, scaled as measured
+    slowest = sr.closing_reserve()
+    assert slowest == pytest.approx(sr.scoring_rate() * images + CLOSING_SECONDS)
+    sr.pick_rate = timed
+    assert sr.closing_reserve() == pytest.approx(timed * images + CLOSING_SECONDS)
+
+
+def test_the_last_mile_keeps_back_a_refit_only_where_it_fits_in_its_share(folder, tmp_path):
+    # a refit that its share of the budget cannot hold is left to the time the search
+    # leaves: the time it could not use goes to trials
+    _, sr = _search_run(folder, tmp_path, settings=_settings(refit=True, flip_tta="off"))
+    share = LAST_MILE_SHARE * 600
+    sr.pick_seconds = 0.5 * share
+    assert sr.last_mile_reserve() == pytest.approx(REFIT_MARGIN * sr.pick_seconds)
+    sr.pick_seconds = share
+    assert sr.last_mile_reserve() == 0.0
 
 
 def test_with_time_to_train_the_search_runs_its_trials(folder, tmp_path):

@@ -105,7 +105,8 @@ def test_a_resumed_fit_reserves_the_refit_of_the_best_trial_an_earlier_process_r
     # a new process on the run folder, with a budget: its last mile keeps the refit's time
     # although it trained nothing yet
     tiny = {k: v for k, v in TINY.items() if k != "progress"}
-    settings = FitSettings(**{**tiny, "time_budget": 600, "refit": True, "trackers": ()})
+    budget = max(600, 10 * seconds)  # its refit fits in the last mile's share
+    settings = FitSettings(**{**tiny, "time_budget": budget, "refit": True, "trackers": ()})
     dataset = open_folder(folder, progress=False)
     _, sr = prepare(run, dataset, settings, load_plan(run))
     assert sr.pick_seconds == seconds
