@@ -175,14 +175,15 @@ class SearchRun:
         best trial's refit at its measured pace (x ``REFIT_MARGIN``), when that fits in
         :data:`LAST_MILE_SHARE` of the time budget (a refit that does not is left to what
         the search leaves: the time it cannot use goes to trials), and, for flip TTA, the
-        pick predicting the mirrored validation images; none without a time budget."""
+        pick predicting the mirrored validation images (to measure it) and the mirrored test
+        images (served with it); none without a time budget."""
         if self.budget.seconds is None:
             return 0.0
         cap = LAST_MILE_SHARE * self.budget.seconds
         refit = REFIT_MARGIN * self.pick_seconds if self.refit else 0.0
         need = refit if refit <= cap else 0.0
         if self.flip_tta == "auto" and self.augment == "crop_flip":
-            need += self.scoring_rate() * len(self.dataset.val)
+            need += self.scoring_rate() * (len(self.dataset.val) + len(self.dataset.test))
         return min(need, cap)
 
     def closing_reserve(self) -> float:

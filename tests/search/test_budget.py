@@ -213,6 +213,11 @@ def test_the_last_mile_keeps_back_a_refit_only_where_it_fits_in_its_share(folder
     assert sr.last_mile_reserve() == pytest.approx(REFIT_MARGIN * sr.pick_seconds)
     sr.pick_seconds = share
     assert sr.last_mile_reserve() == 0.0
+    # flip TTA measured on the mirrored validation images, then served on the test split's
+    sr.flip_tta, sr.pick_seconds, sr.scoring_rates[BACKBONE] = "auto", 0.0, 0.01
+    assert sr.augment == "crop_flip"
+    images = len(sr.dataset.val) + len(sr.dataset.test)
+    assert sr.last_mile_reserve() == pytest.approx(0.01 * images)
 
 
 def test_with_time_to_train_the_search_runs_its_trials(folder, tmp_path):
