@@ -110,6 +110,18 @@ def compare(data: dict) -> tuple[list[dict], list[dict]]:
     return rows, steps
 
 
+def commits(data: dict) -> str:
+    """The commits the cells were measured at, with their counts (a cell without one was
+    measured at the results' first commit)."""
+    first = data["machine"].get("commit", "?")
+    seen: dict[str, int] = {}
+    for by in data["cells"].values():
+        for cell in by.values():
+            c = cell.get("commit", first)
+            seen[c] = seen.get(c, 0) + 1
+    return ", ".join(f"{c} ({n} cells)" for c, n in seen.items())
+
+
 def write(data: dict, out: Path) -> None:
     rows, steps = compare(data)
     m = data["machine"]
@@ -117,7 +129,7 @@ def write(data: dict, out: Path) -> None:
         "# The last mile: refit, ensemble and no-transfer baselines, step by step",
         "",
         f"Machine: {m.get('machine', '')} ({m.get('cpu', '')}, {m.get('cpu_cores', '?')} "
-        f"cores, device {m.get('device', 'cpu')}), commit {m.get('commit', '?')}, "
+        f"cores, device {m.get('device', 'cpu')}), commits {commits(data)}, "
         f"{m.get('date', '')}; budget {data['budget']:.0f} s a fit, resolution "
         f"{data['resolution']} px; `python benchmarks/last_mile.py`.",
         "",
@@ -170,6 +182,7 @@ def main(argv=None) -> int:
     data.setdefault("machine", machine_info())
     if not args.render:
         work = Path(tempfile.mkdtemp(prefix="last-mile-"))
+        commit = machine_info().get("commit")
         # the ground truth's 12: fashion_mnist (10,000 test images) is benchmarks/scale.py's
         variants = args.variants.split(",") if args.variants else TWELVE
         for variant in variants:
@@ -177,6 +190,7 @@ def main(argv=None) -> int:
                 if config in data["cells"].get(variant, {}) and not args.again:
                     continue
                 cell = one_cell(variant, config, args.budget, args.resolution, work)
+                cell["commit"] = commit
                 data["cells"].setdefault(variant, {})[config] = cell
                 print(f"{variant} {config}: test {cell['test']} ({cell['pick']})", flush=True)
                 write(data, out)  # after every cell: a crash loses nothing
