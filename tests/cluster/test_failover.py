@@ -77,6 +77,7 @@ def test_a_killed_workers_trial_runs_again_and_no_finished_trial_is_lost(
                 t.state == optuna.trial.TrialState.RUNNING
                 and (t.user_attrs.get("worker") or {}).get("pid") == victim.pid
                 and t.intermediate_values  # an evaluation done, more to come
+                and "seconds" not in t.user_attrs  # not yet ending (its MLflow run closing)
                 for t in _trials(run, postgres_url)
             )
 
