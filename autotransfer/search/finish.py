@@ -148,7 +148,9 @@ def serving_rate(sr: SearchRun, trial: optuna.trial.FrozenTrial, model: Classifi
     timed now on up to :data:`RATE_IMAGES` validation images, after a few to warm up (a
     network trained from scratch, a raw-pixel model: small, their probabilities came from
     training, so no scoring of theirs was timed). The slowest of the shortlist when there
-    is nothing to time it on."""
+    is nothing to time it on; 0 without a time budget (nothing is priced)."""
+    if sr.budget.seconds is None:
+        return 0.0
     record = record_of(trial)
     strategy = sr.strategies.get(record.strategy)
     rates = sr.backbone_rates()

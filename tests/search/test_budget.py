@@ -186,6 +186,7 @@ def test_once_the_pick_is_known_the_final_scoring_is_priced_at_its_own_rate(fold
     study.enqueue_trial({"backbone": BACKBONE, "strategy": "feature_extraction"})
     study.enqueue_trial({"backbone": BACKBONE, "strategy": "raw_pixels"})
     runner.run_trials(study, sr, s, progress=False)
+    sr.budget = Budget.start(600)  # the last mile prices its work only under a budget
     done = {
         t.params["strategy"]: t
         for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
