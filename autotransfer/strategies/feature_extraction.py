@@ -7,6 +7,7 @@ standardised features, folded back into the model's classifier afterwards.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ class FeatureExtraction:
 
     def train(self, ctx: TrainContext) -> TrainOutcome:
         tr, va = ctx.features("train"), ctx.features("val")
+        start = time.monotonic()  # the head's own seconds: what its refit costs (features cached)
         mu = tr.features.mean(0)
         sd = tr.features.std(0) + 1e-6
         k = len(ctx.dataset.classes)
@@ -57,6 +59,11 @@ class FeatureExtraction:
             preprocessing=preprocessing(ctx, resolution=int(tr.meta.get("resolution", 0)) or None),
             val_accuracy=proba_acc,
             history=[{"val_accuracy": proba_acc}],
-            info={"epochs_run": 1, "iterations": iterations, "train_images": len(tr)},
+            info={
+                "epochs_run": 1,
+                "iterations": iterations,
+                "train_images": len(tr),
+                "train_seconds": max(0.001, round(time.monotonic() - start, 3)),
+            },
             val_proba=softmax(logits.astype(np.float64)),
         )

@@ -111,3 +111,11 @@ def test_a_resumed_fit_reserves_the_refit_of_the_best_trial_an_earlier_process_r
     _, sr = prepare(run, dataset, settings, load_plan(run))
     assert sr.pick_seconds == seconds
     assert sr.last_mile_reserve() >= seconds
+
+
+def test_a_frozen_heads_refit_is_priced_at_its_heads_seconds_not_its_features(folder, tmp_path):
+    # its refit reads the cached features: what it costs is the head's fit, which the trial
+    # times apart from the extraction that makes most of its seconds (priced at the whole
+    # trial, a one-shot head's refit on 7x the images was given up for want of 3 s)
+    result = fit_tiny(folder, tmp_path / "run", strategies=("feature_extraction",), n_trials=1)
+    assert 0 < result.best.info["train_seconds"] < result.best.seconds / 2
