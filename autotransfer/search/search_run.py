@@ -32,7 +32,7 @@ FEATURE_CHUNK = 2048  # training images per cached chunk of frozen features
 FULL_VAL_SHARE = 0.1
 # the most of the time budget kept back from the search for the refit and flip TTA. A
 # trial may take 40 % (trial_time_limit), so its refit x REFIT_MARGIN up to 48 %. At 0.2,
-# 13 of the 47 fits of benchmarks/last_mile.py at 120 s gave up a refit that needed 20-47 %
+# 13 of the 60 fits of benchmarks/last_mile.py at 120 s gave up a refit that needed 20-47 %
 # of the budget, and in each the trials that ran on after the pick were all pruned:
 # benchmarks/results/last_mile_constants_cpu.md
 LAST_MILE_SHARE = 0.4
