@@ -174,8 +174,6 @@ def test_once_the_pick_is_known_the_final_scoring_is_priced_at_its_own_rate(fold
     # timed on validation images
     # (no time budget: however slow the machine, the search runs both trials)
     s = _settings(strategies=("feature_extraction", "raw_pixels"), n_trials=2, time_budget=None)
-    ds = autotransfer.open_folder(folder)
-    images = len(ds.val) + len(ds.test)
     study, sr = _search_run(
         folder,
         tmp_path,
@@ -183,6 +181,7 @@ def test_once_the_pick_is_known_the_final_scoring_is_priced_at_its_own_rate(fold
         shortlist=[BACKBONE, OTHER],
         ranking=_ranking({BACKBONE: 1.0, OTHER: 100.0}),
     )
+    images = len(sr.dataset.val) + len(sr.dataset.test)
     study.enqueue_trial({"backbone": BACKBONE, "strategy": "feature_extraction"})
     study.enqueue_trial({"backbone": BACKBONE, "strategy": "raw_pixels"})
     runner.run_trials(study, sr, s, progress=False)
